@@ -1,0 +1,592 @@
+//! The typed run-config tree.
+//!
+//! Every struct denies unknown fields, so a typo fails loudly with its dotted path. Defaults are
+//! written once, here, as `default_*` functions; `docs/configuration.md` lists them and a test keeps
+//! the two in step.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// What redacted secrets print as, in `config check` output and anywhere else a config is shown.
+pub const REDACTED: &str = "********";
+
+/// The whole run config (`version: 2`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Format version; only `2` is understood.
+    pub version: u32,
+    /// Name of the distribution. Accepted for compatibility with Llama Stack run configs; only shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distro_name: Option<String>,
+    /// Older spelling of `distro_name`. Accepted for compatibility; only shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_name: Option<String>,
+    /// Listening address and server behaviour.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Named backends and the stores that reference them.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Providers by API (`inference`, `vector_io`, ...), each a list of entries.
+    #[serde(default)]
+    pub providers: BTreeMap<String, Vec<ProviderEntry>>,
+    /// Models registered at start-up.
+    #[serde(default)]
+    pub models: Vec<ModelEntry>,
+    /// Logging (and, later, OpenTelemetry export).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+impl RunConfig {
+    /// The resolved config as JSON, for `ferrostack config check`: PostgreSQL passwords and every
+    /// secret-looking provider setting (password, token, secret, api key, ...) show as [`REDACTED`].
+    pub fn redacted_json(&self) -> serde_json::Value {
+        serde_json::to_value(self)
+            .unwrap_or_else(|e| serde_json::Value::String(format!("the config cannot be shown: {e}")))
+    }
+}
+
+/// `server:`: where and how the HTTP server listens.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to bind. The default listens on loopback only; containers set `0.0.0.0`.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// TCP port; 0 picks a free one (tests).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// actix worker threads; absent means one per CPU core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    /// How long a graceful shutdown waits for in-flight requests, in seconds.
+    #[serde(default = "default_shutdown_timeout_seconds")]
+    pub shutdown_timeout_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: default_host(),
+            port: default_port(),
+            workers: None,
+            shutdown_timeout_seconds: default_shutdown_timeout_seconds(),
+        }
+    }
+}
+
+/// `storage:`: backends declared once by name, and stores that reference them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Named physical backends. When the whole `storage` block is absent, `kv_default` and
+    /// `sql_default` SQLite files under the ferrostack home directory are used.
+    #[serde(default)]
+    pub backends: BTreeMap<String, BackendConfig>,
+    /// Logical stores, each naming a backend.
+    #[serde(default)]
+    pub stores: StoresConfig,
+    /// True when no `storage` block was given and the built-in SQLite set-up is in use. Set by the
+    /// loader, never read from the file; it makes `--auto-migrate` the default.
+    #[serde(skip)]
+    pub builtin: bool,
+}
+
+/// The family of a backend: what kind of store may reference it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendFamily {
+    /// Key/value backends (`kv_*`).
+    Kv,
+    /// SQL backends (`sql_*`).
+    Sql,
+}
+
+impl fmt::Display for BackendFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendFamily::Kv => "kv_*",
+            BackendFamily::Sql => "sql_*",
+        })
+    }
+}
+
+/// The SQL dialect a backend speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// PostgreSQL, through deadpool-postgres.
+    Postgres,
+    /// SQLite, embedded (rusqlite, bundled).
+    Sqlite,
+}
+
+/// `storage.backends.<name>`, discriminated by `type`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BackendConfig {
+    /// Key/value store in a SQLite file.
+    KvSqlite(SqliteBackendConfig),
+    /// Key/value store in a PostgreSQL table.
+    KvPostgres(PostgresBackendConfig),
+    /// SQL stores in a SQLite file.
+    SqlSqlite(SqliteBackendConfig),
+    /// SQL stores in PostgreSQL.
+    SqlPostgres(PostgresBackendConfig),
+}
+
+impl BackendConfig {
+    /// The `type` string as written in the config.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            BackendConfig::KvSqlite(_) => "kv_sqlite",
+            BackendConfig::KvPostgres(_) => "kv_postgres",
+            BackendConfig::SqlSqlite(_) => "sql_sqlite",
+            BackendConfig::SqlPostgres(_) => "sql_postgres",
+        }
+    }
+
+    /// Which stores may reference this backend.
+    pub fn family(&self) -> BackendFamily {
+        match self {
+            BackendConfig::KvSqlite(_) | BackendConfig::KvPostgres(_) => BackendFamily::Kv,
+            BackendConfig::SqlSqlite(_) | BackendConfig::SqlPostgres(_) => BackendFamily::Sql,
+        }
+    }
+
+    /// The database engine behind it.
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            BackendConfig::KvSqlite(_) | BackendConfig::SqlSqlite(_) => Dialect::Sqlite,
+            BackendConfig::KvPostgres(_) | BackendConfig::SqlPostgres(_) => Dialect::Postgres,
+        }
+    }
+}
+
+/// A SQLite backend (`kv_sqlite`, `sql_sqlite`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteBackendConfig {
+    /// Path of the database file; a leading `~` is expanded, parent directories are created.
+    pub db_path: String,
+    /// Connections in the pool (readers; SQLite itself serialises writers).
+    #[serde(default = "default_sqlite_pool_size")]
+    pub pool_size: u32,
+    /// How long a statement waits for a lock held by another connection, in milliseconds.
+    #[serde(default = "default_sqlite_busy_timeout_ms")]
+    pub busy_timeout_ms: u64,
+    /// Accepted for compatibility; each reference sets its own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Accepted for compatibility; ferrostack checks connections before reuse anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_pre_ping: Option<bool>,
+}
+
+/// How the connection to PostgreSQL is secured. Only `disable` is served in this build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Plain TCP.
+    #[default]
+    Disable,
+    /// TLS when the server offers it.
+    Prefer,
+    /// TLS, without checking the certificate.
+    Require,
+    /// TLS, certificate checked against `ca_cert_path`.
+    VerifyCa,
+    /// TLS, certificate and host name checked.
+    VerifyFull,
+}
+
+/// A PostgreSQL backend (`kv_postgres`, `sql_postgres`).
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresBackendConfig {
+    /// Server host name or address.
+    #[serde(default = "default_pg_host")]
+    pub host: String,
+    /// Server port.
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    /// Database name.
+    #[serde(default = "default_pg_db")]
+    pub db: String,
+    /// Role to connect as.
+    pub user: String,
+    /// Password; never printed.
+    #[serde(default, serialize_with = "serialize_secret_opt", skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretString>,
+    /// TLS mode.
+    #[serde(default)]
+    pub ssl_mode: SslMode,
+    /// CA certificate for `verify-ca` / `verify-full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert_path: Option<String>,
+    /// Accepted for compatibility; must equal the migration-owned table (`kvstore`) when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_name: Option<String>,
+    /// Accepted for compatibility; each reference sets its own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Most connections the pool holds.
+    #[serde(default = "default_pg_pool_size")]
+    pub pool_size: u32,
+    /// Accepted for compatibility with SQLAlchemy-style configs; the pool never exceeds `pool_size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_overflow: Option<u32>,
+    /// Connections older than this many seconds are closed instead of reused; -1 keeps them.
+    #[serde(default = "default_pg_pool_recycle")]
+    pub pool_recycle: i64,
+    /// Check a connection with a round trip before handing it out (else only check it is open).
+    #[serde(default = "default_true")]
+    pub pool_pre_ping: bool,
+    /// How long a request waits for a free connection, in milliseconds.
+    #[serde(default = "default_pg_timeout_ms")]
+    pub wait_timeout_ms: u64,
+    /// How long opening a new connection may take, in milliseconds.
+    #[serde(default = "default_pg_timeout_ms")]
+    pub create_timeout_ms: u64,
+}
+
+impl fmt::Debug for PostgresBackendConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresBackendConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("db", &self.db)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ca_cert_path", &self.ca_cert_path)
+            .field("table_name", &self.table_name)
+            .field("pool_size", &self.pool_size)
+            .field("pool_recycle", &self.pool_recycle)
+            .field("pool_pre_ping", &self.pool_pre_ping)
+            .field("wait_timeout_ms", &self.wait_timeout_ms)
+            .field("create_timeout_ms", &self.create_timeout_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresBackendConfig {
+    /// The password, for the one place that connects.
+    pub fn password_secret(&self) -> Option<&str> {
+        self.password.as_ref().map(|p| p.expose_secret())
+    }
+}
+
+/// `storage.stores`: each store names a backend. Absent keys take the defaults of the reference;
+/// an explicit `null` turns the store off (except `metadata`, which is required).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoresConfig {
+    /// Registry of models and other resources (KV).
+    #[serde(default = "default_metadata_store")]
+    pub metadata: Option<KvStoreRef>,
+    /// Stored chat completions (SQL, with a write queue).
+    #[serde(default = "default_inference_store")]
+    pub inference: Option<InferenceStoreConfig>,
+    /// Conversations and their items (SQL).
+    #[serde(default = "default_conversations_store")]
+    pub conversations: Option<SqlStoreRef>,
+    /// Stored responses (SQL, with a write queue); off unless configured.
+    #[serde(default)]
+    pub responses: Option<InferenceStoreConfig>,
+    /// Prompt templates (KV).
+    #[serde(default = "default_prompts_store")]
+    pub prompts: Option<KvStoreRef>,
+    /// Connector registry (KV).
+    #[serde(default = "default_connectors_store")]
+    pub connectors: Option<KvStoreRef>,
+}
+
+impl Default for StoresConfig {
+    fn default() -> Self {
+        Self {
+            metadata: default_metadata_store(),
+            inference: default_inference_store(),
+            conversations: default_conversations_store(),
+            responses: None,
+            prompts: default_prompts_store(),
+            connectors: default_connectors_store(),
+        }
+    }
+}
+
+/// A reference to a KV backend with a key namespace (`{backend, namespace}`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KvStoreRef {
+    /// Name of a `kv_*` backend.
+    pub backend: String,
+    /// Prefix of every key (`<namespace>:<key>`).
+    pub namespace: String,
+}
+
+/// A reference to a SQL backend (`{backend, table_name}`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SqlStoreRef {
+    /// Name of a `sql_*` backend.
+    pub backend: String,
+    /// Accepted for compatibility; must equal the migration-owned table name when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_name: Option<String>,
+}
+
+/// A SQL store with a write queue (`inference`, `responses`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceStoreConfig {
+    /// Name of a `sql_*` backend.
+    pub backend: String,
+    /// Accepted for compatibility; must equal the migration-owned table name when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_name: Option<String>,
+    /// Rows the write queue holds before requests wait for room.
+    #[serde(default = "default_max_write_queue_size")]
+    pub max_write_queue_size: usize,
+    /// Concurrent batch writers.
+    #[serde(default = "default_num_writers")]
+    pub num_writers: usize,
+}
+
+/// One provider entry under `providers.<api>`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderEntry {
+    /// Unique id within its API.
+    pub provider_id: String,
+    /// Implementation, e.g. `remote::vllm`.
+    pub provider_type: String,
+    /// Provider-specific settings; backend references inside are validated.
+    #[serde(default)]
+    pub config: ProviderSettings,
+    /// Accepted for compatibility (external provider module); unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+}
+
+/// A provider's free-form `config` block. Debug and Serialize redact values whose key looks like a
+/// secret (password, token, secret, api key), because these blocks hold API keys.
+#[derive(Clone, Default, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct ProviderSettings(pub serde_json::Value);
+
+impl ProviderSettings {
+    /// The settings with every secret-looking value replaced by [`REDACTED`].
+    pub fn redacted(&self) -> serde_json::Value {
+        redact_value(&self.0)
+    }
+}
+
+impl fmt::Debug for ProviderSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.redacted())
+    }
+}
+
+impl Serialize for ProviderSettings {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.redacted().serialize(serializer)
+    }
+}
+
+/// Whether a config key names a secret (`password`, `api_token`, `client_secret`, `api_key`, ...).
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "passwd", "token", "secret", "api_key", "apikey", "credential", "private_key"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
+fn redact_value(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_key(k) && !v.is_null() {
+                        serde_json::Value::String(REDACTED.to_owned())
+                    } else {
+                        redact_value(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(redact_value).collect()),
+        other => other.clone(),
+    }
+}
+
+/// One entry of `models:`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// The id clients send in `model`.
+    pub model_id: String,
+    /// An inference provider's `provider_id`.
+    pub provider_id: String,
+    /// The name the provider knows the model by; defaults to `model_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_model_id: Option<String>,
+    /// `llm` or `embedding`.
+    #[serde(default)]
+    pub model_type: ModelType,
+    /// Free-form metadata shown on `/v1/models`.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Kind of model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelType {
+    /// Chat / completion model.
+    #[default]
+    Llm,
+    /// Embedding model.
+    Embedding,
+}
+
+/// `telemetry:`: logging now; OpenTelemetry export is added by the telemetry work.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Default log filter (`RUST_LOG` overrides it), e.g. `info` or `ferrostack=debug,info`.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// `pretty` for people, `json` for log collectors.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self { log_level: default_log_level(), log_format: LogFormat::default() }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+fn serialize_secret_opt<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str(REDACTED),
+        None => s.serialize_none(),
+    }
+}
+
+// ---- defaults (docs/configuration.md lists each one) ----
+
+/// Default bind address.
+pub fn default_host() -> String {
+    "127.0.0.1".to_owned()
+}
+/// Default port.
+pub fn default_port() -> u16 {
+    8321
+}
+/// Default graceful-shutdown timeout.
+pub fn default_shutdown_timeout_seconds() -> u64 {
+    30
+}
+/// Default SQLite pool size.
+pub fn default_sqlite_pool_size() -> u32 {
+    4
+}
+/// Default SQLite busy timeout.
+pub fn default_sqlite_busy_timeout_ms() -> u64 {
+    5_000
+}
+/// Default PostgreSQL host.
+pub fn default_pg_host() -> String {
+    "localhost".to_owned()
+}
+/// Default PostgreSQL port.
+pub fn default_pg_port() -> u16 {
+    5432
+}
+/// Default PostgreSQL database.
+pub fn default_pg_db() -> String {
+    "ferrostack".to_owned()
+}
+/// Default PostgreSQL pool size.
+pub fn default_pg_pool_size() -> u32 {
+    10
+}
+/// Default connection recycle age (-1: never).
+pub fn default_pg_pool_recycle() -> i64 {
+    -1
+}
+/// Default pool wait / connection create timeout.
+pub fn default_pg_timeout_ms() -> u64 {
+    5_000
+}
+fn default_true() -> bool {
+    true
+}
+/// Default write-queue capacity.
+pub fn default_max_write_queue_size() -> usize {
+    10_000
+}
+/// Default number of batch writers.
+pub fn default_num_writers() -> usize {
+    4
+}
+/// Default log filter.
+pub fn default_log_level() -> String {
+    "info".to_owned()
+}
+/// Name of the built-in KV backend.
+pub const DEFAULT_KV_BACKEND: &str = "kv_default";
+/// Name of the built-in SQL backend.
+pub const DEFAULT_SQL_BACKEND: &str = "sql_default";
+
+fn default_metadata_store() -> Option<KvStoreRef> {
+    Some(KvStoreRef { backend: DEFAULT_KV_BACKEND.to_owned(), namespace: "registry".to_owned() })
+}
+fn default_prompts_store() -> Option<KvStoreRef> {
+    Some(KvStoreRef { backend: DEFAULT_KV_BACKEND.to_owned(), namespace: "prompts".to_owned() })
+}
+fn default_connectors_store() -> Option<KvStoreRef> {
+    Some(KvStoreRef { backend: DEFAULT_KV_BACKEND.to_owned(), namespace: "connectors".to_owned() })
+}
+fn default_inference_store() -> Option<InferenceStoreConfig> {
+    Some(InferenceStoreConfig {
+        backend: DEFAULT_SQL_BACKEND.to_owned(),
+        table_name: None,
+        max_write_queue_size: default_max_write_queue_size(),
+        num_writers: default_num_writers(),
+    })
+}
+fn default_conversations_store() -> Option<SqlStoreRef> {
+    Some(SqlStoreRef { backend: DEFAULT_SQL_BACKEND.to_owned(), table_name: None })
+}
+
+/// Table names owned by migrations. A store's `table_name`, when given, must equal these.
+pub mod tables {
+    /// The KV table, on every KV backend.
+    pub const KVSTORE: &str = "kvstore";
+    /// Stored chat completions.
+    pub const INFERENCE: &str = "inference_store";
+    /// Conversations.
+    pub const CONVERSATIONS: &str = "openai_conversations";
+    /// Stored responses.
+    pub const RESPONSES: &str = "openai_responses";
+}

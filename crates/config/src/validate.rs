@@ -1,0 +1,364 @@
+//! Checks on the typed config, before any I/O. Every problem is collected, none stops the others.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Display;
+use std::ops::RangeInclusive;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde_json::Value;
+
+use crate::error::Problem;
+use crate::load::Warning;
+use crate::model::{
+    BackendConfig, BackendFamily, InferenceStoreConfig, KvStoreRef, PostgresBackendConfig, RunConfig, SqlStoreRef,
+    SqliteBackendConfig, SslMode, tables,
+};
+use crate::paths::{join, join_index};
+
+/// Provider types ferrostack serves, as `(api, provider_type)`. Entries of other types are accepted
+/// with a warning (their backend references are still checked). Inference providers are added
+/// here as they land.
+pub const SERVED_PROVIDER_TYPES: &[(&str, &str)] = &[];
+
+/// The only config format version ferrostack reads.
+const VERSION: u32 = 2;
+
+static BACKEND_NAME: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_.-]+$").ok());
+
+/// Problems and warnings of a typed config.
+pub(crate) fn validate(config: &RunConfig) -> (Vec<Problem>, Vec<Warning>) {
+    let mut v = Validator { config, problems: Vec::new(), warnings: Vec::new() };
+    v.version();
+    v.server();
+    v.backends();
+    v.stores();
+    v.providers();
+    v.models();
+    (v.problems, v.warnings)
+}
+
+struct Validator<'a> {
+    config: &'a RunConfig,
+    problems: Vec<Problem>,
+    warnings: Vec<Warning>,
+}
+
+impl<'a> Validator<'a> {
+    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem::new(path, message));
+    }
+
+    fn range<T: PartialOrd + Display>(&mut self, path: &str, value: T, range: RangeInclusive<T>, unit: &str) {
+        if !range.contains(&value) {
+            let unit = if unit.is_empty() { String::new() } else { format!(" {unit}") };
+            let message = format!("must be between {} and {}{unit}, got {value}", range.start(), range.end());
+            self.problem(path, message);
+        }
+    }
+
+    fn non_empty(&mut self, path: &str, value: &str) {
+        if value.trim().is_empty() {
+            self.problem(path, "must not be empty");
+        }
+    }
+
+    fn version(&mut self) {
+        if self.config.version != VERSION {
+            let message = format!(
+                "unsupported version {}; ferrostack reads run configs of version {VERSION}",
+                self.config.version
+            );
+            self.problem("version", message);
+        }
+    }
+
+    fn server(&mut self) {
+        let s = &self.config.server;
+        self.non_empty("server.host", &s.host);
+        if let Some(w) = s.workers {
+            self.range("server.workers", w, 1..=1024, "");
+        }
+        self.range("server.shutdown_timeout_seconds", s.shutdown_timeout_seconds, 0..=3600, "seconds");
+    }
+
+    fn backends(&mut self) {
+        let config = self.config;
+        for (name, backend) in &config.storage.backends {
+            let path = backend_path(name);
+            let name_ok = BACKEND_NAME.as_ref().is_none_or(|re| re.is_match(name));
+            if !name_ok {
+                self.problem(
+                    path.clone(),
+                    "backend names are made of letters, digits, '_', '.' and '-', and are not empty",
+                );
+            }
+            match backend {
+                BackendConfig::KvSqlite(c) | BackendConfig::SqlSqlite(c) => self.sqlite(&path, c),
+                BackendConfig::KvPostgres(c) => {
+                    self.postgres(&path, c);
+                    if let Some(t) = &c.table_name
+                        && t != tables::KVSTORE
+                    {
+                        let message = format!(
+                            "table names are owned by migrations: the KV table is '{}'; remove table_name or set it to '{}' (got '{t}')",
+                            tables::KVSTORE,
+                            tables::KVSTORE
+                        );
+                        self.problem(join(&path, "table_name"), message);
+                    }
+                }
+                BackendConfig::SqlPostgres(c) => {
+                    self.postgres(&path, c);
+                    if c.table_name.is_some() {
+                        self.warnings.push(Warning {
+                            path: join(&path, "table_name"),
+                            rest: ": ignored on sql_postgres backends; each store's table is owned by migrations"
+                                .to_owned(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn sqlite(&mut self, path: &str, c: &SqliteBackendConfig) {
+        self.non_empty(&join(path, "db_path"), &c.db_path);
+        self.range(&join(path, "pool_size"), c.pool_size, 1..=64, "");
+        self.range(&join(path, "busy_timeout_ms"), c.busy_timeout_ms, 0..=600_000, "ms");
+    }
+
+    fn postgres(&mut self, path: &str, c: &PostgresBackendConfig) {
+        self.non_empty(&join(path, "host"), &c.host);
+        self.non_empty(&join(path, "user"), &c.user);
+        self.non_empty(&join(path, "db"), &c.db);
+        match c.ssl_mode {
+            SslMode::Disable | SslMode::Prefer => {
+                if c.ca_cert_path.is_some() {
+                    self.problem(
+                        join(path, "ca_cert_path"),
+                        "only used with ssl_mode verify-ca or verify-full, and TLS to PostgreSQL is not available in this build",
+                    );
+                }
+            }
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => self.problem(
+                join(path, "ssl_mode"),
+                "TLS to PostgreSQL is not available in this build; use disable, or prefer (which connects without TLS)",
+            ),
+        }
+        self.range(&join(path, "port"), c.port, 1..=65535, "");
+        self.range(&join(path, "pool_size"), c.pool_size, 1..=1000, "");
+        self.range(&join(path, "wait_timeout_ms"), c.wait_timeout_ms, 1..=600_000, "ms");
+        self.range(&join(path, "create_timeout_ms"), c.create_timeout_ms, 1..=600_000, "ms");
+        if c.pool_recycle != -1 && !(1..=31_536_000).contains(&c.pool_recycle) {
+            let message =
+                format!("must be -1 (keep connections) or between 1 and 31536000 seconds, got {}", c.pool_recycle);
+            self.problem(join(path, "pool_recycle"), message);
+        }
+    }
+
+    fn stores(&mut self) {
+        let config = self.config;
+        let stores = &config.storage.stores;
+        match &stores.metadata {
+            Some(r) => self.kv_store("metadata", r),
+            None => self.problem("storage.stores.metadata", "the metadata store is required and needs a kv_* backend"),
+        }
+        if let Some(r) = &stores.inference {
+            self.queued_store("inference", r, tables::INFERENCE);
+        }
+        if let Some(r) = &stores.conversations {
+            self.sql_store("conversations", r, tables::CONVERSATIONS);
+        }
+        if let Some(r) = &stores.responses {
+            self.queued_store("responses", r, tables::RESPONSES);
+        }
+        if let Some(r) = &stores.prompts {
+            self.kv_store("prompts", r);
+        }
+        if let Some(r) = &stores.connectors {
+            self.kv_store("connectors", r);
+        }
+    }
+
+    fn kv_store(&mut self, store: &str, r: &KvStoreRef) {
+        let path = format!("storage.stores.{store}");
+        self.store_backend(store, &join(&path, "backend"), &r.backend, BackendFamily::Kv);
+    }
+
+    fn sql_store(&mut self, store: &str, r: &SqlStoreRef, table: &str) {
+        let path = format!("storage.stores.{store}");
+        self.store_backend(store, &join(&path, "backend"), &r.backend, BackendFamily::Sql);
+        self.table_name(store, &path, r.table_name.as_deref(), table);
+    }
+
+    fn queued_store(&mut self, store: &str, r: &InferenceStoreConfig, table: &str) {
+        let path = format!("storage.stores.{store}");
+        self.store_backend(store, &join(&path, "backend"), &r.backend, BackendFamily::Sql);
+        self.table_name(store, &path, r.table_name.as_deref(), table);
+        self.range(&join(&path, "max_write_queue_size"), r.max_write_queue_size, 1..=1_000_000, "");
+        self.range(&join(&path, "num_writers"), r.num_writers, 1..=64, "");
+    }
+
+    fn table_name(&mut self, store: &str, path: &str, given: Option<&str>, owned: &str) {
+        if let Some(t) = given
+            && t != owned
+        {
+            let message = format!(
+                "table names are owned by migrations: store '{store}' uses table '{owned}'; remove table_name or set it to '{owned}' (got '{t}')"
+            );
+            self.problem(join(path, "table_name"), message);
+        }
+    }
+
+    /// A store's backend: it must exist and be of the store's family.
+    fn store_backend(&mut self, store: &str, path: &str, name: &str, family: BackendFamily) {
+        if let Some(b) = self.backend(path, name)
+            && b.family() != family
+        {
+            let message = format!("store '{store}' needs a {family} backend, but '{name}' is {}", b.type_name());
+            self.problem(path, message);
+        }
+    }
+
+    /// The named backend, or a problem at `path` listing those that exist.
+    fn backend(&mut self, path: &str, name: &str) -> Option<&'a BackendConfig> {
+        let config = self.config;
+        let backends = &config.storage.backends;
+        match backends.get(name) {
+            Some(b) => Some(b),
+            None => {
+                let message = if backends.is_empty() {
+                    format!("unknown backend '{name}'; no backends are defined (storage.backends is empty)")
+                } else {
+                    let names: Vec<&str> = backends.keys().map(String::as_str).collect();
+                    format!("unknown backend '{name}'; backends defined: {}", names.join(", "))
+                };
+                self.problems.push(Problem::new(path, message));
+                None
+            }
+        }
+    }
+
+    fn providers(&mut self) {
+        let config = self.config;
+        for (api, entries) in &config.providers {
+            let mut seen: HashMap<&str, usize> = HashMap::new();
+            for (i, entry) in entries.iter().enumerate() {
+                let path = join_index(&join("providers", api), i);
+                let id = entry.provider_id.as_str();
+                if id.trim().is_empty() {
+                    self.problem(join(&path, "provider_id"), "must not be empty");
+                } else if let Some(first) = seen.get(id) {
+                    let message = format!(
+                        "duplicate provider_id '{id}' (also providers.{api}[{first}]); ids are unique within an API"
+                    );
+                    self.problem(join(&path, "provider_id"), message);
+                } else {
+                    seen.insert(id, i);
+                }
+                if entry.provider_type.trim().is_empty() {
+                    self.problem(join(&path, "provider_type"), "must not be empty");
+                } else if !SERVED_PROVIDER_TYPES.contains(&(api.as_str(), entry.provider_type.as_str())) {
+                    self.warnings.push(Warning {
+                        path: path.clone(),
+                        rest: format!(
+                            " ({id}): provider type {} is not served by ferrostack; the entry is accepted and its backend references are checked",
+                            entry.provider_type
+                        ),
+                    });
+                }
+                self.references(&join(&path, "config"), &entry.config.0);
+            }
+        }
+    }
+
+    /// Backend references anywhere in a provider's config: any map with a string `backend`. With
+    /// a `namespace` it is a KV reference, with a `table_name` a SQL one, else any family will do.
+    fn references(&mut self, path: &str, v: &Value) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(name)) = map.get("backend") {
+                    let family = if map.contains_key("namespace") {
+                        Some((BackendFamily::Kv, "namespace"))
+                    } else if map.contains_key("table_name") {
+                        Some((BackendFamily::Sql, "table_name"))
+                    } else {
+                        None
+                    };
+                    let at = join(path, "backend");
+                    if let Some(b) = self.backend(&at, name)
+                        && let Some((family, key)) = family
+                        && b.family() != family
+                    {
+                        let message = format!(
+                            "this reference needs a {family} backend (it has a {key}), but '{name}' is {}",
+                            b.type_name()
+                        );
+                        self.problem(at, message);
+                    }
+                }
+                for (k, child) in map {
+                    self.references(&join(path, k), child);
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    self.references(&join_index(path, i), child);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn models(&mut self) {
+        let config = self.config;
+        let inference: Vec<&str> = config
+            .providers
+            .get("inference")
+            .map(|entries| entries.iter().map(|e| e.provider_id.as_str()).filter(|id| !id.trim().is_empty()).collect())
+            .unwrap_or_default();
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, m) in config.models.iter().enumerate() {
+            let path = join_index("models", i);
+            let id = m.model_id.as_str();
+            if id.trim().is_empty() {
+                self.problem(join(&path, "model_id"), "must not be empty");
+            } else if let Some(first) = seen.get(id) {
+                let message = format!("duplicate model_id '{id}' (also models[{first}])");
+                self.problem(join(&path, "model_id"), message);
+            } else {
+                seen.insert(id, i);
+            }
+            if !inference.contains(&m.provider_id.as_str()) {
+                let message = if inference.is_empty() {
+                    format!(
+                        "unknown provider '{}'; no inference providers are defined (providers.inference)",
+                        m.provider_id
+                    )
+                } else {
+                    let mut ids = inference.clone();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    format!("unknown provider '{}'; inference providers defined: {}", m.provider_id, ids.join(", "))
+                };
+                self.problem(join(&path, "provider_id"), message);
+            }
+        }
+    }
+}
+
+/// `storage.backends.<name>`, with an empty name shown as `""`.
+fn backend_path(name: &str) -> String {
+    if name.is_empty() { "storage.backends.\"\"".to_owned() } else { join("storage.backends", name) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_name_pattern_compiles() {
+        assert!(BACKEND_NAME.is_some());
+    }
+}

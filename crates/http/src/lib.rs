@@ -1,0 +1,92 @@
+//! ferrostack's HTTP surface: the actix-web app. Handlers only map requests to domain calls and
+//! results to responses; every error leaves in the one shape of [`ApiError`].
+
+mod error;
+mod routes;
+
+use actix_web::dev::ServiceResponse;
+use actix_web::http::header;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use ferrostack_catalog::Catalog;
+
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Storage backends, opened once.
+    pub catalog: Catalog,
+    /// The version reported by `/v1/version`.
+    pub version: &'static str,
+}
+
+/// Largest JSON body accepted, in bytes; larger bodies get 413.
+pub const MAX_JSON_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Register ferrostack's routes and error handling on an actix `App`.
+pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(web::Data::new(state))
+            .app_data(web::JsonConfig::default().limit(MAX_JSON_BODY_BYTES).error_handler(json_error))
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .app_data(web::PathConfig::default().error_handler(path_error))
+            .route("/v1/health", web::get().to(routes::health::health))
+            .route("/v1/version", web::get().to(routes::health::version))
+            .route("/readyz", web::get().to(routes::health::readyz))
+            .default_service(web::to(not_found));
+    }
+}
+
+/// Middleware that rewrites actix's own bodiless error responses (e.g. 405 from a route guard)
+/// into the one error shape. Wrap the `App` with it.
+pub fn error_shape() -> ErrorHandlers<actix_web::body::BoxBody> {
+    ErrorHandlers::new().default_handler(|res: ServiceResponse| {
+        let has_json = res
+            .response()
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if has_json {
+            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        }
+        let status = res.status();
+        let message = status.canonical_reason().unwrap_or("error").to_owned();
+        let err = match status.as_u16() {
+            404 => ApiError::not_found(message),
+            405 => ApiError::method_not_allowed(message),
+            413 => ApiError::payload_too_large(message),
+            s if s >= 500 => ApiError::internal(&message),
+            _ => ApiError::invalid_request(message, None),
+        };
+        let (req, _) = res.into_parts();
+        let res = ServiceResponse::new(req, err.error_response());
+        Ok(ErrorHandlerResponse::Response(res.map_into_right_body()))
+    })
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!("no route for {} {}", req.method(), req.path())))
+}
+
+fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    match err {
+        E::OverflowKnownLength { length, limit } => {
+            ApiError::payload_too_large(format!("request body is {length} bytes; the limit is {limit}")).into()
+        }
+        E::Overflow { limit } => {
+            ApiError::payload_too_large(format!("request body is larger than the limit of {limit} bytes")).into()
+        }
+        E::ContentType => ApiError::invalid_request("request body must be JSON (content-type: application/json)", None).into(),
+        other => ApiError::invalid_request(format!("invalid JSON body: {other}"), None).into(),
+    }
+}
+
+fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::invalid_request(format!("invalid query string: {err}"), None).into()
+}
+
+fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::invalid_request(format!("invalid path: {err}"), None).into()
+}

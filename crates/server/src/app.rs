@@ -1,0 +1,107 @@
+//! The server as a library: build it from a config, run it until a cancellation token fires, shut
+//! it down in order. Tests embed it exactly as `ferrostack serve` runs it.
+
+use std::net::SocketAddr;
+
+use actix_web::{App, HttpServer};
+use anyhow::Context;
+use ferrostack_catalog::Catalog;
+use ferrostack_config::RunConfig;
+use ferrostack_http::AppState;
+use tokio_util::sync::CancellationToken;
+
+use crate::migrate;
+
+/// Start-up choices that do not belong in the run config.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Apply pending migrations instead of refusing to start. Always on for the built-in SQLite
+    /// set-up.
+    pub auto_migrate: bool,
+}
+
+/// A built server, bound and ready to run.
+#[derive(Debug)]
+pub struct Application {
+    server: actix_web::dev::Server,
+    addr: SocketAddr,
+    catalog: Catalog,
+}
+
+impl Application {
+    /// Open every backend, check (or apply) the schema, and bind the listener.
+    pub async fn build(config: &RunConfig, options: &ServeOptions) -> anyhow::Result<Self> {
+        let catalog = Catalog::open(&config.storage).await.context("cannot open storage backends")?;
+        let auto_migrate = options.auto_migrate || config.storage.builtin;
+        migrate::ensure_current(&catalog, config, auto_migrate).await?;
+
+        let state = AppState { catalog: catalog.clone(), version: env!("CARGO_PKG_VERSION") };
+        let mut server = HttpServer::new(move || {
+            App::new().wrap(ferrostack_http::error_shape()).configure(ferrostack_http::configure(state.clone()))
+        })
+        // Signals are handled once, by the caller's cancellation token (see `run_until`).
+        .disable_signals()
+        .shutdown_timeout(config.server.shutdown_timeout_seconds);
+        if let Some(workers) = config.server.workers {
+            server = server.workers(workers);
+        }
+        let (host, port) = (config.server.host.as_str(), config.server.port);
+        let server = server.bind((host, port)).with_context(|| format!("cannot listen on {host}:{port}"))?;
+        let addr = server
+            .addrs()
+            .first()
+            .copied()
+            .with_context(|| format!("listening on {host}:{port} gave no address"))?;
+        let server = server.run();
+        Ok(Self { server, addr, catalog })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serve until `shutdown` is cancelled, then shut down in order.
+    pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Self { server, addr, catalog } = self;
+        tracing::info!(%addr, "ferrostack listening on http://{addr}");
+        let handle = server.handle();
+        let mut serving = tokio::spawn(server);
+        let early = tokio::select! {
+            res = &mut serving => Some(res),
+            () = shutdown.cancelled() => None,
+        };
+        let served = match early {
+            Some(res) => res,
+            None => {
+                // Shutdown order:
+                // 1. stop accepting connections and let in-flight requests finish, bounded by
+                //    server.shutdown_timeout_seconds;
+                tracing::info!("shutting down: draining in-flight requests");
+                handle.stop(true).await;
+                serving.await
+            }
+        };
+        // 2. (the inference store's write queue drains here, once it exists);
+        // 3. close the storage pools, now that no request can use them.
+        catalog.close().await;
+        tracing::info!("ferrostack stopped");
+        served.context("server task failed")?.context("server failed")
+    }
+}
+
+/// Cancel `token` on the first SIGINT or SIGTERM.
+pub fn cancel_on_signals(token: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "signal received; shutting down");
+        token.cancel();
+    });
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! The `ferrostack` binary as a library, so tests and tools embed exactly what `main` runs.
+
+mod app;
+pub mod cli;
+mod logging;
+mod migrate;
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use ferrostack_catalog::Catalog;
+use ferrostack_config::{Env, Loaded};
+use tokio_util::sync::CancellationToken;
+
+pub use app::{Application, ServeOptions, cancel_on_signals};
+use cli::{Cli, Command, ConfigCommand};
+
+/// Exit code for an invalid run config (anything else that fails exits with 1).
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Run one CLI command to completion.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let env = Env::process();
+    match cli.command {
+        Command::Serve(args) => {
+            let Loaded { mut config, warnings } = load(args.config.as_deref(), &env)?;
+            if let Some(host) = args.host {
+                config.server.host = host;
+            }
+            if let Some(port) = args.port {
+                config.server.port = port;
+            }
+            logging::init(&config.telemetry)?;
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            let shutdown = CancellationToken::new();
+            cancel_on_signals(shutdown.clone())?;
+            let options = ServeOptions { auto_migrate: args.auto_migrate };
+            Application::build(&config, &options).await?.run_until(shutdown).await
+        }
+        Command::Migrate(args) => {
+            let Loaded { config, warnings } = load(args.config.as_deref(), &env)?;
+            logging::init(&config.telemetry)?;
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            let catalog = Catalog::open(&config.storage).await.context("cannot open storage backends")?;
+            let mut out = std::io::stdout().lock();
+            let result = if args.status {
+                migrate::status(&catalog, &config, &mut out).await
+            } else {
+                migrate::apply(&catalog, &config, &mut out).await
+            };
+            catalog.close().await;
+            result
+        }
+        Command::Config { command: ConfigCommand::Check { file } } => {
+            let Loaded { config, warnings } = load(Some(&file), &env)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "# {}: valid", file.display())?;
+            for w in warnings {
+                writeln!(out, "# warning: {w}")?;
+            }
+            writeln!(out, "{}", serde_json::to_string_pretty(&config.redacted_json())?)?;
+            Ok(())
+        }
+    }
+}
+
+fn load(path: Option<&Path>, env: &Env) -> anyhow::Result<Loaded> {
+    Ok(match path {
+        Some(p) => ferrostack_config::load_file(p, env)?,
+        None => ferrostack_config::load_default(env)?,
+    })
+}
+
+/// The process exit code for an error returned by [`run`].
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<ferrostack_config::ConfigError>().is_some() { EXIT_CONFIG } else { 1 }
+}

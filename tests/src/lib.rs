@@ -1,0 +1,157 @@
+//! Helpers for ferrostack's end-to-end tests: build a run config through the real loader, start
+//! the real server in-process on port 0, and talk to it over real HTTP.
+
+use std::net::SocketAddr;
+
+use ferrostack::{Application, ServeOptions};
+use ferrostack_config::{Env, RunConfig};
+use ferrostack_testkit::TestDatabase;
+use tokio_util::sync::CancellationToken;
+
+/// Load a YAML run config through the real loader, with the given environment.
+pub fn config_from_yaml(yaml: &str, env: &[(&str, &str)]) -> RunConfig {
+    let env = Env::from_pairs(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    match ferrostack_config::load_str(yaml, &env) {
+        Ok(loaded) => loaded.config,
+        Err(e) => panic!("test config does not load: {e}\n---\n{yaml}"),
+    }
+}
+
+/// The built-in set-up (no config file): SQLite files under `home`.
+pub fn builtin_config(home: &std::path::Path) -> RunConfig {
+    let env = Env::from_pairs([("FERROSTACK_HOME".to_owned(), home.display().to_string())]);
+    let mut config = match ferrostack_config::load_default(&env) {
+        Ok(loaded) => loaded.config,
+        Err(e) => panic!("built-in config does not load: {e}"),
+    };
+    test_server_settings(&mut config);
+    config
+}
+
+/// A config whose KV and SQL backends both live in `db` (one pool each).
+pub fn postgres_config(db: &TestDatabase) -> RunConfig {
+    let server = db.server();
+    let password = server.password().map(|p| format!("      password: {p}\n")).unwrap_or_default();
+    let backend = |ty: &str| {
+        format!(
+            "    {ty}:\n      type: {ty}\n      host: {}\n      port: {}\n      db: {}\n      user: {}\n{password}      pool_size: 4\n      wait_timeout_ms: 2000\n      create_timeout_ms: 2000\n",
+            server.host(),
+            server.port(),
+            db.name(),
+            server.user()
+        )
+    };
+    let yaml = format!(
+        "version: 2\nstorage:\n  backends:\n{}{}  stores:\n    metadata: {{ backend: kv_postgres, namespace: registry }}\n    prompts: {{ backend: kv_postgres, namespace: prompts }}\n    connectors: {{ backend: kv_postgres, namespace: connectors }}\n    inference: {{ backend: sql_postgres }}\n    conversations: {{ backend: sql_postgres }}\n",
+        backend("kv_postgres"),
+        backend("sql_postgres"),
+    );
+    let mut config = config_from_yaml(&yaml, &[]);
+    test_server_settings(&mut config);
+    config
+}
+
+fn test_server_settings(config: &mut RunConfig) {
+    config.server.host = "127.0.0.1".to_owned();
+    config.server.port = 0;
+    config.server.workers = Some(2);
+    config.server.shutdown_timeout_seconds = 5;
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// A plain HTTP client.
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow_free::Result>>,
+}
+
+mod anyhow_free {
+    /// What the server task returns, as text so this crate needs no anyhow.
+    pub type Result = std::result::Result<(), String>;
+}
+
+impl TestApp {
+    /// Build and start the server; panics with the start-up error if it does not start.
+    pub async fn spawn(config: &RunConfig, options: ServeOptions) -> TestApp {
+        match Self::try_spawn(config, options).await {
+            Ok(app) => app,
+            Err(e) => panic!("server did not start: {e}"),
+        }
+    }
+
+    /// Build and start the server, returning the start-up error (with its causes) as text.
+    pub async fn try_spawn(config: &RunConfig, options: ServeOptions) -> Result<TestApp, String> {
+        let app = Application::build(config, &options).await.map_err(|e| format!("{e:#}"))?;
+        let addr = app.local_addr();
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move { app.run_until(token).await.map_err(|e| format!("{e:#}")) });
+        Ok(TestApp {
+            base: format!("http://{addr}"),
+            addr,
+            http: reqwest::Client::new(),
+            shutdown,
+            task: Some(task),
+        })
+    }
+
+    /// GET a path; returns the status and the body as JSON (Null when the body is not JSON).
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let res = self.http.get(format!("{}{path}", self.base)).send().await;
+        let res = res.unwrap_or_else(|e| panic!("GET {path} failed: {e}"));
+        let status = res.status().as_u16();
+        let body = res.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// Send a request with a method and an optional raw body.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b.to_owned());
+        }
+        let res = req.send().await.unwrap_or_else(|e| panic!("{method} {path} failed: {e}"));
+        let status = res.status().as_u16();
+        let body = res.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// Cancel the server and wait for its orderly shutdown; returns what `run_until` returned.
+    pub async fn stop(mut self) -> Result<(), String> {
+        self.shutdown.cancel();
+        match self.task.take() {
+            Some(task) => task.await.map_err(|e| format!("server task panicked: {e}"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Poll `f` until it returns `Some`, up to `timeout`; panics naming `what` when it never does.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: std::time::Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
