@@ -1,0 +1,259 @@
+//! One opened backend: its description, its dialect and its one pool.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Hook, HookError, ManagerConfig, RecyclingMethod, Runtime};
+use ferrostack_config::{BackendConfig, BackendFamily, Dialect, PostgresBackendConfig, SqliteBackendConfig, SslMode};
+use tokio_postgres::NoTls;
+
+use crate::error::{BackendDescription, Cause, Error};
+use crate::sqlite::{SqlitePool, SqliteSettings};
+
+/// The `application_name` every ferrostack connection reports to PostgreSQL (visible in
+/// `pg_stat_activity`).
+pub const APPLICATION_NAME: &str = "ferrostack";
+
+/// A snapshot of a backend's pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Most connections the pool will hold (`pool_size`).
+    pub max_size: usize,
+    /// Connections open now, idle or in use.
+    pub size: usize,
+    /// Idle connections ready to be handed out.
+    pub available: usize,
+    /// Requests waiting for a connection.
+    pub waiting: usize,
+}
+
+/// One configured backend, opened.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    pub(crate) desc: Arc<BackendDescription>,
+    pub(crate) family: BackendFamily,
+    pub(crate) dialect: Dialect,
+    pub(crate) pool: Pool,
+}
+
+/// The pool of a backend, by engine.
+#[derive(Debug)]
+pub(crate) enum Pool {
+    Postgres(Box<PgPool>),
+    Sqlite(SqlitePool, Arc<SqliteSettings>),
+}
+
+impl Backend {
+    /// Set the backend up. PostgreSQL connects lazily (on first use); SQLite creates the file
+    /// and its directory now, so a bad path fails at start-up.
+    pub(crate) async fn open(name: &str, config: &BackendConfig) -> Result<Backend, Error> {
+        let type_name = config.type_name();
+        match config {
+            BackendConfig::KvPostgres(pg) | BackendConfig::SqlPostgres(pg) => {
+                let desc = Arc::new(BackendDescription {
+                    name: name.to_owned(),
+                    type_name,
+                    location: format!("{}:{}/{}", pg.host, pg.port, pg.db),
+                });
+                let pool = PgPool::new(pg, Arc::clone(&desc))?;
+                Ok(Backend {
+                    desc,
+                    family: config.family(),
+                    dialect: Dialect::Postgres,
+                    pool: Pool::Postgres(Box::new(pool)),
+                })
+            }
+            BackendConfig::KvSqlite(sqlite) | BackendConfig::SqlSqlite(sqlite) => {
+                let path = expand_home(&sqlite.db_path);
+                let desc = Arc::new(BackendDescription {
+                    name: name.to_owned(),
+                    type_name,
+                    location: path.display().to_string(),
+                });
+                let (pool, settings) = open_sqlite(sqlite, path, &desc).await?;
+                Ok(Backend {
+                    desc,
+                    family: config.family(),
+                    dialect: Dialect::Sqlite,
+                    pool: Pool::Sqlite(pool, settings),
+                })
+            }
+        }
+    }
+
+    pub(crate) fn status(&self) -> PoolStatus {
+        match &self.pool {
+            Pool::Postgres(p) => p.status(),
+            Pool::Sqlite(p, _) => p.status(),
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        match &self.pool {
+            Pool::Postgres(p) => p.pool.close(),
+            Pool::Sqlite(p, _) => p.close(),
+        }
+    }
+
+    /// One round trip (`SELECT 1`) through the pool.
+    pub(crate) async fn ping(&self) -> Result<(), Error> {
+        match &self.pool {
+            Pool::Postgres(p) => {
+                let client = p.get().await?;
+                client.simple_query("SELECT 1").await.map_err(|e| p.query_error(e))?;
+                Ok(())
+            }
+            Pool::Sqlite(p, _) => p.run(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await,
+        }
+    }
+}
+
+/// `~/x` → `$HOME/x` (the config loader normally did this already).
+fn expand_home(path: &str) -> PathBuf {
+    if let Some(rest) = path.strip_prefix("~/")
+        && let Some(home) = std::env::var_os("HOME")
+    {
+        return PathBuf::from(home).join(rest);
+    }
+    PathBuf::from(path)
+}
+
+async fn open_sqlite(
+    config: &SqliteBackendConfig,
+    path: PathBuf,
+    desc: &Arc<BackendDescription>,
+) -> Result<(SqlitePool, Arc<SqliteSettings>), Error> {
+    let open_error = |cause| Error::Open { backend: Arc::clone(desc), cause };
+    let raw = config.db_path.trim();
+    if raw.is_empty() || raw == ":memory:" || raw.starts_with("file:") {
+        return Err(open_error(Cause::Message(
+            "db_path must be a file path (in-memory and URI databases are not supported: each pooled \
+             connection would see a different database)"
+                .to_owned(),
+        )));
+    }
+    let settings = Arc::new(SqliteSettings { path, busy_timeout: Duration::from_millis(config.busy_timeout_ms) });
+    // Create the directory and the file, and switch the file to WAL (a persistent setting), once.
+    let probe = Arc::clone(&settings);
+    let created = tokio::task::spawn_blocking(move || -> Result<(), Cause> {
+        if let Some(parent) = probe.path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(Cause::Io)?;
+        }
+        probe.connect().map(drop).map_err(Cause::Sqlite)
+    })
+    .await;
+    match created {
+        Ok(Ok(())) => {}
+        Ok(Err(cause)) => return Err(open_error(cause)),
+        Err(e) => {
+            return Err(open_error(Cause::Message(format!("the database thread failed: {e}"))));
+        }
+    }
+    // Waiting for a connection is bounded like waiting for a lock: by the busy timeout.
+    let wait = settings.busy_timeout;
+    let pool = SqlitePool::new(Arc::clone(&settings), config.pool_size as usize, wait, Arc::clone(desc))?;
+    Ok((pool, settings))
+}
+
+/// A deadpool-postgres pool with the settings it was built from.
+#[derive(Debug)]
+pub(crate) struct PgPool {
+    pub(crate) pool: deadpool_postgres::Pool,
+    /// The same settings, for dedicated connections (migrations).
+    pub(crate) config: tokio_postgres::Config,
+    pub(crate) desc: Arc<BackendDescription>,
+    wait_timeout: Duration,
+}
+
+impl PgPool {
+    fn new(pg: &PostgresBackendConfig, desc: Arc<BackendDescription>) -> Result<Self, Error> {
+        // `prefer` falls back to plain TCP, as libpq does without TLS support; the modes that
+        // demand TLS cannot be honoured (config validation rejects them too).
+        if !matches!(pg.ssl_mode, SslMode::Disable | SslMode::Prefer) {
+            return Err(Error::Open {
+                backend: desc,
+                cause: Cause::Message(format!(
+                    "ssl_mode {} needs TLS, which this build cannot do for PostgreSQL; use disable or prefer",
+                    serde_json::to_string(&pg.ssl_mode).unwrap_or_default()
+                )),
+            });
+        }
+        let wait_timeout = Duration::from_millis(pg.wait_timeout_ms);
+        let create_timeout = Duration::from_millis(pg.create_timeout_ms);
+        // Structured settings, never a formatted URL: nothing to escape, and the password never
+        // exists inside a string that could be logged.
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&pg.host)
+            .port(pg.port)
+            .dbname(&pg.db)
+            .user(&pg.user)
+            .application_name(APPLICATION_NAME)
+            .connect_timeout(create_timeout);
+        if let Some(password) = pg.password_secret() {
+            config.password(password);
+        }
+        let recycling_method = if pg.pool_pre_ping { RecyclingMethod::Verified } else { RecyclingMethod::Fast };
+        let manager =
+            deadpool_postgres::Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method });
+        let mut builder = deadpool_postgres::Pool::builder(manager)
+            .max_size((pg.pool_size as usize).max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(wait_timeout))
+            .create_timeout(Some(create_timeout))
+            // A recycle check is one round trip, bounded like opening a connection.
+            .recycle_timeout(Some(create_timeout));
+        if let Ok(max_age) = u64::try_from(pg.pool_recycle) {
+            let max_age = Duration::from_secs(max_age);
+            // Refusing to recycle drops the connection; the pool then opens a fresh one.
+            builder = builder.pre_recycle(Hook::sync_fn(move |_, metrics| {
+                if metrics.age() >= max_age {
+                    Err(HookError::message("connection is older than pool_recycle"))
+                } else {
+                    Ok(())
+                }
+            }));
+        }
+        let pool = builder.build().map_err(|e| Error::Open {
+            backend: Arc::clone(&desc),
+            cause: Cause::Message(format!("cannot build the connection pool: {e}")),
+        })?;
+        Ok(Self { pool, config, desc, wait_timeout })
+    }
+
+    /// A pooled connection, or an error that says why there is none.
+    pub(crate) async fn get(&self) -> Result<deadpool_postgres::Object, Error> {
+        use deadpool_postgres::PoolError;
+        let backend = Arc::clone(&self.desc);
+        self.pool.get().await.map_err(|e| match e {
+            PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
+                Error::PoolTimeout { backend, waited: self.wait_timeout, pool_size: self.pool.status().max_size }
+            }
+            PoolError::Timeout(_) => Error::Connect {
+                backend,
+                cause: Cause::Message(format!(
+                    "timed out after {} ms opening a connection",
+                    self.pool.timeouts().create.unwrap_or_default().as_millis()
+                )),
+            },
+            PoolError::Backend(e) => Error::Connect { backend, cause: Cause::Postgres(e) },
+            PoolError::Closed => Error::Closed { backend },
+            PoolError::PostCreateHook(e) => Error::Connect { backend, cause: Cause::Message(e.to_string()) },
+            PoolError::NoRuntimeSpecified => {
+                Error::Open { backend, cause: Cause::Message("the pool has no async runtime".to_owned()) }
+            }
+        })
+    }
+
+    pub(crate) fn query_error(&self, e: tokio_postgres::Error) -> Error {
+        Error::Query { backend: Arc::clone(&self.desc), cause: Cause::Postgres(e) }
+    }
+
+    fn status(&self) -> PoolStatus {
+        let s = self.pool.status();
+        PoolStatus { max_size: s.max_size, size: s.size, available: s.available, waiting: s.waiting }
+    }
+}

@@ -1,0 +1,155 @@
+//! [`Db`]: run [`Sql`] on a backend's pool.
+
+use std::sync::Arc;
+
+use ferrostack_config::Dialect;
+use tracing::field::Empty;
+
+use super::value::{Row, Value};
+use super::{MAX_BINDS_POSTGRES, MAX_BINDS_SQLITE, Sql, postgres, sqlite};
+use crate::error::{BackendDescription, Error};
+use crate::pool::{Backend, Pool, PoolStatus};
+
+/// Longest statement text recorded in a span, in bytes (multi-row inserts get long).
+const SPAN_STATEMENT_LIMIT: usize = 1024;
+
+/// A handle on one SQL backend's pool; cheap to clone. Every store on the backend shares the
+/// pool.
+///
+/// Every method is traced (`db.fetch_all`, `db.execute`, ... spans with `db.system`, `backend`
+/// and the statement text with its placeholders; bind values are never recorded).
+#[derive(Debug, Clone)]
+pub struct Db {
+    backend: Arc<Backend>,
+}
+
+impl Db {
+    pub(crate) fn new(backend: Arc<Backend>) -> Self {
+        Self { backend }
+    }
+
+    /// The backend's SQL dialect; build dialect-specific SQL with [`super::dialect`].
+    pub fn dialect(&self) -> Dialect {
+        self.backend.dialect
+    }
+
+    /// Which backend this is, for messages.
+    pub fn backend(&self) -> &BackendDescription {
+        &self.backend.desc
+    }
+
+    /// The pool's state now.
+    pub fn pool_status(&self) -> PoolStatus {
+        self.backend.status()
+    }
+
+    /// Whether both handles use the same pool (they name the same backend).
+    pub fn shares_pool_with(&self, other: &Db) -> bool {
+        Arc::ptr_eq(&self.backend, &other.backend)
+    }
+
+    fn system(&self) -> &'static str {
+        match self.backend.dialect {
+            Dialect::Postgres => "postgresql",
+            Dialect::Sqlite => "sqlite",
+        }
+    }
+
+    /// Text and values for this dialect, checked against the bind limit; records the text on
+    /// the current span.
+    fn prepare(&self, sql: Sql) -> Result<(String, Vec<Value>), Error> {
+        let (text, values) = sql.into_parts(self.dialect());
+        let max = match self.dialect() {
+            Dialect::Postgres => MAX_BINDS_POSTGRES,
+            Dialect::Sqlite => MAX_BINDS_SQLITE,
+        };
+        if values.len() > max {
+            return Err(Error::Statement {
+                backend: Arc::clone(&self.backend.desc),
+                reason: format!("{} bind values, more than the {max} one statement may have", values.len()),
+            });
+        }
+        tracing::Span::current().record("db.statement", truncate(&text, SPAN_STATEMENT_LIMIT));
+        Ok((text, values))
+    }
+
+    /// Run a query; all its rows.
+    #[tracing::instrument(name = "db.fetch_all", skip_all, fields(
+        db.system = self.system(), backend = %self.backend.desc.name, db.statement = Empty, db.rows = Empty))]
+    pub async fn fetch_all(&self, sql: Sql) -> Result<Vec<Row>, Error> {
+        let (text, values) = self.prepare(sql)?;
+        let rows = match &self.backend.pool {
+            Pool::Postgres(pg) => {
+                let client = pg.get().await?;
+                let stmt = client.prepare_cached(&text).await.map_err(|e| pg.query_error(e))?;
+                let raw = client.query(&stmt, &postgres::params(&values)).await.map_err(|e| pg.query_error(e))?;
+                postgres::rows(stmt.columns(), raw)?
+            }
+            Pool::Sqlite(pool, _) => pool.run(move |conn| sqlite::query(conn, &text, &values)).await?,
+        };
+        tracing::Span::current().record("db.rows", rows.len());
+        Ok(rows)
+    }
+
+    /// Run a query; its first row, if any. Add `LIMIT 1` when more could match: the other rows
+    /// are fetched and dropped.
+    pub async fn fetch_optional(&self, sql: Sql) -> Result<Option<Row>, Error> {
+        Ok(self.fetch_all(sql).await?.into_iter().next())
+    }
+
+    /// Run a statement; the number of rows it affected.
+    #[tracing::instrument(name = "db.execute", skip_all, fields(
+        db.system = self.system(), backend = %self.backend.desc.name, db.statement = Empty, db.rows = Empty))]
+    pub async fn execute(&self, sql: Sql) -> Result<u64, Error> {
+        let (text, values) = self.prepare(sql)?;
+        let count = match &self.backend.pool {
+            Pool::Postgres(pg) => {
+                let client = pg.get().await?;
+                let stmt = client.prepare_cached(&text).await.map_err(|e| pg.query_error(e))?;
+                client.execute(&stmt, &postgres::params(&values)).await.map_err(|e| pg.query_error(e))?
+            }
+            Pool::Sqlite(pool, _) => pool.run_write(move |conn| sqlite::execute(conn, &text, &values)).await?,
+        };
+        tracing::Span::current().record("db.rows", count);
+        Ok(count)
+    }
+
+    /// Run statements atomically, in order: all commit or, on the first error, none does. The
+    /// rows affected by each. On SQLite the transaction is `BEGIN IMMEDIATE` (it takes the write
+    /// lock up front, so concurrent writers wait instead of deadlocking).
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(
+        db.system = self.system(), backend = %self.backend.desc.name, db.statements = statements.len(),
+        db.statement = Empty))]
+    pub async fn transaction(&self, statements: Vec<Sql>) -> Result<Vec<u64>, Error> {
+        if statements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prepared = statements.into_iter().map(|sql| self.prepare(sql)).collect::<Result<Vec<_>, _>>()?;
+        match &self.backend.pool {
+            Pool::Postgres(pg) => {
+                let mut client = pg.get().await?;
+                // Dropping the transaction on an error rolls it back.
+                let tx = client.transaction().await.map_err(|e| pg.query_error(e))?;
+                let mut counts = Vec::with_capacity(prepared.len());
+                for (text, values) in &prepared {
+                    let stmt = tx.prepare_cached(text).await.map_err(|e| pg.query_error(e))?;
+                    counts.push(tx.execute(&stmt, &postgres::params(values)).await.map_err(|e| pg.query_error(e))?);
+                }
+                tx.commit().await.map_err(|e| pg.query_error(e))?;
+                Ok(counts)
+            }
+            Pool::Sqlite(pool, _) => pool.run_write(move |conn| sqlite::transaction(conn, &prepared)).await,
+        }
+    }
+}
+
+fn truncate(text: &str, limit: usize) -> &str {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

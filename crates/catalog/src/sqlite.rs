@@ -1,0 +1,172 @@
+//! SQLite connections: how each one is set up, and the deadpool pool that hands them out.
+//!
+//! rusqlite is blocking, so every use of a connection runs on Tokio's blocking thread pool
+//! ([`SqlitePool::run`]); the pooled connection moves to that thread and back.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{BackendDescription, Cause, Error};
+use crate::pool::PoolStatus;
+
+/// Statements kept prepared per connection (rusqlite's default is 16).
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+
+/// How to open a connection to one SQLite file.
+#[derive(Debug)]
+pub(crate) struct SqliteSettings {
+    /// The database file.
+    pub(crate) path: PathBuf,
+    /// How long a statement waits for a lock held by another connection.
+    pub(crate) busy_timeout: Duration,
+}
+
+impl SqliteSettings {
+    /// Open a connection and set it up: WAL journal (readers never block the writer), the busy
+    /// timeout, `synchronous=NORMAL` (durable across application crashes; with WAL, a power loss
+    /// can lose the last transactions but never corrupts), foreign keys enforced.
+    pub(crate) fn connect(&self) -> rusqlite::Result<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        conn.busy_timeout(self.busy_timeout)?;
+        // journal_mode answers with the mode in force; anything but WAL (e.g. a read-only
+        // medium) is worth failing loudly for, since concurrency depends on it.
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+                Some(format!("cannot switch to WAL journal mode (journal_mode is {mode})")),
+            ));
+        }
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+        Ok(conn)
+    }
+}
+
+/// Creates connections for the pool; a connection is reused only if it is not inside a
+/// transaction (one left open by a failed statement is dropped instead).
+#[derive(Debug)]
+pub(crate) struct SqliteManager {
+    settings: Arc<SqliteSettings>,
+}
+
+impl managed::Manager for SqliteManager {
+    type Type = Connection;
+    type Error = Cause;
+
+    async fn create(&self) -> Result<Connection, Cause> {
+        let settings = Arc::clone(&self.settings);
+        match tokio::task::spawn_blocking(move || settings.connect()).await {
+            Ok(conn) => conn.map_err(Cause::Sqlite),
+            Err(e) => Err(Cause::Message(format!("opening a connection failed: {e}"))),
+        }
+    }
+
+    async fn recycle(&self, conn: &mut Connection, _: &Metrics) -> RecycleResult<Cause> {
+        if conn.is_autocommit() {
+            Ok(())
+        } else {
+            Err(RecycleError::message("connection was left inside a transaction"))
+        }
+    }
+}
+
+/// A pool of SQLite connections to one file.
+///
+/// SQLite runs one write transaction at a time. Writers that meet a held write lock poll (the
+/// busy handler sleeps and retries), so under contention they are served in no order and the
+/// slowest wait long. Writes therefore queue first on an in-process FIFO gate, and only the
+/// writer at its head takes a connection; reads never wait for it (WAL lets them run beside
+/// the writer). Writers in other processes still meet the busy timeout.
+#[derive(Debug, Clone)]
+pub(crate) struct SqlitePool {
+    pool: managed::Pool<SqliteManager>,
+    writer: Arc<tokio::sync::Mutex<()>>,
+    backend: Arc<BackendDescription>,
+    wait_timeout: Duration,
+}
+
+impl SqlitePool {
+    /// A pool of at most `max_size` connections; waiting for one gives up after `wait_timeout`.
+    pub(crate) fn new(
+        settings: Arc<SqliteSettings>,
+        max_size: usize,
+        wait_timeout: Duration,
+        backend: Arc<BackendDescription>,
+    ) -> Result<Self, Error> {
+        let pool = managed::Pool::builder(SqliteManager { settings })
+            .max_size(max_size.max(1))
+            .wait_timeout(Some(wait_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Open {
+                backend: Arc::clone(&backend),
+                cause: Cause::Message(format!("cannot build the connection pool: {e}")),
+            })?;
+        Ok(Self { pool, writer: Arc::new(tokio::sync::Mutex::new(())), backend, wait_timeout })
+    }
+
+    /// Like [`SqlitePool::run`], for a statement that writes: waits its turn behind the other
+    /// writers of this process (bounded by the wait timeout) first.
+    pub(crate) async fn run_write<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let _turn =
+            tokio::time::timeout(self.wait_timeout, self.writer.lock()).await.map_err(|_| Error::PoolTimeout {
+                backend: Arc::clone(&self.backend),
+                waited: self.wait_timeout,
+                pool_size: self.pool.status().max_size,
+            })?;
+        self.run(f).await
+    }
+
+    /// Run `f` with a pooled connection on the blocking thread pool, inside the caller's span.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let mut conn = self.pool.get().await.map_err(|e| self.pool_error(e))?;
+        let span = tracing::Span::current();
+        let result = tokio::task::spawn_blocking(move || span.in_scope(|| f(&mut conn))).await;
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(Error::Query { backend: Arc::clone(&self.backend), cause: Cause::Sqlite(e) }),
+            Err(e) => Err(Error::Query {
+                backend: Arc::clone(&self.backend),
+                cause: Cause::Message(format!("the database thread failed: {e}")),
+            }),
+        }
+    }
+
+    fn pool_error(&self, e: managed::PoolError<Cause>) -> Error {
+        let backend = Arc::clone(&self.backend);
+        match e {
+            managed::PoolError::Timeout(_) => {
+                Error::PoolTimeout { backend, waited: self.wait_timeout, pool_size: self.pool.status().max_size }
+            }
+            managed::PoolError::Closed => Error::Closed { backend },
+            managed::PoolError::Backend(cause) => Error::Connect { backend, cause },
+            managed::PoolError::PostCreateHook(e) => Error::Connect { backend, cause: Cause::Message(e.to_string()) },
+            managed::PoolError::NoRuntimeSpecified => {
+                Error::Open { backend, cause: Cause::Message("the pool has no async runtime".to_owned()) }
+            }
+        }
+    }
+
+    pub(crate) fn status(&self) -> PoolStatus {
+        let s = self.pool.status();
+        PoolStatus { max_size: s.max_size, size: s.size, available: s.available, waiting: s.waiting }
+    }
+
+    pub(crate) fn close(&self) {
+        self.pool.close();
+    }
+}
