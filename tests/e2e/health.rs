@@ -117,15 +117,18 @@ async fn readyz_database_stopped(pg: Postgres) {
     assert_eq!(app.get("/v1/health").await.0, 200, "liveness does not depend on the database");
 
     admin.batch_execute(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true")).await.expect("allow");
-    wait_for("readyz to recover", Duration::from_secs(20), || async { (app.get("/readyz").await.0 == 200).then_some(()) })
-        .await;
+    wait_for("readyz to recover", Duration::from_secs(20), || async {
+        (app.get("/readyz").await.0 == 200).then_some(())
+    })
+    .await;
     app.stop().await.expect("clean stop");
 }
 
 async fn refuses_schema_behind(pg: Postgres) {
     let db = pg.fresh_database().await;
     let config = postgres_config(&db);
-    let err = TestApp::try_spawn(&config, ServeOptions::default()).await.expect_err("must refuse an unmigrated database");
+    let err =
+        TestApp::try_spawn(&config, ServeOptions::default()).await.expect_err("must refuse an unmigrated database");
     assert!(err.contains("ferrostack migrate"), "the message names the command: {err}");
     assert!(err.contains("sql_postgres"), "the message names the backend: {err}");
 

@@ -1,6 +1,8 @@
 //! End-to-end tests: the real server, started in-process on port 0, over real HTTP, against a real
 //! SQLite file and a real PostgreSQL database.
 
+#![expect(clippy::expect_used, reason = "a test fails by panicking; harness = false targets are not cfg(test)")]
+
 mod health;
 
 use std::process::ExitCode;

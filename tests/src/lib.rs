@@ -92,13 +92,7 @@ impl TestApp {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let task = tokio::spawn(async move { app.run_until(token).await.map_err(|e| format!("{e:#}")) });
-        Ok(TestApp {
-            base: format!("http://{addr}"),
-            addr,
-            http: reqwest::Client::new(),
-            shutdown,
-            task: Some(task),
-        })
+        Ok(TestApp { base: format!("http://{addr}"), addr, http: reqwest::Client::new(), shutdown, task: Some(task) })
     }
 
     /// GET a path; returns the status and the body as JSON (Null when the body is not JSON).

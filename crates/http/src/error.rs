@@ -59,13 +59,7 @@ impl ApiError {
     /// 500 with an opaque message; `cause` is logged, never sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error.message = %cause, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "internal_error",
-            "internal server error",
-            None,
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal_error", "internal server error", None)
     }
 
     fn new(

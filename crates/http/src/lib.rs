@@ -78,7 +78,9 @@ fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> ac
         E::Overflow { limit } => {
             ApiError::payload_too_large(format!("request body is larger than the limit of {limit} bytes")).into()
         }
-        E::ContentType => ApiError::invalid_request("request body must be JSON (content-type: application/json)", None).into(),
+        E::ContentType => {
+            ApiError::invalid_request("request body must be JSON (content-type: application/json)", None).into()
+        }
         other => ApiError::invalid_request(format!("invalid JSON body: {other}"), None).into(),
     }
 }

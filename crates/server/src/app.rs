@@ -21,11 +21,16 @@ pub struct ServeOptions {
 }
 
 /// A built server, bound and ready to run.
-#[derive(Debug)]
 pub struct Application {
     server: actix_web::dev::Server,
     addr: SocketAddr,
     catalog: Catalog,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").field("addr", &self.addr).finish_non_exhaustive()
+    }
 }
 
 impl Application {
@@ -33,7 +38,7 @@ impl Application {
     pub async fn build(config: &RunConfig, options: &ServeOptions) -> anyhow::Result<Self> {
         let catalog = Catalog::open(&config.storage).await.context("cannot open storage backends")?;
         let auto_migrate = options.auto_migrate || config.storage.builtin;
-        migrate::ensure_current(&catalog, config, auto_migrate).await?;
+        migrate::ensure_current(&catalog, auto_migrate).await?;
 
         let state = AppState { catalog: catalog.clone(), version: env!("CARGO_PKG_VERSION") };
         let mut server = HttpServer::new(move || {
@@ -47,11 +52,8 @@ impl Application {
         }
         let (host, port) = (config.server.host.as_str(), config.server.port);
         let server = server.bind((host, port)).with_context(|| format!("cannot listen on {host}:{port}"))?;
-        let addr = server
-            .addrs()
-            .first()
-            .copied()
-            .with_context(|| format!("listening on {host}:{port} gave no address"))?;
+        let addr =
+            server.addrs().first().copied().with_context(|| format!("listening on {host}:{port} gave no address"))?;
         let server = server.run();
         Ok(Self { server, addr, catalog })
     }

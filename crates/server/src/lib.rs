@@ -47,13 +47,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 tracing::warn!("{w}");
             }
             let catalog = Catalog::open(&config.storage).await.context("cannot open storage backends")?;
-            let mut out = std::io::stdout().lock();
+            // The report is collected first and written after: holding stdout's lock across an
+            // await would deadlock with log lines written to stdout from other threads.
+            let mut report = Vec::new();
             let result = if args.status {
-                migrate::status(&catalog, &config, &mut out).await
+                migrate::status(&catalog, &mut report).await
             } else {
-                migrate::apply(&catalog, &config, &mut out).await
+                migrate::apply(&catalog, &mut report).await
             };
             catalog.close().await;
+            std::io::stdout().write_all(&report)?;
             result
         }
         Command::Config { command: ConfigCommand::Check { file } } => {

@@ -7,11 +7,11 @@ use tracing_subscriber::EnvFilter;
 /// (tests embedding the app) keeps the first one.
 pub fn init(cfg: &TelemetryConfig) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.is_empty() => EnvFilter::try_new(&v)
-            .map_err(|e| anyhow::anyhow!("RUST_LOG={v:?} is not a valid log filter: {e}"))?,
-        _ => EnvFilter::try_new(&cfg.log_level).map_err(|e| {
-            anyhow::anyhow!("telemetry.log_level: {:?} is not a valid log filter: {e}", cfg.log_level)
-        })?,
+        Ok(v) if !v.is_empty() => {
+            EnvFilter::try_new(&v).map_err(|e| anyhow::anyhow!("RUST_LOG={v:?} is not a valid log filter: {e}"))?
+        }
+        _ => EnvFilter::try_new(&cfg.log_level)
+            .map_err(|e| anyhow::anyhow!("telemetry.log_level: {:?} is not a valid log filter: {e}", cfg.log_level))?,
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
     // An error here only means a subscriber is already installed.

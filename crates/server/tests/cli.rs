@@ -1,0 +1,232 @@
+//! Black-box tests of the `ferrostack` binary: exit codes and messages for bad input, secrets kept
+//! out of output, `migrate` and `migrate --status`, and a graceful stop on SIGTERM.
+
+#![expect(clippy::expect_used, reason = "a test fails by panicking; harness = false targets are not cfg(test)")]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, ExitCode, Output, Stdio};
+use std::time::Duration;
+
+use ferrostack_testkit::{Postgres, Test, TestDatabase};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ferrostack");
+const SECRET: &str = "hunter2-do-not-print";
+
+fn main() -> ExitCode {
+    ferrostack_testkit::run(vec![
+        Test::plain("cli::config_check_prints_the_resolved_config_with_secrets_redacted", config_check_redacts),
+        Test::plain("cli::bad_configs_exit_non_zero_naming_the_cause", bad_configs),
+        Test::plain("cli::serve_on_an_unreachable_database_fails_naming_the_backend", serve_unreachable),
+        Test::plain("cli::serve_builtin_then_sigterm_stops_gracefully", serve_then_sigterm),
+        Test::postgres("cli::serve_on_an_unknown_database_fails_naming_it", serve_unknown_database),
+        Test::postgres("cli::migrate_status_apply_apply_status", migrate_cycle),
+        Test::postgres("cli::serve_refuses_a_schema_that_is_behind", serve_refuses_behind),
+    ])
+}
+
+fn ferrostack(args: &[&str], env: &[(&str, &str)], home: &Path) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.env("HOME", home).env("FERROSTACK_HOME", home.join("ferrostack")).env("RUST_LOG", "info");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run ferrostack")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, body).expect("write config");
+    path.display().to_string()
+}
+
+fn postgres_yaml(host: &str, port: u16, db: &str, user: &str) -> String {
+    format!(
+        "version: 2\nstorage:\n  backends:\n    kv_pg: {{ type: kv_postgres, host: {host}, port: {port}, db: {db}, user: {user}, password: {SECRET}, create_timeout_ms: 2000, wait_timeout_ms: 2000 }}\n    sql_pg: {{ type: sql_postgres, host: {host}, port: {port}, db: {db}, user: {user}, password: {SECRET}, create_timeout_ms: 2000, wait_timeout_ms: 2000 }}\n  stores:\n    metadata: {{ backend: kv_pg, namespace: registry }}\n    prompts: {{ backend: kv_pg, namespace: prompts }}\n    connectors: {{ backend: kv_pg, namespace: connectors }}\n    inference: {{ backend: sql_pg }}\n    conversations: {{ backend: sql_pg }}\nserver: {{ host: 127.0.0.1, port: 0 }}\n"
+    )
+}
+
+async fn config_check_redacts() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/examples/named-backends.yaml");
+    let env = [
+        ("POSTGRES_HOST", "db.internal"),
+        ("POSTGRES_PORT", "5433"),
+        ("POSTGRES_DB", "stack"),
+        ("POSTGRES_USER", "stack"),
+        ("POSTGRES_PASSWORD", SECRET),
+    ];
+    let out = ferrostack(&["config", "check", example], &env, home.path());
+    let all = text(&out);
+    assert!(out.status.success(), "config check of the named-backends example: {all}");
+    assert!(!all.contains(SECRET), "the password is never printed: {all}");
+    assert!(all.contains("********"), "the password shows as redacted: {all}");
+    assert!(all.contains("remote::chromadb"), "the unserved provider is warned about: {all}");
+    assert!(all.contains("\"port\": 5433"), "env values are substituted and coerced: {all}");
+}
+
+async fn bad_configs() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dir = home.path();
+    let sqlite = "    kv: { type: kv_sqlite, db_path: /tmp/x.db }\n";
+    struct Case {
+        name: &'static str,
+        body: String,
+        /// Words the message must contain.
+        words: Vec<&'static str>,
+    }
+    let stores = |metadata: &str, inference: &str| {
+        format!(
+            "version: 2\nstorage:\n  backends:\n{sqlite}  stores:\n    metadata: {metadata}\n    inference: {inference}\n    conversations: null\n    prompts: null\n    connectors: null\n"
+        )
+    };
+    let cases = vec![
+        Case {
+            name: "malformed yaml",
+            body: "version: 2\nstorage: [unclosed\n".into(),
+            words: vec!["bad.yaml", "line"],
+        },
+        Case { name: "unknown field", body: "version: 2\nserver: { prot: 1 }\n".into(), words: vec!["server", "prot"] },
+        Case {
+            name: "missing env var",
+            body: "version: 2\nserver: { host: \"${env.FERRO_TEST_UNSET_HOST}\" }\n".into(),
+            words: vec!["FERRO_TEST_UNSET_HOST", "server.host"],
+        },
+        Case {
+            name: "unknown backend",
+            body: stores("{ backend: nope, namespace: r }", "null"),
+            words: vec!["storage.stores.metadata", "nope", "kv"],
+        },
+        Case {
+            name: "wrong family",
+            body: stores("{ backend: kv, namespace: r }", "{ backend: kv }"),
+            words: vec!["storage.stores.inference", "sql_*"],
+        },
+    ];
+    for Case { name: case, body, words } in cases {
+        let path = write(dir, "bad.yaml", &body);
+        for args in [vec!["config", "check", path.as_str()], vec!["serve", "--config", path.as_str()]] {
+            let out = ferrostack(&args, &[], dir);
+            let all = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{case} ({args:?}) exits 2: {all}");
+            for w in &words {
+                assert!(all.contains(w), "{case} ({args:?}): message names {w:?}: {all}");
+            }
+            assert!(!all.contains("panicked"), "{case}: no panic: {all}");
+        }
+    }
+    let out = ferrostack(&["config", "check", "/nonexistent/ferrostack.yaml"], &[], dir);
+    assert_eq!(out.status.code(), Some(2), "missing file: {}", text(&out));
+    assert!(text(&out).contains("/nonexistent/ferrostack.yaml"), "names the file: {}", text(&out));
+}
+
+async fn serve_unreachable() {
+    let home = tempfile::tempdir().expect("tempdir");
+    // Nothing listens on port 1.
+    let path = write(home.path(), "pg.yaml", &postgres_yaml("127.0.0.1", 1, "ferrostack", "postgres"));
+    for args in [vec!["serve", "--config", path.as_str()], vec!["migrate", "--config", path.as_str()]] {
+        let out = ferrostack(&args, &[], home.path());
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {all}");
+        assert!(all.contains("kv_pg") || all.contains("sql_pg"), "{args:?} names the backend: {all}");
+        assert!(all.contains("127.0.0.1:1"), "{args:?} says where it tried: {all}");
+        assert!(!all.contains(SECRET), "{args:?} never prints the password: {all}");
+        assert!(!all.contains("panicked"), "{args:?}: no panic: {all}");
+    }
+}
+
+async fn serve_unknown_database(pg: Postgres) {
+    let home = tempfile::tempdir().expect("tempdir");
+    let yaml = postgres_yaml(&pg.host(), pg.port(), "no_such_database_here", &pg.user());
+    let path = write(home.path(), "pg.yaml", &yaml);
+    let out = ferrostack(&["serve", "--config", &path], &[], home.path());
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("no_such_database_here"), "names the database: {all}");
+    assert!(!all.contains(SECRET), "never prints the password: {all}");
+}
+
+fn pg_config_file(dir: &Path, db: &TestDatabase) -> String {
+    let server = db.server();
+    write(dir, "pg.yaml", &postgres_yaml(&server.host(), server.port(), db.name(), &server.user()))
+}
+
+async fn migrate_cycle(pg: Postgres) {
+    let db = pg.fresh_database().await;
+    let home = tempfile::tempdir().expect("tempdir");
+    let path = pg_config_file(home.path(), &db);
+
+    let out = ferrostack(&["migrate", "--config", &path, "--status"], &[], home.path());
+    let before = text(&out);
+    assert!(out.status.success(), "{before}");
+    assert!(before.contains("pending") && before.contains("kvstore"), "all pending before: {before}");
+    assert!(!before.contains("applied "), "nothing applied before: {before}");
+
+    let out = ferrostack(&["migrate", "--config", &path], &[], home.path());
+    let first = text(&out);
+    assert!(out.status.success(), "{first}");
+    assert!(first.contains("applied") && first.contains("kvstore"), "first run applies: {first}");
+
+    let out = ferrostack(&["migrate", "--config", &path], &[], home.path());
+    let second = text(&out);
+    assert!(out.status.success(), "{second}");
+    assert!(second.contains("up to date") && !second.contains("applied"), "second run is a no-op: {second}");
+
+    let out = ferrostack(&["migrate", "--config", &path, "--status"], &[], home.path());
+    let after = text(&out);
+    assert!(after.contains("applied") && !after.contains("pending"), "all applied after: {after}");
+}
+
+async fn serve_refuses_behind(pg: Postgres) {
+    let db = pg.fresh_database().await;
+    let home = tempfile::tempdir().expect("tempdir");
+    let path = pg_config_file(home.path(), &db);
+    let out = ferrostack(&["serve", "--config", &path], &[], home.path());
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("ferrostack migrate"), "names the command: {all}");
+    assert!(all.contains("--auto-migrate"), "names the override: {all}");
+}
+
+async fn serve_then_sigterm() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--port", "0"])
+        .env("FERROSTACK_HOME", home.path())
+        .env("RUST_LOG", "info")
+        .env_remove("FERROSTACK_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ferrostack serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(i) = line.find("listening on http://") {
+                let rest = &line[i + "listening on http://".len()..];
+                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                let _ = tx.send(addr);
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("the server logs its address");
+    let res = reqwest::get(format!("http://{addr}/v1/health")).await.expect("health answers");
+    assert_eq!(res.status().as_u16(), 200);
+
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(kill.success());
+    let status = child.wait().expect("wait");
+    let lines = reader.join().expect("reader").join("\n");
+    assert!(status.success(), "SIGTERM ends with exit 0: {status:?}\n{lines}");
+    assert!(lines.contains("SIGTERM"), "the signal is logged: {lines}");
+    assert!(lines.contains("ferrostack stopped"), "shutdown completes: {lines}");
+}
