@@ -13,7 +13,9 @@ pub fn init(cfg: &TelemetryConfig) -> anyhow::Result<()> {
         _ => EnvFilter::try_new(&cfg.log_level)
             .map_err(|e| anyhow::anyhow!("telemetry.log_level: {:?} is not a valid log filter: {e}", cfg.log_level))?,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    // Colours only for a person at a terminal, never into files or log collectors.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stdout);
     // An error here only means a subscriber is already installed.
     let _ = match cfg.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -68,11 +68,8 @@ pub async fn ensure_current(catalog: &Catalog, auto_migrate: bool) -> anyhow::Re
              <FILE>` first, or start with `ferrostack serve --auto-migrate`"
         );
     }
-    for (backend, applied) in catalog.migrate().await.context("applying migrations failed")? {
-        for m in applied {
-            tracing::info!(backend = %backend, migration = %m, "applied migration");
-        }
-    }
+    // The catalog logs each migration it applies.
+    catalog.migrate().await.context("applying migrations failed")?;
     Ok(())
 }
 
