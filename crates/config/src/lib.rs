@@ -13,17 +13,33 @@
 //! # Ok::<(), ferrostack_config::ConfigError>(())
 //! ```
 
+mod auth;
 mod de;
 mod env;
 mod error;
+mod inference;
 mod load;
 mod model;
 mod paths;
+mod policy;
 mod subst;
 mod validate;
 
+pub use auth::{
+    AuthConfig, AuthProviderConfig, CustomAuthConfig, IntrospectionConfig, JwksConfig, OAuth2TokenConfig, StaticToken,
+    StaticTokensConfig, UnservedProvider, UpstreamHeaderConfig, default_audience, default_auth_timeout_ms,
+    default_key_recheck_period, default_oauth2_claims_mapping,
+};
 pub use env::{Env, HOME_VAR, OVERRIDE_PREFIX, home_dir};
 pub use error::{ConfigError, Problem, Problems};
+pub use inference::{
+    DEFAULT_OLLAMA_URL, DEFAULT_OPENAI_URL, INFERENCE_PROVIDER_TYPES, InferenceProviderConfig, InferenceProviderKind,
+    default_inference_connect_timeout_ms, default_inference_max_idle_connections, default_inference_timeout_ms,
+};
 pub use load::{Loaded, load_default, load_file, load_str};
 pub use model::*;
+pub use policy::{
+    AccessRule, Action, CONDITION_FORMS, Condition, Conditions, Effect, PathPattern, Pattern, ResourcePattern,
+    RouteRule, Scope,
+};
 pub use validate::SERVED_PROVIDER_TYPES;

@@ -67,6 +67,9 @@ pub struct ServerConfig {
     /// How long a graceful shutdown waits for in-flight requests, in seconds.
     #[serde(default = "default_shutdown_timeout_seconds")]
     pub shutdown_timeout_seconds: u64,
+    /// Authentication and access policy.
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +79,7 @@ impl Default for ServerConfig {
             port: default_port(),
             workers: None,
             shutdown_timeout_seconds: default_shutdown_timeout_seconds(),
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }
@@ -356,6 +360,36 @@ pub struct InferenceStoreConfig {
     /// Concurrent batch writers.
     #[serde(default = "default_num_writers")]
     pub num_writers: usize,
+    /// When a store call returns: once the row is queued (`async`) or once its batch committed
+    /// (`sync`, group commit).
+    #[serde(default)]
+    pub durability: Durability,
+    /// Most rows one batch writes (one multi-row INSERT).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Grace period at shutdown for writing what is still queued.
+    #[serde(default = "default_drain_timeout_seconds")]
+    pub drain_timeout_seconds: u64,
+}
+
+/// When a write through a store's write queue counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// The store call returns once the row is queued; a crash may lose what is queued.
+    #[default]
+    Async,
+    /// The store call returns once the row's batch committed (group commit).
+    Sync,
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Durability::Async => "async",
+            Durability::Sync => "sync",
+        })
+    }
 }
 
 /// One provider entry under `providers.<api>`.
@@ -549,6 +583,14 @@ pub fn default_max_write_queue_size() -> usize {
 pub fn default_num_writers() -> usize {
     4
 }
+/// Default most rows per batch INSERT of a write queue.
+pub fn default_batch_size() -> usize {
+    256
+}
+/// Default grace period for draining a write queue at shutdown, in seconds.
+pub fn default_drain_timeout_seconds() -> u64 {
+    30
+}
 /// Default log filter.
 pub fn default_log_level() -> String {
     "info".to_owned()
@@ -573,6 +615,9 @@ fn default_inference_store() -> Option<InferenceStoreConfig> {
         table_name: None,
         max_write_queue_size: default_max_write_queue_size(),
         num_writers: default_num_writers(),
+        durability: Durability::default(),
+        batch_size: default_batch_size(),
+        drain_timeout_seconds: default_drain_timeout_seconds(),
     })
 }
 fn default_conversations_store() -> Option<SqlStoreRef> {

@@ -19,7 +19,8 @@ use crate::paths::{join, join_index};
 /// Provider types ferrostack serves, as `(api, provider_type)`. Entries of other types are accepted
 /// with a warning (their backend references are still checked). Inference providers are added
 /// here as they land.
-pub const SERVED_PROVIDER_TYPES: &[(&str, &str)] = &[];
+pub const SERVED_PROVIDER_TYPES: &[(&str, &str)] =
+    &[("inference", "remote::openai"), ("inference", "remote::vllm"), ("inference", "remote::ollama")];
 
 /// The only config format version ferrostack reads.
 const VERSION: u32 = 2;
@@ -35,6 +36,11 @@ pub(crate) fn validate(config: &RunConfig) -> (Vec<Problem>, Vec<Warning>) {
     v.stores();
     v.providers();
     v.models();
+    let auth = &config.server.auth;
+    if let Some(provider) = &auth.provider_config {
+        crate::auth::validate_provider(provider, &mut v.problems);
+    }
+    crate::policy::validate(&auth.access_policy, &auth.route_policy, &mut v.problems);
     (v.problems, v.warnings)
 }
 
@@ -198,6 +204,8 @@ impl<'a> Validator<'a> {
         self.table_name(store, &path, r.table_name.as_deref(), table);
         self.range(&join(&path, "max_write_queue_size"), r.max_write_queue_size, 1..=1_000_000, "");
         self.range(&join(&path, "num_writers"), r.num_writers, 1..=64, "");
+        self.range(&join(&path, "batch_size"), r.batch_size, 1..=10_000, "");
+        self.range(&join(&path, "drain_timeout_seconds"), r.drain_timeout_seconds, 0..=3_600, "seconds");
     }
 
     fn table_name(&mut self, store: &str, path: &str, given: Option<&str>, owned: &str) {
@@ -267,6 +275,9 @@ impl<'a> Validator<'a> {
                             entry.provider_type
                         ),
                     });
+                }
+                if api == "inference" {
+                    crate::inference::validate_entry(entry, &path, &mut self.problems);
                 }
                 self.references(&join(&path, "config"), &entry.config.0);
             }

@@ -76,8 +76,18 @@ fn defaults_match_the_code() {
     documents(d, "`storage.stores`", "responses", "null");
     documents(d, "Store fields", "max_write_queue_size", fc::default_max_write_queue_size());
     documents(d, "Store fields", "num_writers", fc::default_num_writers());
+    documents(d, "Store fields", "durability", fc::Durability::default());
+    documents(d, "Store fields", "batch_size", fc::default_batch_size());
+    documents(d, "Store fields", "drain_timeout_seconds", fc::default_drain_timeout_seconds());
 
     documents(d, "`telemetry`", "log_level", fc::default_log_level());
+
+    documents(d, "Inference providers", "url", fc::DEFAULT_OPENAI_URL);
+    documents(d, "Inference providers", "url", fc::DEFAULT_OLLAMA_URL);
+    documents(d, "Inference providers", "timeout_ms", fc::default_inference_timeout_ms());
+    documents(d, "Inference providers", "connect_timeout_ms", fc::default_inference_connect_timeout_ms());
+    documents(d, "Inference providers", "max_idle_connections", fc::default_inference_max_idle_connections());
+    documents(d, "Inference providers", "verify_tls", "true");
     documents(d, "`telemetry`", "log_format", "pretty");
 }
 

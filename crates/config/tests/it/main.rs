@@ -1,8 +1,11 @@
 //! Integration tests of ferrostack-config (one test binary, one module per topic).
 
+mod auth;
 mod docs;
 mod examples;
+mod inference;
 mod loading;
+mod policy;
 mod quirks;
 mod secrets;
 mod substitution;

@@ -6,7 +6,7 @@ use crate::{assert_problem, load, problems};
 
 fn provider_config(yaml_config: &str, pairs: &[(&str, &str)]) -> Value {
     let yaml = format!(
-        "version: 2\nproviders:\n  inference:\n  - provider_id: p\n    provider_type: remote::vllm\n    config: {yaml_config}\n"
+        "version: 2\nproviders:\n  inference:\n  - provider_id: p\n    provider_type: remote::passthrough\n    config: {yaml_config}\n"
     );
     load(&yaml, pairs).config.providers["inference"][0].config.0.clone()
 }

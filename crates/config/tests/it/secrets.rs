@@ -19,7 +19,7 @@ storage:
 providers:
   inference:
   - provider_id: openai
-    provider_type: remote::openai
+    provider_type: remote::passthrough
     config:
       url: https://api.example.com
       api_token: ${env.OPENAI_TOKEN}

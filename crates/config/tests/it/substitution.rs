@@ -9,7 +9,7 @@ use crate::{assert_problem, env, load, problems, yaml};
 fn with_value(template: &str) -> String {
     yaml(&json!({
         "version": 2,
-        "providers": {"inference": [{"provider_id": "p", "provider_type": "remote::vllm", "config": {"v": template}}]},
+        "providers": {"inference": [{"provider_id": "p", "provider_type": "remote::passthrough", "config": {"v": template}}]},
     }))
 }
 
@@ -77,7 +77,7 @@ fn forms_and_coercion() {
 #[test]
 fn yaml_literals_are_not_coerced() {
     let l = load(
-        "version: 2\nproviders:\n  inference:\n  - provider_id: p\n    provider_type: remote::vllm\n    config: {quoted: '123', number: 123, yes_text: 'true', empty: ''}\n",
+        "version: 2\nproviders:\n  inference:\n  - provider_id: p\n    provider_type: remote::passthrough\n    config: {quoted: '123', number: 123, yes_text: 'true', empty: ''}\n",
         &[],
     );
     let c = &l.config.providers["inference"][0].config.0;
@@ -100,7 +100,7 @@ fn every_unset_variable_is_reported() {
     let yaml = yaml(&json!({
         "version": 2,
         "server": {"host": "${env.HOST}"},
-        "providers": {"inference": [{"provider_id": "p", "provider_type": "remote::vllm",
+        "providers": {"inference": [{"provider_id": "p", "provider_type": "remote::passthrough",
             "config": {"url": "http://${env.A}:${env.B}", "list": ["ok", "${env.C}"]}}]},
     }));
     let p = problems(&yaml, &[]);
@@ -125,7 +125,7 @@ fn disabled_provider_is_dropped_without_expanding_it() {
     let yaml = yaml(&json!({
         "version": 2,
         "providers": {"inference": [
-            {"provider_id": "${env.ENABLE_VLLM:=__disabled__}", "provider_type": "remote::vllm",
+            {"provider_id": "${env.ENABLE_VLLM:=__disabled__}", "provider_type": "remote::passthrough",
              "config": {"url": "${env.VLLM_URL}", "api_token": "${env.VLLM_TOKEN}"}},
             {"provider_id": "__disabled__", "provider_type": "remote::x", "config": {"url": "${env.NOPE}"}},
             {"provider_id": "ollama", "provider_type": "remote::ollama", "config": {}},
@@ -147,7 +147,7 @@ fn disabled_provider_is_dropped_without_expanding_it() {
 fn resource_ids_toggle_entries() {
     let yaml = yaml(&json!({
         "version": 2,
-        "providers": {"inference": [{"provider_id": "p", "provider_type": "remote::vllm", "config": {
+        "providers": {"inference": [{"provider_id": "p", "provider_type": "remote::passthrough", "config": {
             "shields": [{"shield_id": "${env.SHIELD:+guard}", "x": "${env.UNSET_BUT_DROPPED}"}, {"shield_id": "keep"}],
             "stores": [{"vector_store_id": "${env.VS:=}"}],
         }}]},
@@ -174,7 +174,7 @@ fn paths_after_a_dropped_entry_are_the_files() {
     let config = |last: Value| {
         yaml(&json!({
             "version": 2,
-            "providers": {"inference": [{"provider_id": "p", "provider_type": "remote::vllm"}]},
+            "providers": {"inference": [{"provider_id": "p", "provider_type": "remote::passthrough"}]},
             "models": [
                 {"model_id": "${env.A:+a}", "provider_id": "p"},
                 {"model_id": "b", "provider_id": "nope"},

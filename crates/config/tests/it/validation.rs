@@ -108,6 +108,9 @@ fn each_rule() {
         ("queue size big", "/storage/stores/responses/max_write_queue_size", json!(1_000_001), "storage.stores.responses.max_write_queue_size", vec!["got 1000001"]),
         ("writers 0", "/storage/stores/inference/num_writers", json!(0), "storage.stores.inference.num_writers", vec!["between 1 and 64", "got 0"]),
         ("writers 65", "/storage/stores/responses/num_writers", json!(65), "storage.stores.responses.num_writers", vec!["between 1 and 64", "got 65"]),
+        ("batch 0", "/storage/stores/inference/batch_size", json!(0), "storage.stores.inference.batch_size", vec!["between 1 and 10000", "got 0"]),
+        ("batch big", "/storage/stores/responses/batch_size", json!(10_001), "storage.stores.responses.batch_size", vec!["got 10001"]),
+        ("drain long", "/storage/stores/inference/drain_timeout_seconds", json!(3_601), "storage.stores.inference.drain_timeout_seconds", vec!["between 0 and 3600 seconds", "got 3601"]),
         ("unknown store backend", "/storage/stores/conversations/backend", json!("nope"), "storage.stores.conversations.backend", vec!["unknown backend 'nope'", "backends defined: kv, kvpg, pg, sql"]),
         ("inference on kv", "/storage/stores/inference/backend", json!("kv"), "storage.stores.inference.backend", vec!["store 'inference' needs a sql_* backend, but 'kv' is kv_sqlite"]),
         ("conversations on kv", "/storage/stores/conversations/backend", json!("kvpg"), "storage.stores.conversations.backend", vec!["needs a sql_* backend", "kv_postgres"]),
@@ -121,7 +124,7 @@ fn each_rule() {
         ("responses table", "/storage/stores/responses/table_name", json!("resp"), "storage.stores.responses.table_name", vec!["owned by migrations", "'openai_responses'"]),
         ("empty provider id", "/providers/vector_io/0/provider_id", json!(""), "providers.vector_io[0].provider_id", vec!["must not be empty"]),
         ("empty provider type", "/providers/inference/0/provider_type", json!(""), "providers.inference[0].provider_type", vec!["must not be empty"]),
-        ("duplicate provider id", "/providers/inference/1", json!({"provider_id": "vllm", "provider_type": "remote::vllm"}), "providers.inference[1].provider_id", vec!["duplicate provider_id 'vllm'", "providers.inference[0]"]),
+        ("duplicate provider id", "/providers/inference/1", json!({"provider_id": "vllm", "provider_type": "remote::vllm", "config": {"url": "http://v2"}}), "providers.inference[1].provider_id", vec!["duplicate provider_id 'vllm'", "providers.inference[0]"]),
         ("kv reference unknown", "/providers/vector_io/0/config/persistence/backend", json!("nope"), "providers.vector_io[0].config.persistence.backend", vec!["unknown backend 'nope'", "kv, kvpg, pg, sql"]),
         ("kv reference to sql", "/providers/vector_io/0/config/persistence/backend", json!("pg"), "providers.vector_io[0].config.persistence.backend", vec!["needs a kv_* backend", "namespace", "'pg' is sql_postgres"]),
         ("sql reference to kv", "/providers/files/0/config/metadata_store/backend", json!("kv"), "providers.files[0].config.metadata_store.backend", vec!["needs a sql_* backend", "table_name", "'kv' is kv_sqlite"]),
@@ -204,7 +207,16 @@ fn unserved_provider_types_are_warnings() {
     let l = load(&yaml(&base()), &[]);
     let want = "providers.vector_io[0] (chroma): provider type remote::chromadb is not served by ferrostack; the entry is accepted and its backend references are checked";
     assert!(l.warnings.iter().any(|w| w == want), "{:#?}", l.warnings);
-    assert!(ferrostack_config::SERVED_PROVIDER_TYPES.is_empty(), "update these tests when provider types are served");
+    assert!(
+        !l.warnings.iter().any(|w| w.contains("remote::vllm")),
+        "served inference types do not warn: {:#?}",
+        l.warnings
+    );
+    assert_eq!(
+        ferrostack_config::SERVED_PROVIDER_TYPES,
+        [("inference", "remote::openai"), ("inference", "remote::vllm"), ("inference", "remote::ollama")],
+        "update these tests when provider types are served"
+    );
 }
 
 #[test]

@@ -1,0 +1,454 @@
+//! The typed `config` of the inference providers ferrostack serves: `remote::openai`,
+//! `remote::vllm` and `remote::ollama`, all spoken to over the OpenAI-compatible HTTP API.
+//!
+//! A provider's `config` block stays a free-form [`ProviderSettings`] in the run-config tree (so
+//! Llama Stack configs load unchanged and `config check` shows it as written); it is parsed here,
+//! at validation time for its problems and at start-up by the providers crate for its values.
+//! Parsing reports every problem at once, each at its full path
+//! (`providers.inference[0].config.url`).
+//!
+//! The API key is a [`SecretString`]: `Debug` prints it redacted, and it is never part of a
+//! problem's message.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+
+use crate::error::Problem;
+use crate::model::{ProviderEntry, ProviderSettings, REDACTED};
+use crate::paths::join;
+
+/// The inference provider types ferrostack serves, as written in `provider_type`.
+pub const INFERENCE_PROVIDER_TYPES: [&str; 3] = ["remote::openai", "remote::vllm", "remote::ollama"];
+
+/// Which engine an inference provider entry speaks to. All three speak the OpenAI HTTP API; they
+/// differ in defaults only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InferenceProviderKind {
+    /// `remote::openai`: OpenAI, or any OpenAI-compatible endpoint.
+    OpenAi,
+    /// `remote::vllm`: a vLLM server.
+    Vllm,
+    /// `remote::ollama`: an Ollama server.
+    Ollama,
+}
+
+impl InferenceProviderKind {
+    /// The kind of a `provider_type`, or `None` when ferrostack does not serve it.
+    pub fn from_type(provider_type: &str) -> Option<Self> {
+        match provider_type {
+            "remote::openai" => Some(Self::OpenAi),
+            "remote::vllm" => Some(Self::Vllm),
+            "remote::ollama" => Some(Self::Ollama),
+            _ => None,
+        }
+    }
+
+    /// The `provider_type` as written in the config.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Self::OpenAi => "remote::openai",
+            Self::Vllm => "remote::vllm",
+            Self::Ollama => "remote::ollama",
+        }
+    }
+
+    /// The base URL used when `url` is absent; vLLM has none (its `url` is required).
+    pub fn default_url(self) -> Option<&'static str> {
+        match self {
+            Self::OpenAi => Some(DEFAULT_OPENAI_URL),
+            Self::Vllm => None,
+            Self::Ollama => Some(DEFAULT_OLLAMA_URL),
+        }
+    }
+}
+
+/// Default base URL of `remote::openai`.
+pub const DEFAULT_OPENAI_URL: &str = "https://api.openai.com/v1";
+/// Default base URL of `remote::ollama`.
+pub const DEFAULT_OLLAMA_URL: &str = "http://localhost:11434/v1";
+
+/// Default `timeout_ms`: the longest wait for the next bytes of an upstream answer.
+pub fn default_inference_timeout_ms() -> u64 {
+    600_000
+}
+/// Default `connect_timeout_ms`.
+pub fn default_inference_connect_timeout_ms() -> u64 {
+    5_000
+}
+/// Default `max_idle_connections` (idle keep-alive connections kept per upstream host).
+pub fn default_inference_max_idle_connections() -> usize {
+    64
+}
+
+/// Fields accepted for compatibility with Llama Stack provider configs and ignored.
+const IGNORED_FIELDS: [&str; 3] = ["refresh_models", "allowed_models", "max_tokens"];
+
+/// Every field the parser knows, for the "unknown field" message.
+const KNOWN_FIELDS: [&str; 10] = [
+    "url",
+    "base_url",
+    "api_key",
+    "api_token",
+    "timeout_ms",
+    "connect_timeout_ms",
+    "verify_tls",
+    "tls_verify",
+    "tls_cafile",
+    "max_idle_connections",
+];
+
+/// The typed `config` of a served inference provider entry.
+#[derive(Clone)]
+pub struct InferenceProviderConfig {
+    /// The engine type.
+    pub kind: InferenceProviderKind,
+    /// Base URL of the OpenAI-compatible API, without a trailing `/` (`http://vllm:8000/v1`);
+    /// requests go to `<url>/chat/completions`. From `url` or `base_url`.
+    pub url: String,
+    /// Bearer token sent as `Authorization: Bearer ...`; from `api_key` or `api_token`.
+    api_key: Option<SecretString>,
+    /// The longest wait for the next bytes of an answer (headers or body), in milliseconds.
+    pub timeout_ms: u64,
+    /// The longest wait for a TCP (and TLS) connection, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Verify the upstream's TLS certificate.
+    pub verify_tls: bool,
+    /// PEM file of extra CA certificates for the upstream.
+    pub tls_cafile: Option<String>,
+    /// Idle keep-alive connections kept per upstream host.
+    pub max_idle_connections: usize,
+}
+
+impl fmt::Debug for InferenceProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InferenceProviderConfig")
+            .field("kind", &self.kind)
+            .field("url", &self.url)
+            .field("api_key", &self.api_key.as_ref().map(|_| REDACTED))
+            .field("timeout_ms", &self.timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("verify_tls", &self.verify_tls)
+            .field("tls_cafile", &self.tls_cafile)
+            .field("max_idle_connections", &self.max_idle_connections)
+            .finish()
+    }
+}
+
+impl InferenceProviderConfig {
+    /// The typed config of `entry`, found at `path` (`providers.inference[0]`): `None` when its
+    /// `provider_type` is not a served inference type, else the config or every problem of it.
+    pub fn from_entry(entry: &ProviderEntry, path: &str) -> Option<Result<Self, Vec<Problem>>> {
+        let kind = InferenceProviderKind::from_type(&entry.provider_type)?;
+        Some(Self::parse(kind, &entry.config, &join(path, "config")))
+    }
+
+    /// Parse the `config` block of a provider of `kind`, found at `path`
+    /// (`providers.inference[0].config`).
+    pub fn parse(kind: InferenceProviderKind, settings: &ProviderSettings, path: &str) -> Result<Self, Vec<Problem>> {
+        let empty = Map::new();
+        let mut problems = Vec::new();
+        let map = match &settings.0 {
+            Value::Object(map) => map,
+            Value::Null => &empty,
+            other => {
+                problems.push(Problem::new(path, format!("expected a map of settings, got {}", kind_of(other))));
+                &empty
+            }
+        };
+        let mut p = Parser { map, path, problems };
+        p.unknown_fields();
+
+        let url = match p.alias_string("url", "base_url") {
+            Some((field, url)) => {
+                let url = url.trim_end_matches('/').to_owned();
+                if let Err(why) = check_url(&url) {
+                    p.problem(field, format!("'{url}' is not a valid URL: {why}"));
+                }
+                url
+            }
+            None => match kind.default_url() {
+                Some(u) => u.to_owned(),
+                // Given but unusable: that problem is already reported.
+                None if ["url", "base_url"].iter().any(|f| p.map.get(*f).is_some_and(|v| !v.is_null())) => {
+                    String::new()
+                }
+                None => {
+                    p.problem(
+                        "url",
+                        format!("missing field `url`; {} needs the base URL of its API", kind.type_name()),
+                    );
+                    String::new()
+                }
+            },
+        };
+        // Llama Stack's ollama `url` is the server (`http://localhost:11434`); the OpenAI API is under /v1.
+        let url = if kind == InferenceProviderKind::Ollama && !url.is_empty() && !url.ends_with("/v1") {
+            format!("{url}/v1")
+        } else {
+            url
+        };
+        let api_key = p.alias_secret("api_key", "api_token");
+        let timeout_ms = p.integer("timeout_ms", 1, 3_600_000, "ms").unwrap_or_else(default_inference_timeout_ms);
+        let connect_timeout_ms =
+            p.integer("connect_timeout_ms", 1, 600_000, "ms").unwrap_or_else(default_inference_connect_timeout_ms);
+        let max_idle_connections = p
+            .integer("max_idle_connections", 0, 10_000, "")
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            .unwrap_or_else(default_inference_max_idle_connections);
+        let mut verify_tls = p.bool("verify_tls");
+        let mut tls_cafile = p.string("tls_cafile");
+        if tls_cafile.as_deref().is_some_and(|f| f.trim().is_empty()) {
+            p.problem("tls_cafile", "must not be empty".to_owned());
+        }
+        // Llama Stack's `tls_verify`: a bool, or the path of a CA bundle.
+        match p.map.get("tls_verify") {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                let given_also =
+                    if verify_tls.is_some() || tls_cafile.is_some() { Some("verify_tls / tls_cafile") } else { None };
+                if let Some(other) = given_also {
+                    p.problem("tls_verify", format!("give either tls_verify or {other}, not both"));
+                } else {
+                    match v {
+                        Value::Bool(b) => verify_tls = Some(*b),
+                        Value::String(s) if s == "true" || s == "false" => verify_tls = Some(s == "true"),
+                        Value::String(s) if !s.trim().is_empty() => tls_cafile = Some(s.clone()),
+                        other => p.problem(
+                            "tls_verify",
+                            format!("expected a bool or the path of a CA bundle, got {}", kind_of(other)),
+                        ),
+                    }
+                }
+            }
+        }
+        let verify_tls = verify_tls.unwrap_or(true);
+        if !verify_tls && tls_cafile.is_some() {
+            p.problem("tls_cafile", "has no effect with verify_tls: false; remove one of them".to_owned());
+        }
+        let problems = p.problems;
+        if problems.is_empty() {
+            Ok(Self {
+                kind,
+                url,
+                api_key,
+                timeout_ms,
+                connect_timeout_ms,
+                verify_tls,
+                tls_cafile,
+                max_idle_connections,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The API key, for the one place that sends it.
+    pub fn api_key(&self) -> Option<&str> {
+        self.api_key.as_ref().map(|k| k.expose_secret())
+    }
+
+    /// A config of `kind` pointing at `url`, with defaults for everything else (tests, tools).
+    pub fn new(kind: InferenceProviderKind, url: impl Into<String>, api_key: Option<String>) -> Self {
+        Self {
+            kind,
+            url: url.into().trim_end_matches('/').to_owned(),
+            api_key: api_key.map(SecretString::from),
+            timeout_ms: default_inference_timeout_ms(),
+            connect_timeout_ms: default_inference_connect_timeout_ms(),
+            verify_tls: true,
+            tls_cafile: None,
+            max_idle_connections: default_inference_max_idle_connections(),
+        }
+    }
+}
+
+/// Problems of a served inference provider entry (nothing for other types).
+pub(crate) fn validate_entry(entry: &ProviderEntry, path: &str, problems: &mut Vec<Problem>) {
+    if let Some(Err(mut found)) = InferenceProviderConfig::from_entry(entry, path) {
+        problems.append(&mut found);
+    }
+}
+
+struct Parser<'a> {
+    map: &'a Map<String, Value>,
+    path: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Parser<'_> {
+    fn problem(&mut self, field: &str, message: String) {
+        self.problems.push(Problem::new(join(self.path, field), message));
+    }
+
+    fn unknown_fields(&mut self) {
+        let map = self.map;
+        for key in map.keys() {
+            if !KNOWN_FIELDS.contains(&key.as_str()) && !IGNORED_FIELDS.contains(&key.as_str()) {
+                let message = format!("unknown field `{key}`, expected one of {}", KNOWN_FIELDS.join(", "));
+                self.problem(key, message);
+            }
+        }
+    }
+
+    /// A string field; numbers and bools are taken as their text (an `${env.X}` value that looked
+    /// like a number was turned into one). Null and `""` are absent.
+    fn raw_string(&mut self, field: &str, secret: bool) -> Option<String> {
+        match self.map.get(field)? {
+            Value::Null => None,
+            Value::String(s) if s.is_empty() => None,
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            other => {
+                // The message names the type, never the value (it may be a key).
+                let what = if secret { "a secret string" } else { "a string" };
+                let message = format!("expected {what}, got {}", kind_of(other));
+                self.problem(field, message);
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, field: &str) -> Option<String> {
+        self.raw_string(field, false)
+    }
+
+    /// One of two spellings of a string field; giving both is a problem.
+    fn alias_string(&mut self, a: &'static str, b: &'static str) -> Option<(&'static str, String)> {
+        let va = self.string(a);
+        let vb = self.string(b);
+        match (va, vb) {
+            (Some(_), Some(_)) => {
+                self.problem(b, format!("give either {a} or {b}, not both"));
+                None
+            }
+            (Some(v), None) => Some((a, v)),
+            (None, Some(v)) => Some((b, v)),
+            (None, None) => None,
+        }
+    }
+
+    fn alias_secret(&mut self, a: &str, b: &str) -> Option<SecretString> {
+        let va = self.raw_string(a, true);
+        let vb = self.raw_string(b, true);
+        match (va, vb) {
+            (Some(_), Some(_)) => {
+                self.problem(b, format!("give either {a} or {b}, not both"));
+                None
+            }
+            (Some(v), None) | (None, Some(v)) => {
+                if v.chars().any(|c| c.is_control() || c == ' ') {
+                    let field = if self.map.get(a).is_some_and(|x| !x.is_null()) { a } else { b };
+                    self.problem(field, "must not contain spaces or control characters".to_owned());
+                }
+                Some(SecretString::from(v))
+            }
+            (None, None) => None,
+        }
+    }
+
+    fn integer(&mut self, field: &str, min: u64, max: u64, unit: &str) -> Option<u64> {
+        let n = match self.map.get(field)? {
+            Value::Null => return None,
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        let unit = if unit.is_empty() { String::new() } else { format!(" {unit}") };
+        match n {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(n) => {
+                self.problem(field, format!("must be between {min} and {max}{unit}, got {n}"));
+                None
+            }
+            None => {
+                let got = self.map.get(field).map(kind_of).unwrap_or("nothing");
+                self.problem(field, format!("expected an integer between {min} and {max}{unit}, got {got}"));
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, field: &str) -> Option<bool> {
+        match self.map.get(field)? {
+            Value::Null => None,
+            Value::Bool(b) => Some(*b),
+            Value::String(s) if s == "true" || s == "false" => Some(s == "true"),
+            other => {
+                let message = format!("expected true or false, got {}", kind_of(other));
+                self.problem(field, message);
+                None
+            }
+        }
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a bool",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    }
+}
+
+/// `http(s)://host[:port][/path]`, without whitespace, query or fragment.
+fn check_url(value: &str) -> Result<(), &'static str> {
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains whitespace");
+    }
+    let lower = value.to_ascii_lowercase();
+    let rest = if let Some(r) = lower.strip_prefix("https://") {
+        r
+    } else if let Some(r) = lower.strip_prefix("http://") {
+        r
+    } else {
+        return Err("must start with http:// or https://");
+    };
+    if rest.contains(['?', '#']) {
+        return Err("must not have a query or fragment");
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, rest)) => (h, rest.strip_prefix(':')),
+            None => return Err("unclosed [ in the host"),
+        }
+    } else {
+        match host_port.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("no host");
+    }
+    if let Some(port) = port
+        && port.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return Err("the port is not a number between 1 and 65535");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_url;
+
+    #[test]
+    fn urls() {
+        for ok in ["http://v", "https://api.openai.com/v1", "http://127.0.0.1:8000/v1", "http://[::1]:80"] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for bad in
+            ["v:8000", "ftp://x", "http://", "http://:80", "http://x:0", "http://x:99999", "http://x/?a", "http://a b"]
+        {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
+}
