@@ -1,0 +1,20 @@
+//! The access-policy language at run time (the rules themselves are parsed by
+//! `ferrostack-config`): the evaluator ([`is_allowed`], [`is_route_allowed`]), the compiler to
+//! SQL predicates ([`compile`]) and the authorized store layer ([`AuthorizedTable`]).
+//!
+//! The evaluator is the definition; the compiler is exact with respect to it for every policy
+//! (property-tested on PostgreSQL and SQLite). `docs/access-control.md` describes the language,
+//! the SQL and the store contract.
+
+mod compile;
+mod eval;
+mod store;
+
+pub use compile::{
+    ACCESS_ATTRIBUTES, CompileError, OWNER_PRINCIPAL, Predicate, Target, compile, literal_prefix_regex, predicate,
+};
+pub use eval::{
+    DEFAULT_CATEGORIES, Resource, SQL_RECORD, condition_holds, deciding_rule, default_policy, effective, is_allowed,
+    is_route_allowed,
+};
+pub use store::{AuthorizedTable, Order, Page, StoreError, attributes_from_json};

@@ -1,0 +1,277 @@
+//! The fake identity provider, keys and helpers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+use ferrostack_authz::User;
+use ferrostack_authz::authn::{AuthError, Authenticator, RequestInfo};
+use ferrostack_config::AuthProviderConfig;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+/// A signing key with the JWK of its public half.
+pub struct Key {
+    pub alg: Algorithm,
+    pub encoding: EncodingKey,
+}
+
+impl Key {
+    /// The public JWK, with `kid`.
+    pub fn jwk(&self, kid: &str) -> Value {
+        let mut jwk = Jwk::from_encoding_key(&self.encoding, self.alg).unwrap();
+        jwk.common.key_id = Some(kid.to_owned());
+        serde_json::to_value(&jwk).unwrap()
+    }
+}
+
+pub struct Keys {
+    pub rsa: Key,
+    pub ec: Key,
+    pub ed: Key,
+    pub rsa2: Key,
+}
+
+/// Keys generated once per test binary.
+pub static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
+    rsa: rsa_key(),
+    ec: Key {
+        alg: Algorithm::ES256,
+        encoding: EncodingKey::from_ec_der(
+            EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap().to_pkcs8v1().unwrap().as_ref(),
+        ),
+    },
+    ed: Key {
+        alg: Algorithm::EdDSA,
+        encoding: EncodingKey::from_ed_der(Ed25519KeyPair::generate().unwrap().to_pkcs8v1().unwrap().as_ref()),
+    },
+    rsa2: rsa_key(),
+});
+
+fn rsa_key() -> Key {
+    let kp = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let pkcs8: Pkcs8V1Der<'static> = kp.as_der().unwrap();
+    Key { alg: Algorithm::RS256, encoding: EncodingKey::from_rsa_der(pkcs1_of_pkcs8(pkcs8.as_ref())) }
+}
+
+/// The RSAPrivateKey (PKCS#1) inside a PKCS#8 PrivateKeyInfo: SEQUENCE { INTEGER, SEQUENCE, OCTET
+/// STRING <pkcs1> }.
+fn pkcs1_of_pkcs8(der: &[u8]) -> &[u8] {
+    // (tag, content start, content end) of the TLV at `at`.
+    fn tlv(der: &[u8], at: usize) -> (u8, usize, usize) {
+        let tag = der[at];
+        let first = der[at + 1];
+        if first < 0x80 {
+            (tag, at + 2, at + 2 + first as usize)
+        } else {
+            let n = (first & 0x7f) as usize;
+            let len = der[at + 2..at + 2 + n].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
+            (tag, at + 2 + n, at + 2 + n + len)
+        }
+    }
+    let (tag, start, _) = tlv(der, 0);
+    assert_eq!(tag, 0x30);
+    let (tag, _, version_end) = tlv(der, start);
+    assert_eq!(tag, 0x02);
+    let (tag, _, alg_end) = tlv(der, version_end);
+    assert_eq!(tag, 0x30);
+    let (tag, key_start, key_end) = tlv(der, alg_end);
+    assert_eq!(tag, 0x04);
+    &der[key_start..key_end]
+}
+
+pub fn now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+/// Standard claims for `sub`, valid for an hour, for audience `ferrostack` and issuer `idp`.
+pub fn claims(sub: &str) -> Value {
+    json!({"sub": sub, "aud": "ferrostack", "iss": "https://idp.test", "iat": now(), "exp": now() + 3600})
+}
+
+/// A JWT signed by `key` with `kid`.
+pub fn sign(key: &Key, kid: &str, claims: &Value) -> String {
+    let mut header = Header::new(key.alg);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, &key.encoding).unwrap()
+}
+
+/// (Authorization header, form) of an introspection request.
+pub type Seen = (Option<String>, HashMap<String, String>);
+
+/// The fake identity provider's state.
+#[derive(Default)]
+pub struct Idp {
+    pub jwks: Mutex<Value>,
+    pub jwks_status: Mutex<Option<u16>>,
+    pub jwks_hits: AtomicUsize,
+    /// (Authorization header, form) of the last introspection request.
+    pub introspection_seen: Mutex<Option<Seen>>,
+    /// Body of the last custom-endpoint request.
+    pub custom_seen: Mutex<Option<Value>>,
+}
+
+impl Idp {
+    pub fn set_jwks(&self, keys: Vec<Value>) {
+        *self.jwks.lock().unwrap() = json!({"keys": keys});
+    }
+
+    pub fn jwks_hits(&self) -> usize {
+        self.jwks_hits.load(Ordering::SeqCst)
+    }
+}
+
+/// A running fake identity provider.
+pub struct Server {
+    pub idp: Arc<Idp>,
+    pub base: String,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// Start the fake identity provider on a loopback port.
+pub async fn idp() -> Server {
+    let idp = Arc::new(Idp::default());
+    let data = web::Data::from(idp.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/jwks", web::get().to(jwks))
+            .route("/jwks-with-token", web::get().to(jwks_with_token))
+            .route("/introspect", web::post().to(introspect))
+            .route("/custom", web::post().to(custom))
+            .route("/hang", web::to(hang))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let addr = server.addrs()[0];
+    tokio::spawn(server.run());
+    Server { idp, base: format!("http://{addr}") }
+}
+
+/// A loopback URL where nothing listens.
+pub fn nothing_listens() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+async fn jwks(idp: web::Data<Idp>) -> HttpResponse {
+    idp.jwks_hits.fetch_add(1, Ordering::SeqCst);
+    if let Some(status) = *idp.jwks_status.lock().unwrap() {
+        return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).body("no");
+    }
+    HttpResponse::Ok().json(idp.jwks.lock().unwrap().clone())
+}
+
+async fn jwks_with_token(req: HttpRequest, idp: web::Data<Idp>) -> HttpResponse {
+    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+    if auth != Some("Bearer jwks-secret") {
+        return HttpResponse::Unauthorized().finish();
+    }
+    jwks(idp).await
+}
+
+/// Answers by token: `active-*` active (sub = the rest), `user-*` active with only a username,
+/// `inactive` inactive, `status-<n>` that status, `garbage` a non-JSON body, `array` a JSON array.
+async fn introspect(req: HttpRequest, form: web::Form<HashMap<String, String>>, idp: web::Data<Idp>) -> HttpResponse {
+    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let form = form.into_inner();
+    let token = form.get("token").cloned().unwrap_or_default();
+    *idp.introspection_seen.lock().unwrap() = Some((auth, form));
+    if let Some(sub) = token.strip_prefix("active-") {
+        return HttpResponse::Ok().json(json!({
+            "active": true, "sub": sub, "scope": "read write", "groups": ["g1", "g2"],
+            "realm_access": {"roles": ["admin"]},
+        }));
+    }
+    if let Some(user) = token.strip_prefix("user-") {
+        return HttpResponse::Ok().json(json!({"active": true, "username": user}));
+    }
+    if let Some(status) = token.strip_prefix("status-") {
+        let status = actix_web::http::StatusCode::from_u16(status.parse().unwrap()).unwrap();
+        return HttpResponse::build(status).json(json!({"error": "x"}));
+    }
+    match token.as_str() {
+        "garbage" => HttpResponse::Ok().content_type("application/json").body("{not json"),
+        "array" => HttpResponse::Ok().json(json!([1])),
+        "activestr" => HttpResponse::Ok().json(json!({"active": "true", "sub": "x"})),
+        _ => HttpResponse::Ok().json(json!({"active": false})),
+    }
+}
+
+/// Answers by api_key: `good` a principal with attributes, `plain` a principal only, `status-<n>`,
+/// `bad-body` a body without principal, `not-json`.
+async fn custom(body: web::Json<Value>, idp: web::Data<Idp>) -> HttpResponse {
+    let body = body.into_inner();
+    *idp.custom_seen.lock().unwrap() = Some(body.clone());
+    let key = body["api_key"].as_str().unwrap_or_default().to_owned();
+    if let Some(status) = key.strip_prefix("status-") {
+        let status = actix_web::http::StatusCode::from_u16(status.parse().unwrap()).unwrap();
+        return HttpResponse::build(status).json(json!({"principal": "should-not-be-used"}));
+    }
+    match key.as_str() {
+        "good" => HttpResponse::Ok().json(
+            json!({"principal": "carol", "attributes": {"roles": ["admin"], "teams": ["t1", "t2"]}, "message": "ok"}),
+        ),
+        "plain" => HttpResponse::Ok().json(json!({"principal": "dave"})),
+        "bad-body" => HttpResponse::Ok().json(json!({"user": "eve"})),
+        "bad-attributes" => HttpResponse::Ok().json(json!({"principal": "eve", "attributes": {"roles": "admin"}})),
+        _ => HttpResponse::Ok().content_type("application/json").body("nope"),
+    }
+}
+
+/// Never answers.
+async fn hang() -> HttpResponse {
+    std::future::pending::<()>().await;
+    HttpResponse::Ok().finish()
+}
+
+/// An authenticator from a provider config written as JSON.
+pub fn authenticator(config: Value) -> Authenticator {
+    let config: AuthProviderConfig = serde_json::from_value(config).unwrap();
+    Authenticator::new(&config).unwrap()
+}
+
+/// A GET of `/v1/models` with `Authorization: Bearer <token>`.
+pub fn bearer(token: &str) -> RequestInfo {
+    RequestInfo::new("GET", "/v1/models").with_header("Authorization", format!("Bearer {token}"))
+}
+
+/// The user, or a panic naming the error.
+#[track_caller]
+pub fn ok(r: Result<User, AuthError>) -> User {
+    match r {
+        Ok(u) => u,
+        Err(e) => panic!("expected a user, got {} {}", e.status(), e.message()),
+    }
+}
+
+/// The error, checked for `status` and a message containing `words`.
+#[track_caller]
+pub fn err(r: Result<User, AuthError>, status: u16, words: &str) -> AuthError {
+    match r {
+        Ok(u) => panic!("expected {status} {words:?}, got user {u:?}"),
+        Err(e) => {
+            assert_eq!(e.status(), status, "{e:?}");
+            assert!(e.message().contains(words), "message {:?} should contain {words:?}", e.message());
+            e
+        }
+    }
+}
+
+/// Attributes as a map, for comparisons.
+pub fn attrs(pairs: &[(&str, &[&str])]) -> std::collections::BTreeMap<String, Vec<String>> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.iter().map(|s| (*s).to_owned()).collect())).collect()
+}
