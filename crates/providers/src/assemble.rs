@@ -1,0 +1,213 @@
+//! From the chunks of a stream to the `chat.completion` that is stored (REFERENCE.md 5.2), and the
+//! rewrites applied to what the client sees.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+/// Accumulates `chat.completion.chunk`s, in order, into one `chat.completion`.
+///
+/// Per choice index: content and refusal fragments concatenated; tool-call fragments keyed by
+/// their index (`id` and `type` take the last non-empty value, `name` and `arguments` are
+/// concatenated); the last non-null `finish_reason`; logprob entries concatenated. `id` and
+/// `created` come from the first chunk that has them, `usage` from the last chunk that carries it.
+#[derive(Debug, Clone)]
+pub struct StreamAssembler {
+    model: String,
+    id: Option<String>,
+    created: Option<i64>,
+    usage: Option<Value>,
+    choices: BTreeMap<u64, ChoiceParts>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ChoiceParts {
+    content: String,
+    refusal: String,
+    tool_calls: BTreeMap<u64, ToolCallParts>,
+    finish_reason: Option<String>,
+    logprobs_content: Vec<Value>,
+    logprobs_refusal: Vec<Value>,
+    has_logprobs: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ToolCallParts {
+    id: String,
+    kind: String,
+    name: String,
+    arguments: String,
+}
+
+impl StreamAssembler {
+    /// An assembler for a stream requested with `model` (the registry's id, which the assembled
+    /// completion carries instead of the provider's).
+    pub fn new(model: impl Into<String>) -> Self {
+        Self { model: model.into(), id: None, created: None, usage: None, choices: BTreeMap::new() }
+    }
+
+    /// The completion id, once a chunk carried one.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// Take in the next chunk. Anything that is not a chunk-shaped object is ignored.
+    pub fn push(&mut self, chunk: &Value) {
+        let Some(chunk) = chunk.as_object() else { return };
+        if self.id.is_none()
+            && let Some(id) = chunk.get("id").and_then(Value::as_str).filter(|s| !s.is_empty())
+        {
+            self.id = Some(id.to_owned());
+        }
+        if self.created.is_none() {
+            self.created = chunk.get("created").and_then(as_i64);
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+            self.usage = Some(usage.clone());
+        }
+        let Some(choices) = chunk.get("choices").and_then(Value::as_array) else { return };
+        for (position, choice) in choices.iter().enumerate() {
+            let Some(choice) = choice.as_object() else { continue };
+            let index = choice.get("index").and_then(Value::as_u64).unwrap_or(position as u64);
+            let parts = self.choices.entry(index).or_default();
+            parts.push(choice);
+        }
+    }
+
+    /// The assembled `chat.completion`, or `None` when no chunk carried an id (nothing to store).
+    /// `created` falls back to now.
+    pub fn finish(&self) -> Option<Value> {
+        let id = self.id.as_ref()?;
+        let created = self.created.unwrap_or_else(|| chrono::Utc::now().timestamp());
+        let choices: Vec<Value> = self.choices.iter().map(|(index, parts)| parts.finish(*index)).collect();
+        let mut completion = json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": self.model,
+            "choices": choices,
+        });
+        if let (Some(usage), Some(map)) = (&self.usage, completion.as_object_mut()) {
+            map.insert("usage".to_owned(), usage.clone());
+        }
+        Some(completion)
+    }
+}
+
+impl ChoiceParts {
+    fn push(&mut self, choice: &Map<String, Value>) {
+        if let Some(delta) = choice.get("delta").and_then(Value::as_object) {
+            if let Some(text) = delta.get("content").and_then(Value::as_str) {
+                self.content.push_str(text);
+            }
+            if let Some(text) = delta.get("refusal").and_then(Value::as_str) {
+                self.refusal.push_str(text);
+            }
+            if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
+                for (position, call) in calls.iter().enumerate() {
+                    let Some(call) = call.as_object() else { continue };
+                    let index = call.get("index").and_then(Value::as_u64).unwrap_or(position as u64);
+                    self.tool_calls.entry(index).or_default().push(call);
+                }
+            }
+        }
+        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish_reason = Some(reason.to_owned());
+        }
+        if let Some(logprobs) = choice.get("logprobs").and_then(Value::as_object) {
+            for (key, into) in [("content", &mut self.logprobs_content), ("refusal", &mut self.logprobs_refusal)] {
+                if let Some(entries) = logprobs.get(key).and_then(Value::as_array) {
+                    into.extend(entries.iter().cloned());
+                    self.has_logprobs = true;
+                }
+            }
+        }
+    }
+
+    fn finish(&self, index: u64) -> Value {
+        let tool_calls: Vec<Value> = self
+            .tool_calls
+            .values()
+            .filter(|c| !c.id.is_empty())
+            .map(|c| {
+                let kind = if c.kind.is_empty() { "function" } else { c.kind.as_str() };
+                json!({"id": c.id, "type": kind, "function": {"name": c.name, "arguments": c.arguments}})
+            })
+            .collect();
+        let text = |s: &str| if s.is_empty() { Value::Null } else { Value::String(s.to_owned()) };
+        let logprobs = if self.has_logprobs {
+            let refusal = if self.logprobs_refusal.is_empty() {
+                Value::Null
+            } else {
+                Value::Array(self.logprobs_refusal.clone())
+            };
+            json!({"content": self.logprobs_content, "refusal": refusal})
+        } else {
+            Value::Null
+        };
+        json!({
+            "index": index,
+            "finish_reason": self.finish_reason.as_deref().unwrap_or("stop"),
+            "message": {
+                "role": "assistant",
+                "content": text(&self.content),
+                "refusal": text(&self.refusal),
+                "tool_calls": if tool_calls.is_empty() { Value::Null } else { Value::Array(tool_calls) },
+            },
+            "logprobs": logprobs,
+        })
+    }
+}
+
+impl ToolCallParts {
+    fn push(&mut self, call: &Map<String, Value>) {
+        if let Some(id) = call.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            id.clone_into(&mut self.id);
+        }
+        if let Some(kind) = call.get("type").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            kind.clone_into(&mut self.kind);
+        }
+        if let Some(function) = call.get("function").and_then(Value::as_object) {
+            if let Some(name) = function.get("name").and_then(Value::as_str) {
+                self.name.push_str(name);
+            }
+            if let Some(arguments) = function.get("arguments").and_then(Value::as_str) {
+                self.arguments.push_str(arguments);
+            }
+        }
+    }
+}
+
+/// A timestamp given as an integer, or as a float by lenient servers.
+fn as_i64(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64().filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e15).map(|f| {
+            #[expect(clippy::cast_possible_truncation, reason = "range checked above; fractions are dropped")]
+            let secs = f as i64;
+            secs
+        })
+    })
+}
+
+/// Set a relayed chunk's `model` to the id the client requested (the registry's, not the
+/// provider's).
+pub fn rewrite_chunk_model(chunk: &mut Value, model: &str) {
+    if let Some(map) = chunk.as_object_mut() {
+        map.insert("model".to_owned(), Value::String(model.to_owned()));
+    }
+}
+
+/// Normalise a non-streaming completion before it is returned and stored: `model` becomes the
+/// requested id, and empty `tool_calls` lists become null.
+pub fn normalize_completion(completion: &mut Value, model: &str) {
+    let Some(map) = completion.as_object_mut() else { return };
+    map.insert("model".to_owned(), Value::String(model.to_owned()));
+    let Some(choices) = map.get_mut("choices").and_then(Value::as_array_mut) else { return };
+    for choice in choices {
+        if let Some(message) = choice.get_mut("message").and_then(Value::as_object_mut)
+            && message.get("tool_calls").and_then(Value::as_array).is_some_and(Vec::is_empty)
+        {
+            message.insert("tool_calls".to_owned(), Value::Null);
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The OpenAI-compatible upstream client: one pooled `reqwest::Client` per provider.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferrostack_config::{InferenceProviderConfig, InferenceProviderKind};
+use futures_util::stream::{self, BoxStream, StreamExt};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use crate::error::ProviderError;
+use crate::sse::{SseEvent, SseParser};
+
+/// Longest upstream error body read for its message, in bytes.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Longest upstream error text passed on as a message, in characters.
+const MAX_ERROR_MESSAGE: usize = 1000;
+
+/// Headers passed on to the upstream, as the HTTP layer extracted them from the client's request.
+/// Values that are not valid header values are dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForwardHeaders {
+    /// W3C `traceparent`.
+    pub traceparent: Option<String>,
+    /// W3C `tracestate`.
+    pub tracestate: Option<String>,
+    /// `x-request-id`, so upstream logs can be matched with ours.
+    pub request_id: Option<String>,
+}
+
+impl ForwardHeaders {
+    fn apply(&self, mut req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let pairs =
+            [("traceparent", &self.traceparent), ("tracestate", &self.tracestate), ("x-request-id", &self.request_id)];
+        for (name, value) in pairs {
+            if let Some(v) = value
+                && let Ok(v) = HeaderValue::from_str(v)
+            {
+                req = req.header(HeaderName::from_static(name), v);
+            }
+        }
+        req
+    }
+}
+
+/// One item of an upstream stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// A `chat.completion.chunk`, as the upstream sent it.
+    Chunk(Value),
+    /// The upstream's `data: [DONE]`; nothing follows.
+    Done,
+}
+
+/// The chunks of an upstream stream, parsed as they arrive. A failure (timeout, broken
+/// connection, malformed data, an upstream error event) is the last item.
+pub type ChunkStream = BoxStream<'static, Result<StreamEvent, ProviderError>>;
+
+/// A client of one OpenAI-compatible provider. Cheap to share: clone the `Arc` it lives in (see
+/// [`crate::Providers`]); the connection pool is inside.
+pub struct UpstreamClient {
+    id: String,
+    kind: InferenceProviderKind,
+    base_url: String,
+    http: reqwest::Client,
+    /// `Bearer <key>`, marked sensitive so that it never prints.
+    auth: Option<HeaderValue>,
+}
+
+impl fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamClient")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("auth", &self.auth.as_ref().map(|_| ferrostack_config::REDACTED))
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamClient {
+    /// Build the client of provider `provider_id`: connect and read timeouts, keep-alive pool,
+    /// TLS settings (an unreadable `tls_cafile` is an error here, at start-up).
+    pub fn new(provider_id: &str, config: &InferenceProviderConfig) -> Result<Self, ProviderError> {
+        let fail = |reason: String| ProviderError::Client { provider: provider_id.to_owned(), reason };
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .read_timeout(Duration::from_millis(config.timeout_ms))
+            .pool_max_idle_per_host(config.max_idle_connections)
+            .tcp_nodelay(true)
+            .user_agent(concat!("ferrostack/", env!("CARGO_PKG_VERSION")));
+        if !config.verify_tls {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        if let Some(file) = &config.tls_cafile {
+            let pem = std::fs::read(file).map_err(|e| fail(format!("cannot read tls_cafile {file}: {e}")))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| fail(format!("tls_cafile {file} holds no usable PEM certificate: {e}")))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder.build().map_err(|e| fail(e.to_string()))?;
+        let auth = match config.api_key() {
+            Some(key) => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {key}"))
+                    .map_err(|_| fail("the api key is not a valid header value".to_owned()))?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
+        Ok(Self { id: provider_id.to_owned(), kind: config.kind, base_url: config.url.clone(), http, auth })
+    }
+
+    /// The provider id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The engine type.
+    pub fn kind(&self) -> InferenceProviderKind {
+        self.kind
+    }
+
+    /// The base URL requests go under.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn request(&self, headers: &ForwardHeaders) -> reqwest::RequestBuilder {
+        let mut req = self.http.post(format!("{}/chat/completions", self.base_url));
+        if let Some(auth) = &self.auth {
+            req = req.header(AUTHORIZATION, auth.clone());
+        }
+        headers.apply(req)
+    }
+
+    /// Send, and turn a non-2xx answer into [`ProviderError::Upstream`].
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ProviderError> {
+        let resp = req.send().await.map_err(|e| ProviderError::from_reqwest(&self.id, e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = read_limited(resp, MAX_ERROR_BODY).await.map_err(|e| ProviderError::from_reqwest(&self.id, e))?;
+        Err(upstream_error(&self.id, status.as_u16(), &body))
+    }
+
+    /// `POST <url>/chat/completions` for a JSON answer. `body` is the client's request with `model`
+    /// already rewritten to the provider's model id; `stream` and `stream_options` are removed.
+    /// The answer is the upstream's JSON object, unchanged.
+    pub async fn chat_completion(&self, mut body: Value, headers: &ForwardHeaders) -> Result<Value, ProviderError> {
+        if let Some(map) = body.as_object_mut() {
+            map.remove("stream");
+            map.remove("stream_options");
+        }
+        let started = Instant::now();
+        let result = self.completion_json(&body, headers).await;
+        log_outcome(&self.id, false, started, result.as_ref().err());
+        result
+    }
+
+    async fn completion_json(&self, body: &Value, headers: &ForwardHeaders) -> Result<Value, ProviderError> {
+        let resp = self.send(self.request(headers).json(body)).await?;
+        let bytes = resp.bytes().await.map_err(|e| ProviderError::from_reqwest(&self.id, e))?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ProviderError::invalid(&self.id, format!("the body is not JSON: {e}")))?;
+        if let Some(err) = error_event(&self.id, &value) {
+            return Err(err);
+        }
+        if !value.get("choices").is_some_and(Value::is_array) {
+            return Err(ProviderError::invalid(&self.id, "the answer has no `choices` list"));
+        }
+        Ok(value)
+    }
+
+    /// `POST <url>/chat/completions` with `stream: true`. Fails before the first item when the
+    /// upstream cannot be reached or answers with an error status; after that, failures are the
+    /// last item of the stream. Each chunk is yielded as soon as its event is complete.
+    pub async fn chat_completion_stream(
+        &self,
+        mut body: Value,
+        headers: &ForwardHeaders,
+    ) -> Result<ChunkStream, ProviderError> {
+        if let Some(map) = body.as_object_mut() {
+            map.insert("stream".to_owned(), Value::Bool(true));
+        }
+        let started = Instant::now();
+        let result = self.open_stream(&body, headers).await;
+        log_outcome(&self.id, true, started, result.as_ref().err());
+        result
+    }
+
+    async fn open_stream(&self, body: &Value, headers: &ForwardHeaders) -> Result<ChunkStream, ProviderError> {
+        let req = self.request(headers).header(ACCEPT, "text/event-stream").json(body);
+        let resp = self.send(req).await?;
+        let is_json = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
+        if is_json {
+            // An upstream that ignores `stream` or reports an error with a 200.
+            let bytes =
+                read_limited(resp, MAX_ERROR_BODY).await.map_err(|e| ProviderError::from_reqwest(&self.id, e))?;
+            let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
+                ProviderError::invalid(&self.id, "expected an event stream, got a body that is not JSON")
+            })?;
+            return Err(error_event(&self.id, &value)
+                .unwrap_or_else(|| ProviderError::invalid(&self.id, "expected an event stream, got a JSON body")));
+        }
+        Ok(chunk_stream(self.id.clone(), resp.bytes_stream().boxed()))
+    }
+}
+
+fn log_outcome(provider: &str, stream: bool, started: Instant, error: Option<&ProviderError>) {
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match error {
+        None => tracing::debug!(provider, stream, elapsed_ms, "upstream answered"),
+        Some(e) => tracing::debug!(provider, stream, elapsed_ms, status = e.status(), error = %e, "upstream failed"),
+    }
+}
+
+/// Read at most `limit` bytes of a body (an error page can be big; its start is enough).
+async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = limit.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The error of an upstream answer with status `status`: an OpenAI error body
+/// (`{"error": {"message", "type", "code", "param"}}`), vLLM's flat one
+/// (`{"object": "error", "message", ...}`), FastAPI's `{"detail"}`, else the text.
+pub(crate) fn upstream_error(provider: &str, status: u16, body: &[u8]) -> ProviderError {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let text = |v: Option<&Value>| -> Option<String> {
+        match v? {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    };
+    let (message, error_type, code, param) = match &parsed {
+        Some(Value::Object(top)) => {
+            let inner = match top.get("error") {
+                Some(Value::Object(e)) => Some(e),
+                _ => None,
+            };
+            let fields = inner.unwrap_or(top);
+            let message = text(fields.get("message"))
+                .or_else(|| text(top.get("error")))
+                .or_else(|| text(top.get("detail")))
+                .unwrap_or_default();
+            (message, text(fields.get("type")), text(fields.get("code")), text(fields.get("param")))
+        }
+        _ => (String::from_utf8_lossy(body).trim().to_owned(), None, None, None),
+    };
+    let mut message: String = message.chars().take(MAX_ERROR_MESSAGE).collect();
+    if message.trim().is_empty() {
+        message = match reqwest::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()) {
+            Some(reason) => format!("upstream returned HTTP {status} {reason}"),
+            None => format!("upstream returned HTTP {status}"),
+        };
+    }
+    ProviderError::Upstream { provider: provider.to_owned(), status, message, error_type, code, param }
+}
+
+/// An error object sent in place of an answer or chunk (`{"error": ...}` without `choices`).
+fn error_event(provider: &str, value: &Value) -> Option<ProviderError> {
+    let map = value.as_object()?;
+    let is_error = (map.contains_key("error") && !map.contains_key("choices"))
+        || map.get("object").and_then(Value::as_str) == Some("error");
+    if !is_error {
+        return None;
+    }
+    let code = map
+        .get("error")
+        .and_then(|e| e.get("code"))
+        .or_else(|| map.get("code"))
+        .and_then(|c| c.as_u64().or_else(|| c.as_str().and_then(|s| s.parse().ok())))
+        .and_then(|c| u16::try_from(c).ok())
+        .filter(|c| (400..600).contains(c))
+        .unwrap_or(502);
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    Some(upstream_error(provider, code, &bytes))
+}
+
+struct StreamState {
+    provider: String,
+    body: BoxStream<'static, Result<Bytes, reqwest::Error>>,
+    parser: SseParser,
+    events: Vec<SseEvent>,
+    queue: VecDeque<Result<StreamEvent, ProviderError>>,
+    /// Nothing is read any more; the queue is drained, then the stream ends.
+    ended: bool,
+}
+
+fn chunk_stream(provider: String, body: BoxStream<'static, Result<Bytes, reqwest::Error>>) -> ChunkStream {
+    let state = StreamState {
+        provider,
+        body,
+        parser: SseParser::new(),
+        events: Vec::new(),
+        queue: VecDeque::new(),
+        ended: false,
+    };
+    stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(item) = st.queue.pop_front() {
+                if matches!(item, Err(_) | Ok(StreamEvent::Done)) {
+                    // The last item: whatever follows a failure or [DONE] is not read.
+                    st.queue.clear();
+                    st.ended = true;
+                }
+                return Some((item, st));
+            }
+            if st.ended {
+                return None;
+            }
+            match st.body.next().await {
+                Some(Ok(bytes)) => {
+                    let fed = st.parser.feed(&bytes, &mut st.events);
+                    st.convert_events();
+                    if fed.is_err() {
+                        st.queue
+                            .push_back(Err(ProviderError::invalid(&st.provider, "an event stream line is too long")));
+                        st.ended = true;
+                    }
+                }
+                Some(Err(e)) => {
+                    st.convert_events();
+                    st.queue.push_back(Err(ProviderError::from_reqwest(&st.provider, e)));
+                    st.ended = true;
+                }
+                None => {
+                    st.parser.finish(&mut st.events);
+                    st.convert_events();
+                    st.ended = true;
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+impl StreamState {
+    fn convert_events(&mut self) {
+        for event in self.events.drain(..) {
+            let item = convert_event(&self.provider, &event);
+            let last = item.is_err();
+            self.queue.push_back(item);
+            if last {
+                break;
+            }
+        }
+        self.events.clear();
+    }
+}
+
+fn convert_event(provider: &str, event: &SseEvent) -> Result<StreamEvent, ProviderError> {
+    let data = event.data.trim();
+    if data == "[DONE]" {
+        return Ok(StreamEvent::Done);
+    }
+    let value: Value = serde_json::from_str(data)
+        .map_err(|e| ProviderError::invalid(provider, format!("an event's data is not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ProviderError::invalid(provider, "an event's data is not a JSON object"));
+    }
+    if let Some(err) = error_event(provider, &value) {
+        return Err(err);
+    }
+    Ok(StreamEvent::Chunk(value))
+}

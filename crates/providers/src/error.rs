@@ -1,0 +1,147 @@
+//! Every way an inference call can fail, and the HTTP status each one answers with.
+
+use ferrostack_config::Problem;
+
+/// A failure of the model registry or of an upstream provider.
+///
+/// [`ProviderError::status`] is the status the HTTP layer answers with; `Display` is the message
+/// for the client. Messages never carry an API key or the content of a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The requested model is not registered (404).
+    #[error("model '{model}' not found")]
+    ModelNotFound {
+        /// The model id the client sent.
+        model: String,
+    },
+    /// The provider could not be reached: connection refused, DNS failure, TLS failure (502).
+    #[error("upstream provider {provider} unreachable")]
+    Unreachable {
+        /// The provider id.
+        provider: String,
+        /// What reqwest said.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The provider did not answer (or stopped answering) in time (504).
+    #[error("upstream provider {provider} timed out")]
+    Timeout {
+        /// The provider id.
+        provider: String,
+        /// What reqwest said.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The provider answered with an error status, or sent an error event mid-stream. A 4xx is
+    /// passed on with the upstream's message; anything else becomes 502.
+    #[error("{}", upstream_message(provider, *status, message))]
+    Upstream {
+        /// The provider id.
+        provider: String,
+        /// The upstream's HTTP status (or the `code` of a mid-stream error event, else 502).
+        status: u16,
+        /// The upstream's message: `error.message` of an OpenAI error body, else the body text.
+        message: String,
+        /// `error.type` of the upstream's body, when given.
+        error_type: Option<String>,
+        /// `error.code` of the upstream's body, as text, when given.
+        code: Option<String>,
+        /// `error.param` of the upstream's body, when given.
+        param: Option<String>,
+    },
+    /// The provider's answer is not what the OpenAI API promises: not JSON, malformed SSE data,
+    /// not an object (502).
+    #[error("upstream returned an invalid response")]
+    InvalidResponse {
+        /// The provider id.
+        provider: String,
+        /// What was wrong, for the logs (never the content itself).
+        detail: String,
+    },
+    /// The connection broke while the answer was being read (502).
+    #[error("upstream provider {provider} closed the connection before the answer was complete")]
+    Broken {
+        /// The provider id.
+        provider: String,
+        /// What reqwest said.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A served provider entry's `config` is invalid (start-up; the config validation normally
+    /// catches this first).
+    #[error("invalid config of inference provider {provider}: {}", problems_text(problems))]
+    Config {
+        /// The provider id.
+        provider: String,
+        /// Every problem, with its path.
+        problems: Vec<Problem>,
+    },
+    /// The HTTP client of a provider could not be built (start-up): unreadable CA file, bad TLS
+    /// settings.
+    #[error("cannot build the HTTP client of inference provider {provider}: {reason}")]
+    Client {
+        /// The provider id.
+        provider: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn upstream_message(provider: &str, status: u16, message: &str) -> String {
+    if (400..500).contains(&status) {
+        message.to_owned()
+    } else {
+        format!("upstream provider {provider} failed (HTTP {status}): {message}")
+    }
+}
+
+fn problems_text(problems: &[Problem]) -> String {
+    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+impl ProviderError {
+    /// The HTTP status for the client: 404 unknown model, 502 unreachable / upstream 5xx /
+    /// invalid answer / broken connection, 504 timeout, the upstream's own status for a 4xx,
+    /// 500 for start-up errors.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::ModelNotFound { .. } => 404,
+            Self::Unreachable { .. } | Self::InvalidResponse { .. } | Self::Broken { .. } => 502,
+            Self::Timeout { .. } => 504,
+            Self::Upstream { status, .. } if (400..500).contains(status) => *status,
+            Self::Upstream { .. } => 502,
+            Self::Config { .. } | Self::Client { .. } => 500,
+        }
+    }
+
+    /// The provider involved, when there is one.
+    pub fn provider(&self) -> Option<&str> {
+        match self {
+            Self::ModelNotFound { .. } => None,
+            Self::Unreachable { provider, .. }
+            | Self::Timeout { provider, .. }
+            | Self::Upstream { provider, .. }
+            | Self::InvalidResponse { provider, .. }
+            | Self::Broken { provider, .. }
+            | Self::Config { provider, .. }
+            | Self::Client { provider, .. } => Some(provider),
+        }
+    }
+
+    /// Classify a reqwest error: timeouts (connect or read) first, then connection failures,
+    /// then body-read failures; anything else counts as unreachable.
+    pub(crate) fn from_reqwest(provider: &str, source: reqwest::Error) -> Self {
+        let provider = provider.to_owned();
+        if source.is_timeout() {
+            Self::Timeout { provider, source }
+        } else if source.is_body() || source.is_decode() {
+            Self::Broken { provider, source }
+        } else {
+            Self::Unreachable { provider, source }
+        }
+    }
+
+    pub(crate) fn invalid(provider: &str, detail: impl Into<String>) -> Self {
+        Self::InvalidResponse { provider: provider.to_owned(), detail: detail.into() }
+    }
+}

@@ -1,0 +1,36 @@
+//! ferrostack's inference providers: everything between a validated `POST /v1/chat/completions`
+//! body and the upstream engine, with no HTTP-server code (the `http` crate owns the routes and
+//! the SSE relay to clients).
+//!
+//! - [`Providers`]: the model registry and one [`UpstreamClient`] per configured inference
+//!   provider, built once at start-up from the [`RunConfig`](ferrostack_config::RunConfig).
+//! - [`UpstreamClient`]: an OpenAI-compatible client with one pooled `reqwest::Client`; JSON
+//!   answers and SSE streams parsed incrementally into [`StreamEvent`]s.
+//! - [`ProviderError`]: every failure, classified for the HTTP layer by [`ProviderError::status`].
+//! - [`StreamAssembler`]: turns the chunks of a stream into the `chat.completion` to store.
+//! - [`validate_chat_request`]: the checks on a request body, naming the field at fault.
+//!
+//! ```no_run
+//! # async fn demo(config: &ferrostack_config::RunConfig) -> Result<(), ferrostack_providers::ProviderError> {
+//! use ferrostack_providers::{ForwardHeaders, Providers, validate_chat_request};
+//! let providers = Providers::from_config(config)?;
+//! let body = serde_json::json!({"model": "llama", "messages": [{"role": "user", "content": "hi"}]});
+//! let request = validate_chat_request(&body).map_err(|e| e.to_string());
+//! let route = providers.resolve("llama")?;
+//! let completion = route.chat_completion(body, &ForwardHeaders::default()).await?;
+//! # let _ = (request, completion); Ok(()) }
+//! ```
+
+mod assemble;
+mod client;
+mod error;
+mod registry;
+mod request;
+mod sse;
+
+pub use assemble::{StreamAssembler, normalize_completion, rewrite_chunk_model};
+pub use client::{ChunkStream, ForwardHeaders, StreamEvent, UpstreamClient};
+pub use error::ProviderError;
+pub use registry::{ModelRoute, Providers};
+pub use request::{ChatRequestInfo, RequestError, validate_chat_request};
+pub use sse::{SseEvent, SseParser};

@@ -1,0 +1,143 @@
+//! Pure parts: the SSE parser, the stream assembler, the rewrites.
+
+use ferrostack_providers::{SseEvent, SseParser, StreamAssembler, normalize_completion, rewrite_chunk_model};
+use ferrostack_testkit::Test;
+use serde_json::{Value, json};
+
+use crate::support::{hello_chunks, sse_text};
+
+fn parse_pieces(pieces: &[&[u8]]) -> Vec<SseEvent> {
+    let mut parser = SseParser::new();
+    let mut out = Vec::new();
+    for p in pieces {
+        parser.feed(p, &mut out).unwrap();
+    }
+    parser.finish(&mut out);
+    out
+}
+
+fn ev(data: &str) -> SseEvent {
+    SseEvent { event: None, data: data.to_owned() }
+}
+
+fn chunk(index: u64, delta: Value, finish: Value) -> Value {
+    json!({"id": "chatcmpl-9", "object": "chat.completion.chunk", "created": 42, "model": "up",
+           "choices": [{"index": index, "delta": delta, "finish_reason": finish}]})
+}
+
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test::plain("unit::sse_every_split_point_gives_the_same_events", || async {
+            let text = sse_text(&hello_chunks());
+            let bytes = text.as_bytes();
+            let whole = parse_pieces(&[bytes]);
+            let mut want: Vec<SseEvent> = hello_chunks().iter().map(|c| ev(&c.to_string())).collect();
+            want.push(ev("[DONE]"));
+            assert_eq!(whole, want);
+            for i in 0..=bytes.len() {
+                assert_eq!(parse_pieces(&[&bytes[..i], &bytes[i..]]), want, "split at byte {i}");
+            }
+            let one_by_one: Vec<&[u8]> = bytes.chunks(1).collect();
+            assert_eq!(parse_pieces(&one_by_one), want, "byte by byte");
+        }),
+        Test::plain("unit::sse_fields_comments_line_ends", || async {
+            let text = b"\xEF\xBB\xBF: comment\nevent: message\ndata: a\ndata:b\r\nid: 7\rretry: 10\r\rdata\n\n:only a comment\n\ndata: tail";
+            let events = parse_pieces(&[text]);
+            assert_eq!(
+                events,
+                vec![SseEvent { event: Some("message".to_owned()), data: "a\nb".to_owned() }, ev(""), ev("tail"),],
+                "BOM skipped, multi-line data joined, CR alone ends lines, a bare `data` is empty, the unterminated last event is kept"
+            );
+            assert_eq!(
+                parse_pieces(&[b"event: x\n\n", b"data: y\n\n"]),
+                vec![ev("y")],
+                "an event type without data is dropped"
+            );
+        }),
+        Test::plain("unit::assembler_multiple_choices", || async {
+            let mut asm = StreamAssembler::new("requested");
+            assert_eq!(asm.finish(), None, "no id seen: nothing to store");
+            let mut first = chunk(0, json!({"role": "assistant"}), Value::Null);
+            first["id"] = json!("");
+            first["created"] = Value::Null;
+            asm.push(&first);
+            assert_eq!(asm.id(), None, "an empty id does not count");
+            asm.push(&chunk(1, json!({"content": "B1 "}), Value::Null));
+            asm.push(&chunk(0, json!({"content": "A1 "}), Value::Null));
+            let mut later = chunk(0, json!({"content": "A2"}), json!("length"));
+            later["id"] = json!("chatcmpl-other");
+            later["created"] = json!(99);
+            asm.push(&later);
+            asm.push(&chunk(1, json!({"content": "B2"}), Value::Null));
+            asm.push(&chunk(0, json!({}), Value::Null));
+            asm.push(&json!("not an object"));
+            let done = asm.finish().unwrap();
+            assert_eq!(done["id"], json!("chatcmpl-9"), "id from the first chunk that has one");
+            assert_eq!(done["created"], json!(42));
+            assert_eq!(done["object"], json!("chat.completion"));
+            assert_eq!(done["model"], json!("requested"));
+            assert!(done.get("usage").is_none());
+            let choices = done["choices"].as_array().unwrap();
+            assert_eq!(choices.len(), 2);
+            assert_eq!(choices[0]["index"], json!(0));
+            assert_eq!(choices[0]["message"]["content"], json!("A1 A2"));
+            assert_eq!(choices[0]["finish_reason"], json!("length"), "last non-null finish_reason kept");
+            assert_eq!(choices[1]["message"]["content"], json!("B1 B2"));
+            assert_eq!(choices[1]["finish_reason"], json!("stop"), "default finish_reason");
+            assert_eq!(choices[1]["message"]["role"], json!("assistant"));
+            assert_eq!(choices[1]["message"]["tool_calls"], Value::Null);
+            assert_eq!(choices[1]["logprobs"], Value::Null);
+        }),
+        Test::plain("unit::assembler_n_choices_in_one_chunk_and_empty_content", || async {
+            let mut asm = StreamAssembler::new("m");
+            asm.push(&json!({"id": "c", "choices": [
+                {"index": 0, "delta": {"content": "x"}, "finish_reason": null},
+                {"index": 1, "delta": {"content": ""}, "finish_reason": "stop"},
+                {"index": 2, "delta": {}, "finish_reason": null},
+            ]}));
+            let before = chrono::Utc::now().timestamp();
+            let done = asm.finish().unwrap();
+            let created = done["created"].as_i64().unwrap();
+            assert!(created >= before && created <= before + 5, "created falls back to now");
+            let contents: Vec<&Value> =
+                done["choices"].as_array().unwrap().iter().map(|c| &c["message"]["content"]).collect();
+            assert_eq!(contents, [&json!("x"), &Value::Null, &Value::Null], "empty text is null");
+        }),
+        Test::plain("unit::assembler_tool_calls", || async {
+            let mut asm = StreamAssembler::new("m");
+            let calls = |calls: Value| json!({"id": "c", "created": 1, "choices": [{"index": 0, "delta": {"tool_calls": calls}}]});
+            asm.push(&calls(json!([
+                {"index": 0, "id": "call_1", "type": "function", "function": {"name": "a", "arguments": "{"}},
+                {"index": 1, "function": {"name": "no_id", "arguments": "{}"}},
+            ])));
+            asm.push(&calls(json!([{"index": 0, "id": "", "type": "", "function": {"name": "b", "arguments": "}"}}])));
+            asm.push(&calls(json!([{"index": 2, "id": "call_2", "function": {"name": "c"}}])));
+            asm.push(&calls(json!([{"index": 2, "id": "call_2b", "type": "custom"}])));
+            let done = asm.finish().unwrap();
+            assert_eq!(
+                done["choices"][0]["message"]["tool_calls"],
+                json!([
+                    {"id": "call_1", "type": "function", "function": {"name": "ab", "arguments": "{}"}},
+                    {"id": "call_2b", "type": "custom", "function": {"name": "c", "arguments": ""}},
+                ]),
+                "by index; last non-empty id/type; name and arguments joined; calls without an id dropped"
+            );
+            let mut only_orphans = StreamAssembler::new("m");
+            only_orphans.push(&calls(json!([{"index": 0, "function": {"name": "x"}}])));
+            assert_eq!(only_orphans.finish().unwrap()["choices"][0]["message"]["tool_calls"], Value::Null);
+        }),
+        Test::plain("unit::rewrites", || async {
+            let mut c = hello_chunks()[1].clone();
+            rewrite_chunk_model(&mut c, "llama");
+            assert_eq!(c["model"], json!("llama"));
+            let mut completion = json!({"id": "x", "model": "meta/llama", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "hi", "tool_calls": []}},
+                {"index": 1, "message": {"role": "assistant", "content": null, "tool_calls": [{"id": "t"}]}},
+            ]});
+            normalize_completion(&mut completion, "llama");
+            assert_eq!(completion["model"], json!("llama"));
+            assert_eq!(completion["choices"][0]["message"]["tool_calls"], Value::Null);
+            assert_eq!(completion["choices"][1]["message"]["tool_calls"], json!([{"id": "t"}]));
+        }),
+    ]
+}
