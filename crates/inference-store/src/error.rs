@@ -1,0 +1,119 @@
+//! The inference store's error type.
+
+use ferrostack_authz::StoreError;
+
+/// How an HTTP handler should answer an [`Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is wrong (400): a bad parameter, an unknown cursor.
+    BadRequest,
+    /// The completion does not exist or the caller may not read it (the two are not told apart).
+    NotFound,
+    /// The caller may read the completion but not change it (403).
+    Forbidden,
+    /// The store is shutting down (503).
+    Unavailable,
+    /// The database failed, or a write could not be completed (500).
+    Internal,
+}
+
+/// What can go wrong in the inference store. Messages never contain message contents.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A list cursor (`after`) that is not a completion the caller can see.
+    #[error("Record with id='{id}' not found in table '{table}'")]
+    AfterNotFound {
+        /// The `after` value given.
+        id: String,
+        /// The table searched.
+        table: &'static str,
+    },
+    /// A messages cursor (`after`) that is not a message of the completion.
+    #[error("Failed to list chat completion messages: cursor '{cursor}' not found in completion '{completion}'.")]
+    CursorNotFound {
+        /// The `after` value given.
+        cursor: String,
+        /// The completion listed.
+        completion: String,
+    },
+    /// A query parameter out of range.
+    #[error("invalid '{param}': {message}")]
+    InvalidParam {
+        /// The parameter.
+        param: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The completion does not exist or the caller may not read it.
+    #[error("Chat completion with id {id} not found")]
+    NotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// The caller may read the completion but not update or delete it.
+    #[error("not allowed to {action} chat completion {id}")]
+    Forbidden {
+        /// The id.
+        id: String,
+        /// `update` or `delete`.
+        action: &'static str,
+    },
+    /// A completion to store is malformed.
+    #[error("invalid chat completion: {0}")]
+    InvalidCompletion(String),
+    /// The store no longer accepts writes (shutdown began).
+    #[error("the inference store is shutting down and accepts no more writes")]
+    ShuttingDown,
+    /// `durability: sync`: the row could not be written (logged with its id).
+    #[error("chat completion {id} could not be stored")]
+    WriteFailed {
+        /// The completion id.
+        id: String,
+    },
+    /// `durability: sync`: the id is taken by another owner's row, which was left unchanged.
+    #[error("chat completion id {id} is taken by another owner; the stored row was left unchanged")]
+    IdTaken {
+        /// The completion id.
+        id: String,
+    },
+    /// The authorized store layer or the database failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl Error {
+    /// How to answer it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::AfterNotFound { .. }
+            | Error::CursorNotFound { .. }
+            | Error::InvalidParam { .. }
+            | Error::InvalidCompletion(_) => ErrorKind::BadRequest,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Forbidden { .. } => ErrorKind::Forbidden,
+            Error::ShuttingDown => ErrorKind::Unavailable,
+            Error::WriteFailed { .. } | Error::IdTaken { .. } | Error::Store(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The request parameter at fault, for OpenAI's `param` field.
+    pub fn param(&self) -> Option<&'static str> {
+        match self {
+            Error::AfterNotFound { .. } | Error::CursorNotFound { .. } => Some("after"),
+            Error::InvalidParam { param, .. } => Some(param),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Store(e)
+    }
+}
+
+impl From<ferrostack_catalog::Error> for Error {
+    fn from(e: ferrostack_catalog::Error) -> Self {
+        Error::Store(StoreError::Db(e))
+    }
+}

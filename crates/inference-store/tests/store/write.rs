@@ -1,0 +1,255 @@
+//! The write queue: duplicates, durability, backpressure, outages, poison rows, shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ferrostack_config::Durability;
+use ferrostack_inference_store::Error;
+use ferrostack_testkit::Test;
+
+use crate::both;
+use crate::support::{Env, completion, config, eventually, flush, sync_config, user};
+
+pub fn tests() -> Vec<Test> {
+    let mut t = Vec::new();
+    t.extend(both("write::duplicate_ids", |env| Box::pin(duplicate_ids(env))));
+    t.extend(both("write::duplicate_ids_in_one_batch", |env| Box::pin(duplicate_ids_in_one_batch(env))));
+    t.extend(both("write::sync_is_visible_on_return", |env| Box::pin(sync_visible(env))));
+    t.extend(both("write::tiny_queue_many_producers", |env| Box::pin(tiny_queue(env))));
+    t.extend(both("write::shutdown_drains", |env| Box::pin(shutdown_drains(env))));
+    t.extend(both("write::batch_larger_than_bind_limit", |env| Box::pin(huge_batches(env))));
+    t.push(Test::postgres("postgres::write::locked_table_backpressure", |pg| async move {
+        locked_table_backpressure(Env::postgres(&pg).await).await;
+    }));
+    t.push(Test::postgres("postgres::write::database_refusing_connections", |pg| async move {
+        database_outage(Env::postgres(&pg).await).await;
+    }));
+    t.push(Test::postgres("postgres::write::poison_row_isolated", |pg| async move {
+        poison_row(Env::postgres(&pg).await).await;
+    }));
+    t.push(Test::postgres("postgres::write::shutdown_grace_ends", |pg| async move {
+        shutdown_grace_ends(Env::postgres(&pg).await).await;
+    }));
+    t
+}
+
+async fn duplicate_ids(env: Env) {
+    let (store, _writers) = env.start(&sync_config());
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (a, b) = (Some(&alice), Some(&bob));
+    store.store(completion("dup", 1, "m1"), a).await.unwrap();
+    // Same owner: replaced.
+    store.store(completion("dup", 2, "m2"), a).await.unwrap();
+    let got = store.get(a, "dup").await.unwrap().unwrap();
+    assert_eq!((got.created, got.model.as_str()), (2, "m2"));
+    // Another owner: refused, the row untouched.
+    let e = store.store(completion("dup", 3, "m3"), b).await.unwrap_err();
+    assert!(matches!(e, Error::IdTaken { .. }), "{e}");
+    let got = store.get(a, "dup").await.unwrap().unwrap();
+    assert_eq!((got.created, got.model.as_str()), (2, "m2"));
+    assert!(store.get(b, "dup").await.unwrap().is_none());
+    assert_eq!(store.metrics().rows_id_taken(), 1);
+    assert_eq!(env.count().await, 1);
+}
+
+async fn duplicate_ids_in_one_batch(env: Env) {
+    let (store, writers) = env.start(&config(100, 1, 64, Durability::Async));
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (a, b) = (Some(&alice), Some(&bob));
+    // Whatever the batching, the result is the one of writing them in order.
+    store.store(completion("d", 1, "v1"), a).await.unwrap();
+    store.store(completion("d", 2, "v2"), b).await.unwrap();
+    store.store(completion("d", 3, "v3"), a).await.unwrap();
+    store.store(completion("e", 4, "v4"), b).await.unwrap();
+    store.store(completion("e", 5, "v5"), b).await.unwrap();
+    let report = writers.shutdown(Duration::from_secs(30)).await;
+    assert!(report.drained && report.unwritten.is_empty(), "{report:?}");
+    let d = store.get(a, "d").await.unwrap().unwrap();
+    assert_eq!((d.created, d.model.as_str()), (3, "v3"));
+    let e = store.get(b, "e").await.unwrap().unwrap();
+    assert_eq!((e.created, e.model.as_str()), (5, "v5"));
+    assert_eq!(store.metrics().rows_id_taken(), 1);
+    assert_eq!(store.metrics().rows_written(), 4);
+}
+
+async fn sync_visible(env: Env) {
+    let (store, _writers) = env.start(&config(1000, 4, 64, Durability::Sync));
+    let alice = user("alice");
+    let mut handles = Vec::new();
+    for i in 0..40 {
+        let (store, alice) = (store.clone(), alice.clone());
+        handles.push(tokio::spawn(async move {
+            let id = format!("s{i}");
+            store.store(completion(&id, i, "m"), Some(&alice)).await.unwrap();
+            // Returned: committed, so visible right away.
+            assert!(store.get(Some(&alice), &id).await.unwrap().is_some(), "{id} visible on return");
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let m = store.metrics();
+    assert_eq!(m.rows_written(), 40);
+    assert!(m.batches_written() <= 40);
+    assert_eq!(m.queue_depth(), 0);
+}
+
+async fn tiny_queue(env: Env) {
+    let (store, writers) = env.start(&config(2, 4, 256, Durability::Async));
+    let alice = user("alice");
+    let mut handles = Vec::new();
+    for p in 0..40 {
+        let (store, alice) = (store.clone(), alice.clone());
+        handles.push(tokio::spawn(async move {
+            for i in 0..10 {
+                store.store(completion(&format!("p{p:02}-{i}"), i, "m"), Some(&alice)).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    flush(&store).await;
+    assert_eq!(env.count().await, 400);
+    let m = writers.metrics();
+    assert_eq!(m.rows_written(), 400);
+    assert!(m.producer_waits() > 0, "a queue of 2 made producers wait");
+    assert!(m.queue_depth() == 0);
+}
+
+async fn shutdown_drains(env: Env) {
+    let (store, writers) = env.start(&config(1000, 2, 50, Durability::Async));
+    let alice = user("alice");
+    for i in 0..500 {
+        store.store(completion(&format!("sd{i:03}"), i, "m"), Some(&alice)).await.unwrap();
+    }
+    let report = writers.shutdown(Duration::from_secs(30)).await;
+    assert!(report.drained && report.unwritten.is_empty(), "{report:?}");
+    assert_eq!(env.count().await, 500);
+    let e = store.store(completion("late", 1, "m"), Some(&alice)).await.unwrap_err();
+    assert!(matches!(e, Error::ShuttingDown), "{e}");
+}
+
+async fn huge_batches(env: Env) {
+    // 10,000 rows per batch is more than one statement may bind on either engine: the writer
+    // splits it into several statements of one transaction.
+    let (store, writers) = env.start(&config(20_000, 1, 10_000, Durability::Async));
+    let alice = user("alice");
+    for i in 0..12_000 {
+        store.store(completion(&format!("h{i:05}"), i, "m"), Some(&alice)).await.unwrap();
+    }
+    let report = writers.shutdown(Duration::from_secs(120)).await;
+    assert!(report.drained, "{report:?}");
+    assert_eq!(env.count().await, 12_000);
+    assert_eq!(store.metrics().rows_failed(), 0);
+}
+
+/// An `ACCESS EXCLUSIVE` lock held by the test: writers block, the queue fills, producers wait;
+/// after the release everything lands.
+async fn locked_table_backpressure(env: Env) {
+    let (store, _writers) = env.start(&config(4, 2, 2, Durability::Async));
+    let locker = env.pg.as_ref().unwrap().client().await;
+    locker.batch_execute("BEGIN; LOCK TABLE inference_store IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let alice = user("alice");
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for p in 0..20 {
+        let (store, alice, done) = (store.clone(), alice.clone(), Arc::clone(&done));
+        handles.push(tokio::spawn(async move {
+            store.store(completion(&format!("lk{p:02}"), p, "m"), Some(&alice)).await.unwrap();
+            done.fetch_add(1, Ordering::SeqCst);
+        }));
+    }
+    let m = store.metrics();
+    eventually("the queue is full and producers wait", Duration::from_secs(10), || async {
+        m.queue_depth() == 4 && m.producer_waits() > 0
+    })
+    .await;
+    assert_eq!(done.load(Ordering::SeqCst), 4, "only as many producers as the queue holds got through");
+    assert_eq!(m.rows_written(), 0);
+    locker.batch_execute("COMMIT").await.unwrap();
+    for h in handles {
+        h.await.unwrap();
+    }
+    flush(&store).await;
+    assert_eq!(env.count().await, 20);
+    assert_eq!(m.rows_failed(), 0);
+}
+
+/// The database refuses connections for a while (and its sessions are terminated): the writers
+/// retry, nothing is lost once it is back.
+async fn database_outage(env: Env) {
+    let (store, _writers) = env.start(&config(1000, 2, 8, Durability::Async));
+    let alice = user("alice");
+    store.store(completion("before", 0, "m"), Some(&alice)).await.unwrap();
+    flush(&store).await;
+    let test_db = env.pg.as_ref().unwrap();
+    let admin = test_db.server().admin_client().await;
+    let name = test_db.name().to_owned();
+    admin.batch_execute(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false")).await.unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .await
+        .unwrap();
+    for i in 0..30 {
+        store.store(completion(&format!("out{i:02}"), i, "m"), Some(&alice)).await.unwrap();
+    }
+    let m = store.metrics();
+    eventually("writers are retrying", Duration::from_secs(20), || async { m.batch_retries() > 0 }).await;
+    assert_eq!(m.rows_failed(), 0);
+    admin.batch_execute(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true")).await.unwrap();
+    flush(&store).await;
+    assert_eq!(env.count().await, 31);
+    assert_eq!(m.rows_failed(), 0);
+    assert!(m.rows_retried() > 0);
+}
+
+/// A row PostgreSQL rejects (a NUL byte in TEXT) is isolated; its batch-mates land.
+async fn poison_row(env: Env) {
+    let (store, _writers) = env.start(&config(100, 1, 64, Durability::Async));
+    let locker = env.pg.as_ref().unwrap().client().await;
+    // Hold the writer back so the rows gather into one batch.
+    locker.batch_execute("BEGIN; LOCK TABLE inference_store IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let alice = user("alice");
+    for i in 0..10 {
+        store.store(completion(&format!("good{i}"), i, "m"), Some(&alice)).await.unwrap();
+        if i == 5 {
+            store.store(completion("poison", 99, "bad\0model"), Some(&alice)).await.unwrap();
+        }
+    }
+    locker.batch_execute("COMMIT").await.unwrap();
+    flush(&store).await;
+    let ids = env.ids().await;
+    let expected: Vec<String> = (0..10).map(|i| format!("good{i}")).collect();
+    assert_eq!(ids, expected);
+    let m = store.metrics();
+    assert_eq!((m.rows_failed(), m.rows_written()), (1, 10));
+
+    // With durability sync, the producer hears about it.
+    let (sync_store, _w) = env.start(&sync_config());
+    let e = sync_store.store(completion("poison2", 1, "bad\0"), Some(&alice)).await.unwrap_err();
+    assert!(matches!(e, Error::WriteFailed { .. }), "{e}");
+}
+
+/// The grace period ends with rows still blocked: they are reported by id, not written.
+async fn shutdown_grace_ends(env: Env) {
+    let (store, writers) = env.start(&config(100, 1, 64, Durability::Async));
+    let locker = env.pg.as_ref().unwrap().client().await;
+    locker.batch_execute("BEGIN; LOCK TABLE inference_store IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let alice = user("alice");
+    for i in 0..5 {
+        store.store(completion(&format!("g{i}"), i, "m"), Some(&alice)).await.unwrap();
+    }
+    let report = writers.shutdown(Duration::from_millis(300)).await;
+    assert!(!report.drained);
+    let mut unwritten = report.unwritten.clone();
+    unwritten.sort();
+    assert_eq!(unwritten, vec!["g0", "g1", "g2", "g3", "g4"]);
+    locker.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(store.metrics().rows_failed(), 5);
+    assert!(matches!(store.store(completion("late", 1, "m"), Some(&alice)).await, Err(Error::ShuttingDown)));
+}
