@@ -3,6 +3,8 @@
 
 #![expect(clippy::expect_used, reason = "a test fails by panicking; harness = false targets are not cfg(test)")]
 
+mod auth;
+mod chat;
 mod health;
 
 use std::process::ExitCode;
@@ -10,5 +12,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let mut tests = Vec::new();
     tests.extend(health::tests());
+    tests.extend(auth::tests());
+    tests.extend(chat::tests());
     ferrostack_testkit::run(tests)
 }

@@ -1,6 +1,10 @@
 //! Helpers for ferrostack's end-to-end tests: build a run config through the real loader, start
 //! the real server in-process on port 0, and talk to it over real HTTP.
 
+#![expect(clippy::expect_used, reason = "test support: a set-up that fails must fail the test")]
+
+pub mod upstream;
+
 use std::net::SocketAddr;
 
 use ferrostack::{Application, ServeOptions};
@@ -28,30 +32,80 @@ pub fn builtin_config(home: &std::path::Path) -> RunConfig {
     config
 }
 
+/// Where a test keeps its data.
+#[derive(Debug, Clone, Copy)]
+pub enum Storage<'a> {
+    /// SQLite files in this directory.
+    Sqlite(&'a std::path::Path),
+    /// This PostgreSQL database.
+    Postgres(&'a TestDatabase),
+}
+
+impl Storage<'_> {
+    /// The `storage:` block: one KV and one SQL backend, every store on them, the inference store
+    /// with `durability: sync` so a stored completion is readable as soon as its answer is sent.
+    pub fn yaml(&self) -> String {
+        let (kv, sql) = match self {
+            Storage::Sqlite(dir) => (
+                format!("{{ type: kv_sqlite, db_path: {}/kv.db }}", dir.display()),
+                format!("{{ type: sql_sqlite, db_path: {}/sql.db }}", dir.display()),
+            ),
+            Storage::Postgres(db) => {
+                let s = db.server();
+                let password = s.password().map(|p| format!(", password: {p}")).unwrap_or_default();
+                let common = format!(
+                    "host: {}, port: {}, db: {}, user: {}{password}, pool_size: 4, wait_timeout_ms: 2000, create_timeout_ms: 2000",
+                    s.host(),
+                    s.port(),
+                    db.name(),
+                    s.user()
+                );
+                (format!("{{ type: kv_postgres, {common} }}"), format!("{{ type: sql_postgres, {common} }}"))
+            }
+        };
+        let (kv_name, sql_name) = match self {
+            Storage::Sqlite(_) => ("kv_sqlite", "sql_sqlite"),
+            Storage::Postgres(_) => ("kv_postgres", "sql_postgres"),
+        };
+        format!(
+            "storage:\n  backends:\n    {kv_name}: {kv}\n    {sql_name}: {sql}\n  stores:\n    metadata: {{ backend: {kv_name}, namespace: registry }}\n    prompts: {{ backend: {kv_name}, namespace: prompts }}\n    connectors: {{ backend: {kv_name}, namespace: connectors }}\n    inference: {{ backend: {sql_name}, durability: sync }}\n    conversations: {{ backend: {sql_name} }}\n"
+        )
+    }
+}
+
 /// A config whose KV and SQL backends both live in `db` (one pool each).
 pub fn postgres_config(db: &TestDatabase) -> RunConfig {
-    let server = db.server();
-    let password = server.password().map(|p| format!("      password: {p}\n")).unwrap_or_default();
-    let backend = |ty: &str| {
-        format!(
-            "    {ty}:\n      type: {ty}\n      host: {}\n      port: {}\n      db: {}\n      user: {}\n{password}      pool_size: 4\n      wait_timeout_ms: 2000\n      create_timeout_ms: 2000\n",
-            server.host(),
-            server.port(),
-            db.name(),
-            server.user()
-        )
-    };
+    let mut config = config_from_yaml(&format!("version: 2\n{}", Storage::Postgres(db).yaml()), &[]);
+    test_server_settings(&mut config);
+    config
+}
+
+/// A config with `storage`, one inference provider pointing at `upstream`, the fake's models
+/// (`test-model` → echo, `tools-model`, `bad-model`, `garbage-model`, `hold-model`, and
+/// `slow-model`: `hold` on a provider with a 300 ms read timeout), and `extra`
+/// YAML appended (e.g. a `server:` block with auth).
+pub fn chat_config(storage: Storage<'_>, upstream_url: &str, extra: &str) -> RunConfig {
+    let models = [
+        ("test-model", "echo"),
+        ("tools-model", "tools"),
+        ("bad-model", "bad-request"),
+        ("garbage-model", "garbage"),
+        ("hold-model", "hold"),
+    ]
+    .iter()
+    .map(|(id, upstream)| format!("  - {{ model_id: {id}, provider_id: fake, provider_model_id: {upstream} }}\n"))
+    .collect::<String>();
     let yaml = format!(
-        "version: 2\nstorage:\n  backends:\n{}{}  stores:\n    metadata: {{ backend: kv_postgres, namespace: registry }}\n    prompts: {{ backend: kv_postgres, namespace: prompts }}\n    connectors: {{ backend: kv_postgres, namespace: connectors }}\n    inference: {{ backend: sql_postgres }}\n    conversations: {{ backend: sql_postgres }}\n",
-        backend("kv_postgres"),
-        backend("sql_postgres"),
+        "version: 2\n{}providers:\n  inference:\n    - provider_id: fake\n      provider_type: remote::vllm\n      config: {{ url: \"{upstream_url}\", timeout_ms: 10000 }}\n    - provider_id: impatient\n      provider_type: remote::vllm\n      config: {{ url: \"{upstream_url}\", timeout_ms: 300 }}\nmodels:\n{models}  - {{ model_id: slow-model, provider_id: impatient, provider_model_id: hold }}\n{extra}",
+        storage.yaml()
     );
     let mut config = config_from_yaml(&yaml, &[]);
     test_server_settings(&mut config);
     config
 }
 
-fn test_server_settings(config: &mut RunConfig) {
+/// Loopback, port 0, two workers, short shutdown: what every test server uses.
+pub fn test_server_settings(config: &mut RunConfig) {
     config.server.host = "127.0.0.1".to_owned();
     config.server.port = 0;
     config.server.workers = Some(2);

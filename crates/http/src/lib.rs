@@ -1,6 +1,7 @@
 //! ferrostack's HTTP surface: the actix-web app. Handlers only map requests to domain calls and
 //! results to responses; every error leaves in the one shape of [`ApiError`].
 
+mod auth;
 mod error;
 mod routes;
 
@@ -8,8 +9,16 @@ use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use ferrostack_catalog::Catalog;
+use std::sync::Arc;
 
+use ferrostack_authz::Authenticator;
+use ferrostack_catalog::Catalog;
+use ferrostack_config::{AccessRule, RouteRule};
+use ferrostack_inference_store::InferenceStore;
+use ferrostack_providers::Providers;
+use tokio_util::task::TaskTracker;
+
+pub use auth::{Caller, PUBLIC_PATHS, authenticate};
 pub use error::ApiError;
 
 /// What every handler can reach.
@@ -19,6 +28,21 @@ pub struct AppState {
     pub catalog: Catalog,
     /// The version reported by `/v1/version`.
     pub version: &'static str,
+    /// How callers are authenticated; `None` when authentication is off.
+    pub authenticator: Option<Authenticator>,
+    /// `server.auth.access_policy`, applied by the authorized store layer (empty = default).
+    pub access_policy: Arc<Vec<AccessRule>>,
+    /// `server.auth.route_policy`, applied by the middleware (empty = every route allowed).
+    pub route_policy: Arc<Vec<RouteRule>>,
+    /// Models and their upstream providers.
+    pub providers: Arc<Providers>,
+    /// Stored chat completions; `None` when `storage.stores.inference` is null.
+    pub completions: Option<InferenceStore>,
+    /// Upstream calls and storing run here, on the server's main runtime, so that neither a client
+    /// leaving nor an actix worker stopping cuts them short; shutdown waits for them.
+    pub tasks: TaskTracker,
+    /// The server's main runtime.
+    pub runtime: tokio::runtime::Handle,
 }
 
 /// Largest JSON body accepted, in bytes; larger bodies get 413.
@@ -34,6 +58,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/v1/health", web::get().to(routes::health::health))
             .route("/v1/version", web::get().to(routes::health::version))
             .route("/readyz", web::get().to(routes::health::readyz))
+            .configure(routes::chat::routes)
             .default_service(web::to(not_found));
     }
 }

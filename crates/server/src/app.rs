@@ -2,13 +2,20 @@
 //! it down in order. Tests embed it exactly as `ferrostack serve` runs it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer};
 use anyhow::Context;
+use ferrostack_authz::Authenticator;
 use ferrostack_catalog::Catalog;
 use ferrostack_config::RunConfig;
 use ferrostack_http::AppState;
+use ferrostack_inference_store::{InferenceStore, Writers};
+use ferrostack_providers::Providers;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::migrate;
 
@@ -25,6 +32,9 @@ pub struct Application {
     server: actix_web::dev::Server,
     addr: SocketAddr,
     catalog: Catalog,
+    tasks: TaskTracker,
+    writers: Option<Writers>,
+    grace: Duration,
 }
 
 impl std::fmt::Debug for Application {
@@ -40,9 +50,46 @@ impl Application {
         let auto_migrate = options.auto_migrate || config.storage.builtin;
         migrate::ensure_current(&catalog, auto_migrate).await?;
 
-        let state = AppState { catalog: catalog.clone(), version: env!("CARGO_PKG_VERSION") };
+        let auth = &config.server.auth;
+        let authenticator = match &auth.provider_config {
+            Some(provider) => {
+                let authenticator = Authenticator::new(provider).context("cannot set up authentication")?;
+                tracing::info!(provider = authenticator.provider_type(), "authentication on");
+                Some(authenticator)
+            }
+            None => {
+                tracing::warn!("authentication is off: every request is anonymous and may read every row");
+                None
+            }
+        };
+        let providers = Arc::new(Providers::from_config(config).context("cannot set up inference providers")?);
+        let (completions, writers) = match &config.storage.stores.inference {
+            Some(store) => {
+                let db = catalog.sql(&store.backend).context("storage.stores.inference")?;
+                let (completions, writers) = InferenceStore::start(db, store, auth.access_policy.clone())
+                    .context("cannot start the inference store")?;
+                (Some(completions), Some(writers))
+            }
+            None => (None, None),
+        };
+        let tasks = TaskTracker::new();
+        let state = AppState {
+            catalog: catalog.clone(),
+            version: env!("CARGO_PKG_VERSION"),
+            authenticator,
+            access_policy: Arc::new(auth.access_policy.clone()),
+            route_policy: Arc::new(auth.route_policy.clone()),
+            providers,
+            completions,
+            tasks: tasks.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        };
         let mut server = HttpServer::new(move || {
-            App::new().wrap(ferrostack_http::error_shape()).configure(ferrostack_http::configure(state.clone()))
+            App::new()
+                // Outermost last: errors from authentication come out in the one error shape too.
+                .wrap(from_fn(ferrostack_http::authenticate))
+                .wrap(ferrostack_http::error_shape())
+                .configure(ferrostack_http::configure(state.clone()))
         })
         // Signals are handled once, by the caller's cancellation token (see `run_until`).
         .disable_signals()
@@ -55,7 +102,8 @@ impl Application {
         let addr =
             server.addrs().first().copied().with_context(|| format!("listening on {host}:{port} gave no address"))?;
         let server = server.run();
-        Ok(Self { server, addr, catalog })
+        let grace = Duration::from_secs(config.server.shutdown_timeout_seconds);
+        Ok(Self { server, addr, catalog, tasks, writers, grace })
     }
 
     /// The address actually bound (useful with port 0).
@@ -65,7 +113,7 @@ impl Application {
 
     /// Serve until `shutdown` is cancelled, then shut down in order.
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self { server, addr, catalog } = self;
+        let Self { server, addr, catalog, tasks, writers, grace } = self;
         tracing::info!(%addr, "ferrostack listening on http://{addr}");
         let handle = server.handle();
         let mut serving = tokio::spawn(server);
@@ -84,8 +132,21 @@ impl Application {
                 serving.await
             }
         };
-        // 2. (the inference store's write queue drains here, once it exists);
-        // 3. close the storage pools, now that no request can use them.
+        // 2. wait for upstream calls and stream relays still running (a client that left mid-stream
+        //    leaves a relay that stores what it assembled), bounded by the same timeout;
+        tasks.close();
+        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+            tracing::warn!(tasks = tasks.len(), "shutdown: upstream tasks still running after the timeout");
+        }
+        // 3. drain the inference store's write queue within its drain_timeout_seconds;
+        if let Some(writers) = writers {
+            let grace = writers.drain_timeout();
+            let report = writers.shutdown(grace).await;
+            if !report.drained {
+                tracing::error!(rows = report.unwritten.len(), "shutdown: rows left unwritten in the write queue");
+            }
+        }
+        // 4. close the storage pools, now that nothing can use them.
         catalog.close().await;
         tracing::info!("ferrostack stopped");
         served.context("server task failed")?.context("server failed")

@@ -1,0 +1,78 @@
+//! Authentication and route authorization, as one middleware, and the [`Caller`] extractor that
+//! hands its result to handlers.
+
+use std::future::{Ready, ready};
+
+use actix_web::body::BoxBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
+use ferrostack_authz::{RequestInfo, User, is_route_allowed};
+
+use crate::{ApiError, AppState};
+
+/// Paths served without authentication: probes and version checks carry no credentials.
+pub const PUBLIC_PATHS: &[&str] = &["/v1/health", "/v1/version", "/readyz"];
+
+/// Who is calling: `Some(user)` when authenticated, `None` when authentication is off (or the
+/// path is public). Handlers take it as an argument and pass it to the authorized store layer.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Option<User>);
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Fail closed: without the middleware's verdict nobody is treated as anonymous (which
+        // would mean "authentication off" and allow everything).
+        ready(
+            req.extensions()
+                .get::<Caller>()
+                .cloned()
+                .ok_or_else(|| ApiError::internal(&"the authentication middleware is not installed on this route")),
+        )
+    }
+}
+
+/// The middleware: authenticate (unless the path is public or authentication is off), then apply
+/// the route policy (to every path, public ones included, as the reference does), then record the
+/// [`Caller`] for handlers. Install with `actix_web::middleware::from_fn(ferrostack_http::authenticate)`.
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        let err = ApiError::internal(&"application state missing in the authentication middleware");
+        return Ok(req.into_response(err.error_response()));
+    };
+    let path = req.path().to_owned();
+    let public = PUBLIC_PATHS.contains(&path.as_str());
+    let user = match (&state.authenticator, public) {
+        (Some(authenticator), false) => match authenticator.authenticate(&request_info(&req)).await {
+            Ok(user) => Some(user),
+            Err(e) => {
+                tracing::info!(path = %path, status = e.status(), reason = %e, "request not authenticated");
+                return Ok(req.into_response(ApiError::from(e).error_response()));
+            }
+        },
+        _ => None,
+    };
+    if !state.route_policy.is_empty() && !is_route_allowed(&state.route_policy, &path, user.as_ref()) {
+        let err = ApiError::forbidden(format!("Access denied: insufficient permissions for route {path}"));
+        return Ok(req.into_response(err.error_response()));
+    }
+    req.extensions_mut().insert(Caller(user));
+    next.call(req).await
+}
+
+fn request_info(req: &ServiceRequest) -> RequestInfo {
+    let headers = req
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str().to_owned(), v.to_owned())))
+        .collect();
+    let query =
+        web::Query::<Vec<(String, String)>>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
+    RequestInfo { method: req.method().as_str().to_owned(), path: req.path().to_owned(), headers, query }
+}

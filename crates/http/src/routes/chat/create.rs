@@ -1,0 +1,168 @@
+//! `POST /v1/chat/completions`: validate, forward to the model's provider, answer (JSON, or SSE
+//! relayed chunk by chunk), and store the completion for its owner unless `store: false`.
+//!
+//! All upstream I/O and storing runs in a task on the server's main runtime, tracked by
+//! `AppState::tasks`: a client that disconnects mid-stream does not cancel storing what was
+//! assembled, and shutdown waits for these tasks before it drains the write queue.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use ferrostack_providers::{
+    ForwardHeaders, ModelRoute, StreamAssembler, StreamEvent, normalize_completion, rewrite_chunk_model,
+    validate_chat_request,
+};
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::store::{StoreRequest, store_completion};
+use crate::{ApiError, AppState, Caller};
+
+/// SSE frames buffered between the upstream reader and the client; small, so a slow client slows
+/// the upstream read instead of growing memory.
+const RELAY_BUFFER: usize = 16;
+
+pub(crate) async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let info =
+        validate_chat_request(&body).map_err(|e| ApiError::invalid_request(e.message.clone(), Some(&e.param)))?;
+    let route = state.providers.resolve(&info.model)?.clone();
+    let headers = forward_headers(&req);
+    let store = match (&state.completions, info.store) {
+        (Some(store), true) => Some(StoreRequest {
+            store: store.clone(),
+            input_messages: body.get("messages").cloned().unwrap_or(Value::Null),
+            metadata: body.get("metadata").cloned().filter(Value::is_object),
+            caller: caller.0,
+        }),
+        _ => None,
+    };
+    if info.stream {
+        stream(&state, route, body, headers, info.model, store).await
+    } else {
+        let task = state.tasks.spawn_on(json(route, body, headers, info.model, store), &state.runtime);
+        let completion = task.await.map_err(|e| ApiError::internal(&e))??;
+        Ok(HttpResponse::Ok().json(completion))
+    }
+}
+
+async fn json(
+    route: ModelRoute,
+    body: Value,
+    headers: ForwardHeaders,
+    model: String,
+    store: Option<StoreRequest>,
+) -> Result<Value, ApiError> {
+    let mut completion = route.chat_completion(body, &headers).await?;
+    normalize_completion(&mut completion, &model);
+    if let Some(store) = store {
+        // The answer is only sent once the completion is queued (or committed, with
+        // `durability: sync`), so every 2xx answer is a stored row.
+        store_completion(store, completion.clone()).await?;
+    }
+    Ok(completion)
+}
+
+async fn stream(
+    state: &AppState,
+    route: ModelRoute,
+    body: Value,
+    headers: ForwardHeaders,
+    model: String,
+    store: Option<StoreRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (opened_tx, opened_rx) = oneshot::channel();
+    let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(RELAY_BUFFER);
+    state.tasks.spawn_on(relay(route, body, headers, model, store, opened_tx, frames_tx), &state.runtime);
+    // Failures before the first chunk (unknown upstream, refused, 4xx) get their own status.
+    opened_rx.await.map_err(|e| ApiError::internal(&e))??;
+    let body = futures_util::stream::poll_fn(move |cx| frames_rx.poll_recv(cx).map(|f| f.map(Ok::<_, ApiError>)));
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body))
+}
+
+/// Read the upstream stream, relay each chunk as an SSE frame, assemble the completion, and store
+/// it when the stream ends, also when the client went away. A failure mid-stream ends the stream
+/// with an SSE error event.
+async fn relay(
+    route: ModelRoute,
+    body: Value,
+    headers: ForwardHeaders,
+    model: String,
+    store: Option<StoreRequest>,
+    opened: oneshot::Sender<Result<(), ApiError>>,
+    frames: mpsc::Sender<Bytes>,
+) {
+    let mut upstream = match route.chat_completion_stream(body, &headers).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = opened.send(Err(e.into()));
+            return;
+        }
+    };
+    if opened.send(Ok(())).is_err() {
+        return; // the client left before the stream opened; nothing was generated for it
+    }
+    let mut assembler = StreamAssembler::new(&model);
+    let mut client_here = true;
+    // True unless the client left or the upstream failed; an upstream that closes without
+    // `[DONE]` still ends the stream normally.
+    let mut finished = true;
+    while let Some(event) = upstream.next().await {
+        match event {
+            Ok(StreamEvent::Chunk(mut chunk)) => {
+                assembler.push(&chunk);
+                rewrite_chunk_model(&mut chunk, &model);
+                if frames.send(sse_frame(&chunk)).await.is_err() {
+                    // The client disconnected: stop reading (the provider stops generating when
+                    // its connection drops) and store what was assembled so far.
+                    client_here = false;
+                    finished = false;
+                    break;
+                }
+            }
+            Ok(StreamEvent::Done) => break,
+            Err(e) => {
+                let err = ApiError::from(e);
+                let _ = frames.send(sse_frame(&err.to_json())).await;
+                finished = false; // the stream is over for the client; no [DONE] after an error
+                break;
+            }
+        }
+    }
+    drop(upstream);
+    if let (Some(store), Some(completion)) = (store, assembler.finish())
+        && let Err(e) = store_completion(store, completion).await
+    {
+        tracing::error!(error = %e, "a streamed completion could not be stored");
+    }
+    if client_here && finished {
+        let _ = frames.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+    }
+}
+
+fn sse_frame(value: &Value) -> Bytes {
+    let mut frame = Vec::with_capacity(256);
+    frame.extend_from_slice(b"data: ");
+    // Serialising a Value cannot fail.
+    let _ = serde_json::to_writer(&mut frame, value);
+    frame.extend_from_slice(b"\n\n");
+    Bytes::from(frame)
+}
+
+fn forward_headers(req: &HttpRequest) -> ForwardHeaders {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    ForwardHeaders {
+        traceparent: header("traceparent"),
+        tracestate: header("tracestate"),
+        request_id: header("x-request-id"),
+    }
+}

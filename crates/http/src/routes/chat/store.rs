@@ -1,0 +1,29 @@
+//! Handing a completion to the inference store, stamped with its caller.
+
+use ferrostack_authz::User;
+use ferrostack_inference_store::{InferenceStore, StoredCompletion};
+use serde_json::Value;
+
+use crate::ApiError;
+
+/// What a completion is stored with, captured from the request before it is forwarded.
+#[derive(Debug)]
+pub(crate) struct StoreRequest {
+    pub(crate) store: InferenceStore,
+    pub(crate) input_messages: Value,
+    pub(crate) metadata: Option<Value>,
+    pub(crate) caller: Option<User>,
+}
+
+/// Store `completion`: returns once it is queued, or committed with `durability: sync`.
+pub(crate) async fn store_completion(req: StoreRequest, completion: Value) -> Result<(), ApiError> {
+    let mut record = StoredCompletion::from_completion(&completion, req.input_messages).map_err(|e| {
+        // The provider answered something that is not a completion we can store.
+        tracing::warn!(error = %e, "completion not stored");
+        ApiError::from(e)
+    })?;
+    if let Some(Value::Object(metadata)) = req.metadata {
+        record.metadata = Some(metadata);
+    }
+    req.store.store(record, req.caller.as_ref()).await.map_err(ApiError::from)
+}

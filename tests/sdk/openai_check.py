@@ -1,0 +1,79 @@
+"""Drive a running ferrostack with the unmodified OpenAI Python SDK.
+
+Usage: python3 openai_check.py BASE_URL API_KEY MODEL
+
+Exercises chat.completions.create (plain and streamed), list (with paging and a model filter),
+retrieve, update (metadata), messages.list and delete, and checks what comes back. The server must
+store completions with `durability: sync`, so a completion is listed as soon as create returns.
+Exits 0 when everything holds, 1 with the failed check otherwise.
+"""
+
+import sys
+
+import openai
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def main():
+    base, key, model = sys.argv[1], sys.argv[2], sys.argv[3]
+    client = openai.OpenAI(base_url=base.rstrip("/") + "/v1", api_key=key, max_retries=0, timeout=30)
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello"}]
+
+    plain = client.chat.completions.create(model=model, messages=messages, metadata={"suite": "sdk"})
+    check(plain.id, "create returns an id")
+    check(plain.model == model, f"model is the requested id, got {plain.model!r}")
+    check(plain.choices[0].message.content, "create returns content")
+
+    stream = client.chat.completions.create(model=model, messages=messages, stream=True)
+    chunks = list(stream)
+    check(chunks, "the stream yields chunks")
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    check(text, "the stream carries text")
+    streamed_id = chunks[0].id
+
+    page = client.chat.completions.list(limit=1, order="desc")
+    check(len(page.data) == 1, f"limit=1 gives one completion, got {len(page.data)}")
+    listed = [c.id for c in client.chat.completions.list(limit=1, model=model)]  # auto-paginates
+    check(plain.id in listed and streamed_id in listed, f"both completions are listed: {listed}")
+
+    got = client.chat.completions.retrieve(plain.id)
+    check(got.id == plain.id and got.choices[0].message.content == plain.choices[0].message.content,
+          "retrieve returns the stored completion")
+    streamed = client.chat.completions.retrieve(streamed_id)
+    check(streamed.choices[0].message.content == text, "the stored streamed completion has the relayed text")
+
+    updated = client.chat.completions.update(plain.id, metadata={"reviewed": "yes"})
+    check(updated.metadata == {"reviewed": "yes"}, f"update replaces metadata, got {updated.metadata!r}")
+
+    stored = list(client.chat.completions.messages.list(plain.id))
+    roles = [m.role for m in stored]
+    check(roles == ["system", "user", "assistant"], f"messages.list gives input then answer messages: {roles}")
+    check(stored[0].id == f"{plain.id}-0", f"message ids are numbered, got {stored[0].id!r}")
+
+    deleted = client.chat.completions.delete(plain.id)
+    check(deleted.deleted and deleted.id == plain.id, "delete confirms")
+    try:
+        client.chat.completions.retrieve(plain.id)
+        check(False, "a deleted completion is gone")
+    except openai.NotFoundError:
+        pass
+
+    try:
+        client.chat.completions.create(model="no-such-model", messages=messages)
+        check(False, "an unknown model is refused")
+    except openai.NotFoundError as e:
+        check("no-such-model" in str(e), f"the 404 names the model: {e}")
+
+    print("openai SDK check: all checks passed")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except AssertionError as e:
+        print(f"openai SDK check FAILED: {e}", file=sys.stderr)
+        sys.exit(1)
