@@ -294,6 +294,20 @@ async fn upstream_failures(storage: Storage<'_>) {
 
     let (status, body) = post(&app, None, chat("slow-model")).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+
+    // A stream that stalls after its first chunk: the read timeout ends it with an SSE error
+    // event (no [DONE]), and what was relayed is stored.
+    let mut body = chat("slow-model");
+    body["stream"] = json!(true);
+    let (status, events) = stream_events(&app, None, body).await;
+    assert_eq!(status, StatusCode::OK, "{events:?}");
+    assert!(!events.iter().any(|e| e == "[DONE]"), "no [DONE] after a failure: {events:?}");
+    let last: Value = serde_json::from_str(events.last().expect("events")).expect("error event json");
+    assert_eq!(last["error"]["code"], "upstream_timeout", "{last}");
+    let first: Value = serde_json::from_str(&events[0]).expect("chunk json");
+    let partial_id = first["id"].as_str().expect("id").to_owned();
+    let (status, stored) = get(&app, None, &format!("/v1/chat/completions/{partial_id}")).await;
+    assert_eq!(status, StatusCode::OK, "the partial answer is stored: {stored}");
     upstream.release();
 
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -313,7 +327,9 @@ async fn upstream_failures(storage: Storage<'_>) {
     );
 
     let (_, page) = get(&app, None, "/v1/chat/completions").await;
-    assert_eq!(page["data"].as_array().map(Vec::len), Some(1), "only the successful call is stored: {page}");
+    let stored: Vec<&str> = page["data"].as_array().expect("data").iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(stored.len(), 2, "only the traced call and the partial stream are stored: {page}");
+    assert!(stored.contains(&partial_id.as_str()), "{page}");
 
     upstream.stop().await;
     let (status, body) = post(&app, None, chat("test-model")).await;

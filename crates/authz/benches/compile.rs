@@ -1,17 +1,14 @@
-//! How long compiling a policy to SQL takes (it happens on every tenant-table statement).
+//! How long compiling a policy to SQL takes: it happens for every statement on a tenant table.
 //!
 //! ```sh
 //! cargo bench -p ferrostack-authz --bench compile
 //! ```
-//!
-//! A plain timing loop (no criterion: it would add ~60 crates to the build for a number that
-//! only needs to be "microseconds, not milliseconds").
-#![expect(clippy::print_stdout, clippy::unwrap_used, reason = "a benchmark prints its numbers")]
+#![expect(clippy::unwrap_used, reason = "a benchmark with a fixed, valid policy")]
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::time::Instant;
 
+use criterion::{Criterion, criterion_group, criterion_main};
 use ferrostack_authz::User;
 use ferrostack_authz::policy::{Target, compile};
 use ferrostack_catalog::Dialect;
@@ -28,21 +25,7 @@ fn custom_policy() -> Vec<AccessRule> {
     .unwrap()
 }
 
-fn bench(name: &str, policy: &[AccessRule], user: &User, dialect: Dialect) {
-    let target = Target::new("items", "id");
-    let iterations = 200_000_u32;
-    for _ in 0..10_000 {
-        black_box(compile(policy, Action::Read, &target, Some(user), dialect).unwrap());
-    }
-    let started = Instant::now();
-    for _ in 0..iterations {
-        black_box(compile(black_box(policy), Action::Read, &target, Some(black_box(user)), dialect).unwrap());
-    }
-    let per = started.elapsed() / iterations;
-    println!("{name:<40} {dialect:?}: {per:.2?} per compile");
-}
-
-fn main() {
+fn compile_policies(c: &mut Criterion) {
     let user = User::new(
         "user7",
         BTreeMap::from([
@@ -52,8 +35,15 @@ fn main() {
         ]),
     );
     let custom = custom_policy();
+    let target = Target::new("items", "id");
     for dialect in [Dialect::Postgres, Dialect::Sqlite] {
-        bench("default policy (6 rules)", &[], &user, dialect);
-        bench("custom policy (5 rules, mixed)", &custom, &user, dialect);
+        for (name, policy) in [("default policy (6 rules)", &[][..]), ("custom policy (5 rules, mixed)", &custom[..])] {
+            c.bench_function(&format!("compile {name}, {dialect:?}"), |b| {
+                b.iter(|| compile(black_box(policy), Action::Read, &target, Some(black_box(&user)), dialect).unwrap())
+            });
+        }
     }
 }
+
+criterion_group!(benches, compile_policies);
+criterion_main!(benches);
