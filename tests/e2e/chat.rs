@@ -53,7 +53,7 @@ struct Env {
 async fn start(storage: Storage<'_>, extra: &str) -> Env {
     let upstream = FakeUpstream::start().await;
     let config = chat_config(storage, &upstream.base_url, extra);
-    let app = TestApp::spawn(&config, ServeOptions { auto_migrate: true }).await;
+    let app = TestApp::spawn(&config, ServeOptions { auto_migrate: true, ..ServeOptions::default() }).await;
     Env { app, upstream }
 }
 
@@ -342,7 +342,7 @@ async fn upstream_failures(storage: Storage<'_>) {
 async fn shutdown_under_load(storage: Storage<'_>) {
     let upstream = FakeUpstream::start().await;
     let config = chat_config(storage, &upstream.base_url, "");
-    let app = TestApp::spawn(&config, ServeOptions { auto_migrate: true }).await;
+    let app = TestApp::spawn(&config, ServeOptions { auto_migrate: true, ..ServeOptions::default() }).await;
     let url = format!("{}/v1/chat/completions", app.base);
     let client = app.http.clone();
     let requests: Vec<_> = (0..60)
@@ -368,7 +368,7 @@ async fn shutdown_under_load(storage: Storage<'_>) {
         }
     }
     // Count what was stored, through a fresh server on the same storage.
-    let app = TestApp::spawn(&config, ServeOptions { auto_migrate: true }).await;
+    let app = TestApp::spawn(&config, ServeOptions { auto_migrate: true, ..ServeOptions::default() }).await;
     let mut stored = 0;
     let mut after = String::new();
     loop {

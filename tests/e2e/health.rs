@@ -78,7 +78,7 @@ async fn shutdown_is_orderly() {
 async fn postgres_ready(pg: Postgres) {
     let db = pg.fresh_database().await;
     let config = postgres_config(&db);
-    let app = TestApp::spawn(&config, ServeOptions { auto_migrate: true }).await;
+    let app = TestApp::spawn(&config, ServeOptions { auto_migrate: true, ..ServeOptions::default() }).await;
     let (status, body) = app.get("/readyz").await;
     assert_eq!(status, 200, "readyz: {body}");
     assert_eq!(body["backends"]["kv_postgres"]["status"], "ok", "{body}");
@@ -92,7 +92,7 @@ async fn postgres_ready(pg: Postgres) {
 async fn readyz_database_stopped(pg: Postgres) {
     let db = pg.fresh_database().await;
     let config = postgres_config(&db);
-    let app = TestApp::spawn(&config, ServeOptions { auto_migrate: true }).await;
+    let app = TestApp::spawn(&config, ServeOptions { auto_migrate: true, ..ServeOptions::default() }).await;
     assert_eq!(app.get("/readyz").await.0, 200);
 
     let admin = pg.admin_client().await;
@@ -133,7 +133,7 @@ async fn refuses_schema_behind(pg: Postgres) {
     assert!(err.contains("sql_postgres"), "the message names the backend: {err}");
 
     // --auto-migrate applies what is pending and serves.
-    let app = TestApp::spawn(&config, ServeOptions { auto_migrate: true }).await;
+    let app = TestApp::spawn(&config, ServeOptions { auto_migrate: true, ..ServeOptions::default() }).await;
     assert_eq!(app.get("/readyz").await.0, 200);
     app.stop().await.expect("clean stop");
 

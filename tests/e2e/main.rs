@@ -6,6 +6,7 @@
 mod auth;
 mod chat;
 mod health;
+mod telemetry;
 
 use std::process::ExitCode;
 
@@ -14,5 +15,6 @@ fn main() -> ExitCode {
     tests.extend(health::tests());
     tests.extend(auth::tests());
     tests.extend(chat::tests());
+    tests.extend(telemetry::tests());
     ferrostack_testkit::run(tests)
 }

@@ -18,6 +18,7 @@ mod migrate;
 mod pool;
 pub mod sql;
 mod sqlite;
+mod tls;
 
 pub use catalog::{BackendStatus, Catalog, READINESS_TIMEOUT};
 pub use error::{BackendDescription, Cause, Error};

@@ -260,13 +260,18 @@ fn sqlite_history(conn: &mut rusqlite::Connection, backend: &Arc<BackendDescript
 /// Migrate one PostgreSQL backend on a dedicated connection, under the advisory lock.
 async fn migrate_postgres(pg: &PgPool) -> Result<Vec<MigrationInfo>, Error> {
     let backend = &pg.desc;
-    let (mut client, connection) = pg
-        .config
-        .connect(NoTls)
-        .await
-        .map_err(|e| Error::Connect { backend: Arc::clone(backend), cause: Cause::Postgres(e) })?;
+    let connect_error = |e| Error::Connect { backend: Arc::clone(backend), cause: Cause::Postgres(e) };
     // The connection task ends when the client is dropped (at the end of this function).
-    let connection = tokio::spawn(connection);
+    let (mut client, connection) = match pg.tls.connector.clone() {
+        Some(tls) => {
+            let (client, connection) = pg.config.connect(tls).await.map_err(connect_error)?;
+            (client, tokio::spawn(connection))
+        }
+        None => {
+            let (client, connection) = pg.config.connect(NoTls).await.map_err(connect_error)?;
+            (client, tokio::spawn(connection))
+        }
+    };
     let query_error = |e| Error::Query { backend: Arc::clone(backend), cause: Cause::Postgres(e) };
 
     // refinery's `CREATE TABLE IF NOT EXISTS` draws a NOTICE on every run after the first; the

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Hook, HookError, ManagerConfig, RecyclingMethod, Runtime};
-use ferrostack_config::{BackendConfig, BackendFamily, Dialect, PostgresBackendConfig, SqliteBackendConfig, SslMode};
+use ferrostack_config::{BackendConfig, BackendFamily, Dialect, PostgresBackendConfig, SqliteBackendConfig};
 use tokio_postgres::NoTls;
 
 use crate::error::{BackendDescription, Cause, Error};
@@ -164,23 +164,16 @@ pub(crate) struct PgPool {
     pub(crate) pool: deadpool_postgres::Pool,
     /// The same settings, for dedicated connections (migrations).
     pub(crate) config: tokio_postgres::Config,
+    /// The TLS set-up those connections use.
+    pub(crate) tls: crate::tls::Tls,
     pub(crate) desc: Arc<BackendDescription>,
     wait_timeout: Duration,
 }
 
 impl PgPool {
     fn new(pg: &PostgresBackendConfig, desc: Arc<BackendDescription>) -> Result<Self, Error> {
-        // `prefer` falls back to plain TCP, as libpq does without TLS support; the modes that
-        // demand TLS cannot be honoured (config validation rejects them too).
-        if !matches!(pg.ssl_mode, SslMode::Disable | SslMode::Prefer) {
-            return Err(Error::Open {
-                backend: desc,
-                cause: Cause::Message(format!(
-                    "ssl_mode {} needs TLS, which this build cannot do for PostgreSQL; use disable or prefer",
-                    serde_json::to_string(&pg.ssl_mode).unwrap_or_default()
-                )),
-            });
-        }
+        let tls = crate::tls::for_backend(pg)
+            .map_err(|reason| Error::Open { backend: Arc::clone(&desc), cause: Cause::Message(reason) })?;
         let wait_timeout = Duration::from_millis(pg.wait_timeout_ms);
         let create_timeout = Duration::from_millis(pg.create_timeout_ms);
         // Structured settings, never a formatted URL: nothing to escape, and the password never
@@ -192,13 +185,17 @@ impl PgPool {
             .dbname(&pg.db)
             .user(&pg.user)
             .application_name(APPLICATION_NAME)
-            .connect_timeout(create_timeout);
+            .connect_timeout(create_timeout)
+            .ssl_mode(tls.mode);
         if let Some(password) = pg.password_secret() {
             config.password(password);
         }
         let recycling_method = if pg.pool_pre_ping { RecyclingMethod::Verified } else { RecyclingMethod::Fast };
-        let manager =
-            deadpool_postgres::Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method });
+        let manager_config = ManagerConfig { recycling_method };
+        let manager = match tls.connector.clone() {
+            Some(connector) => deadpool_postgres::Manager::from_config(config.clone(), connector, manager_config),
+            None => deadpool_postgres::Manager::from_config(config.clone(), NoTls, manager_config),
+        };
         let mut builder = deadpool_postgres::Pool::builder(manager)
             .max_size((pg.pool_size as usize).max(1))
             .runtime(Runtime::Tokio1)
@@ -221,7 +218,7 @@ impl PgPool {
             backend: Arc::clone(&desc),
             cause: Cause::Message(format!("cannot build the connection pool: {e}")),
         })?;
-        Ok(Self { pool, config, desc, wait_timeout })
+        Ok(Self { pool, config, tls, desc, wait_timeout })
     }
 
     /// A pooled connection, or an error that says why there is none.

@@ -37,7 +37,7 @@ pub struct RunConfig {
     /// Models registered at start-up.
     #[serde(default)]
     pub models: Vec<ModelEntry>,
-    /// Logging (and, later, OpenTelemetry export).
+    /// Logging and OpenTelemetry export.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
 }
@@ -490,7 +490,10 @@ pub enum ModelType {
     Embedding,
 }
 
-/// `telemetry:`: logging now; OpenTelemetry export is added by the telemetry work.
+/// `telemetry:`: logs, and OpenTelemetry traces and metrics over OTLP.
+///
+/// The standard `OTEL_*` variables override these fields (see `docs/observability.md`); export
+/// is on only when `enabled` is true and `OTEL_SDK_DISABLED` is not `true`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
@@ -500,11 +503,71 @@ pub struct TelemetryConfig {
     /// `pretty` for people, `json` for log collectors.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Export traces and metrics over OTLP. Off by default; when off, no exporter runs and no
+    /// OpenTelemetry layer is installed.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Base URL of the OTLP receiver (a collector), without the signal path: `/v1/traces` and
+    /// `/v1/metrics` are appended. `OTEL_EXPORTER_OTLP_ENDPOINT` overrides it.
+    #[serde(default = "default_otlp_endpoint")]
+    pub otlp_endpoint: String,
+    /// OTLP transport. Only `http/protobuf` is built in.
+    #[serde(default)]
+    pub protocol: OtlpProtocol,
+    /// `service.name` of the resource. `OTEL_SERVICE_NAME` overrides it.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// `deployment.environment` of the resource (`production`, `staging`, ...); left out when
+    /// unset.
+    #[serde(default)]
+    pub deployment_environment: Option<String>,
+    /// Share of new traces recorded, 0 to 1 (a sampled incoming `traceparent` is always
+    /// followed). `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` override it.
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+    /// How often finished spans are sent, in milliseconds.
+    #[serde(default = "default_trace_export_interval_ms")]
+    pub trace_export_interval_ms: u64,
+    /// How often metrics are collected and sent, in milliseconds.
+    #[serde(default = "default_metric_export_interval_ms")]
+    pub metric_export_interval_ms: u64,
+    /// Longest time one export request may take, in milliseconds.
+    #[serde(default = "default_export_timeout_ms")]
+    pub export_timeout_ms: u64,
 }
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self { log_level: default_log_level(), log_format: LogFormat::default() }
+        Self {
+            log_level: default_log_level(),
+            log_format: LogFormat::default(),
+            enabled: false,
+            otlp_endpoint: default_otlp_endpoint(),
+            protocol: OtlpProtocol::default(),
+            service_name: default_service_name(),
+            deployment_environment: None,
+            sample_ratio: default_sample_ratio(),
+            trace_export_interval_ms: default_trace_export_interval_ms(),
+            metric_export_interval_ms: default_metric_export_interval_ms(),
+            export_timeout_ms: default_export_timeout_ms(),
+        }
+    }
+}
+
+/// OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+pub enum OtlpProtocol {
+    /// Protobuf over HTTP (port 4318 on a collector).
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+impl std::fmt::Display for OtlpProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::HttpProtobuf => "http/protobuf",
+        })
     }
 }
 
@@ -594,6 +657,30 @@ pub fn default_drain_timeout_seconds() -> u64 {
 /// Default log filter.
 pub fn default_log_level() -> String {
     "info".to_owned()
+}
+/// Default OTLP endpoint: a collector on this host, OTLP/HTTP port.
+pub fn default_otlp_endpoint() -> String {
+    "http://localhost:4318".to_owned()
+}
+/// Default `service.name`.
+pub fn default_service_name() -> String {
+    "ferrostack".to_owned()
+}
+/// Default share of traces recorded: all.
+pub fn default_sample_ratio() -> f64 {
+    1.0
+}
+/// Default delay between span exports, in milliseconds (the OpenTelemetry default).
+pub fn default_trace_export_interval_ms() -> u64 {
+    5000
+}
+/// Default delay between metric exports, in milliseconds (the OpenTelemetry default).
+pub fn default_metric_export_interval_ms() -> u64 {
+    60_000
+}
+/// Default time limit of one export, in milliseconds.
+pub fn default_export_timeout_ms() -> u64 {
+    10_000
 }
 /// Name of the built-in KV backend.
 pub const DEFAULT_KV_BACKEND: &str = "kv_default";

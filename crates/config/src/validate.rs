@@ -36,6 +36,7 @@ pub(crate) fn validate(config: &RunConfig) -> (Vec<Problem>, Vec<Warning>) {
     v.stores();
     v.providers();
     v.models();
+    v.telemetry();
     let auth = &config.server.auth;
     if let Some(provider) = &auth.provider_config {
         crate::auth::validate_provider(provider, &mut v.problems);
@@ -88,6 +89,24 @@ impl<'a> Validator<'a> {
         self.range("server.shutdown_timeout_seconds", s.shutdown_timeout_seconds, 0..=3600, "seconds");
     }
 
+    fn telemetry(&mut self) {
+        let t = &self.config.telemetry;
+        self.non_empty("telemetry.service_name", &t.service_name);
+        let endpoint = t.otlp_endpoint.trim();
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            self.problem("telemetry.otlp_endpoint", format!("must be an http:// or https:// URL, got '{endpoint}'"));
+        }
+        if !(0.0..=1.0).contains(&t.sample_ratio) {
+            self.problem("telemetry.sample_ratio", format!("must be between 0 and 1, got {}", t.sample_ratio));
+        }
+        if let Some(env) = &t.deployment_environment {
+            self.non_empty("telemetry.deployment_environment", env);
+        }
+        self.range("telemetry.trace_export_interval_ms", t.trace_export_interval_ms, 100..=3_600_000, "ms");
+        self.range("telemetry.metric_export_interval_ms", t.metric_export_interval_ms, 100..=3_600_000, "ms");
+        self.range("telemetry.export_timeout_ms", t.export_timeout_ms, 100..=600_000, "ms");
+    }
+
     fn backends(&mut self) {
         let config = self.config;
         for (name, backend) in &config.storage.backends {
@@ -138,19 +157,14 @@ impl<'a> Validator<'a> {
         self.non_empty(&join(path, "host"), &c.host);
         self.non_empty(&join(path, "user"), &c.user);
         self.non_empty(&join(path, "db"), &c.db);
-        match c.ssl_mode {
-            SslMode::Disable | SslMode::Prefer => {
-                if c.ca_cert_path.is_some() {
-                    self.problem(
-                        join(path, "ca_cert_path"),
-                        "only used with ssl_mode verify-ca or verify-full, and TLS to PostgreSQL is not available in this build",
-                    );
-                }
-            }
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => self.problem(
-                join(path, "ssl_mode"),
-                "TLS to PostgreSQL is not available in this build; use disable, or prefer (which connects without TLS)",
-            ),
+        if matches!(c.ssl_mode, SslMode::Disable | SslMode::Prefer) && c.ca_cert_path.is_some() {
+            self.problem(
+                join(path, "ca_cert_path"),
+                "is only used with ssl_mode require, verify-ca or verify-full (disable and prefer check no certificate)",
+            );
+        }
+        if let Some(ca) = c.ca_cert_path.as_deref().filter(|p| p.trim().is_empty()) {
+            self.problem(join(path, "ca_cert_path"), format!("must name a PEM file, got {ca:?}"));
         }
         self.range(&join(path, "port"), c.port, 1..=65535, "");
         self.range(&join(path, "pool_size"), c.pool_size, 1..=1000, "");

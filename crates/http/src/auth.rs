@@ -62,6 +62,10 @@ pub async fn authenticate(
         let err = ApiError::forbidden(format!("Access denied: insufficient permissions for route {path}"));
         return Ok(req.into_response(err.error_response()));
     }
+    if let Some(u) = &user {
+        // The request span (the current one: `trace_request` wraps this middleware).
+        tracing::Span::current().record("enduser.id", u.principal.as_str());
+    }
     req.extensions_mut().insert(Caller(user));
     next.call(req).await
 }

@@ -77,6 +77,12 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal_error", "internal server error", None)
     }
 
+    /// The stable error code (`invalid_request`, `upstream_timeout`, ...), also the `error.type`
+    /// of spans and metrics.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
     /// The status of this error.
     pub fn status(&self) -> StatusCode {
         self.status

@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod routes;
+mod telemetry;
 
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
@@ -20,6 +21,7 @@ use tokio_util::task::TaskTracker;
 
 pub use auth::{Caller, PUBLIC_PATHS, authenticate};
 pub use error::ApiError;
+pub use telemetry::{HttpTelemetry, REQUEST_ID_HEADER, RequestId, trace_request};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -43,6 +45,8 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// The server's main runtime.
     pub runtime: tokio::runtime::Handle,
+    /// Request spans and metrics ([`HttpTelemetry::off`] when export is off).
+    pub telemetry: HttpTelemetry,
 }
 
 /// Largest JSON body accepted, in bytes; larger bodies get 413.

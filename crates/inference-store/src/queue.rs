@@ -31,6 +31,7 @@ use ferrostack_config::{AccessRule, Durability, InferenceStoreConfig};
 use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::record::{COLUMNS, StoredCompletion};
 use crate::{Error, InferenceStore, TABLE};
@@ -120,6 +121,8 @@ struct Item {
     attributes: Value,
     done: Option<oneshot::Sender<Outcome>>,
     metrics: Arc<QueueMetrics>,
+    /// When it was queued: a batch's span reports how long its oldest row waited.
+    queued_at: Instant,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -275,7 +278,15 @@ impl InferenceStore {
         };
         let id = wait.is_some().then(|| record.id.clone());
         q.metrics.depth.fetch_add(1, Ordering::Relaxed);
-        let item = Item { record, principal, attributes, done, metrics: Arc::clone(&q.metrics), _permit: permit };
+        let item = Item {
+            record,
+            principal,
+            attributes,
+            done,
+            metrics: Arc::clone(&q.metrics),
+            queued_at: Instant::now(),
+            _permit: permit,
+        };
         q.tx.send(item).map_err(|_| Error::ShuttingDown)?;
         let (Some(wait), Some(id)) = (wait, id) else {
             return Ok(());
@@ -295,6 +306,11 @@ impl InferenceStore {
     /// The write queue's counters.
     pub fn metrics(&self) -> &QueueMetrics {
         &self.queue.metrics
+    }
+
+    /// The write queue's counters, shared: for readers that outlive a borrow (metric callbacks).
+    pub fn metrics_handle(&self) -> Arc<QueueMetrics> {
+        Arc::clone(&self.queue.metrics)
     }
 }
 
@@ -370,7 +386,23 @@ async fn run_writer(n: usize, shared: &Shared, cancel: &CancellationToken) -> Ve
             }
         }
         tracing::trace!(writer = n, rows = batch.len(), "inference store batch taken");
-        let result = write_batch(shared, batch, cancel).await;
+        let waited = batch.iter().map(|i| i.queued_at.elapsed()).max().unwrap_or_default();
+        // A root span per batch (rows of many requests): size, wait, and how it ended.
+        let span = tracing::info_span!(
+            "inference_store.write_batch",
+            otel.name = "inference_store write_batch",
+            otel.status_code = tracing::field::Empty,
+            batch.size = i64::try_from(batch.len()).unwrap_or(i64::MAX),
+            batch.waited_ms = i64::try_from(waited.as_millis()).unwrap_or(i64::MAX),
+            batch.outcome = tracing::field::Empty,
+            batch.retries = tracing::field::Empty,
+            rows.written = tracing::field::Empty,
+            rows.failed = tracing::field::Empty,
+            writer = i64::try_from(n).unwrap_or(i64::MAX),
+        );
+        let tally = Tally::default();
+        let result = write_batch(shared, batch, cancel, &tally).instrument(span.clone()).await;
+        tally.record(&span, result.is_err());
         shared.progress.notify_waiters();
         if let Err(unfinished) = result {
             return unfinished;
@@ -380,9 +412,43 @@ async fn run_writer(n: usize, shared: &Shared, cancel: &CancellationToken) -> Ve
 
 type BatchFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Vec<Item>>> + Send + 'a>>;
 
+/// What became of one batch's rows, for its span.
+#[derive(Debug, Default)]
+struct Tally {
+    written: AtomicU64,
+    failed: AtomicU64,
+    retries: AtomicU64,
+}
+
+impl Tally {
+    fn record(&self, span: &tracing::Span, cancelled: bool) {
+        // Signed: OpenTelemetry integers are i64 (unsigned ones would be exported as text).
+        let count = |n: &AtomicU64| i64::try_from(n.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let (written, failed) = (count(&self.written), count(&self.failed));
+        let outcome = match (cancelled, written, failed) {
+            (true, _, _) => "cancelled",
+            (false, _, 0) => "written",
+            (false, 0, _) => "failed",
+            _ => "partial",
+        };
+        span.record("batch.outcome", outcome);
+        span.record("batch.retries", count(&self.retries));
+        span.record("rows.written", written);
+        span.record("rows.failed", failed);
+        if outcome != "written" {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+}
+
 /// Write `items` as one transaction: retry transient errors, bisect permanent ones. `Err` holds
 /// the rows not finished when cancelled.
-fn write_batch<'a>(shared: &'a Shared, items: Vec<Item>, cancel: &'a CancellationToken) -> BatchFuture<'a> {
+fn write_batch<'a>(
+    shared: &'a Shared,
+    items: Vec<Item>,
+    cancel: &'a CancellationToken,
+    tally: &'a Tally,
+) -> BatchFuture<'a> {
     Box::pin(async move {
         let mut attempt: u32 = 0;
         loop {
@@ -410,9 +476,11 @@ fn write_batch<'a>(shared: &'a Shared, items: Vec<Item>, cancel: &'a Cancellatio
                                 "chat completion id belongs to another owner; the stored row was left unchanged"
                             );
                             m.rows_id_taken.fetch_add(1, Ordering::Relaxed);
+                            tally.failed.fetch_add(1, Ordering::Relaxed);
                             item.finish(Outcome::IdTaken);
                         } else {
                             m.rows_written.fetch_add(1, Ordering::Relaxed);
+                            tally.written.fetch_add(1, Ordering::Relaxed);
                             item.finish(Outcome::Written);
                         }
                     }
@@ -420,6 +488,7 @@ fn write_batch<'a>(shared: &'a Shared, items: Vec<Item>, cancel: &'a Cancellatio
                 }
                 Err(e) if retryable(&e) => {
                     m.batch_retries.fetch_add(1, Ordering::Relaxed);
+                    tally.retries.fetch_add(1, Ordering::Relaxed);
                     m.rows_retried.fetch_add(items.len() as u64, Ordering::Relaxed);
                     let delay = backoff(attempt);
                     tracing::warn!(
@@ -440,6 +509,7 @@ fn write_batch<'a>(shared: &'a Shared, items: Vec<Item>, cancel: &'a Cancellatio
                     for item in items {
                         tracing::error!(id = %item.record.id, error = %e, "chat completion rejected by the database; dropped");
                         m.rows_failed.fetch_add(1, Ordering::Relaxed);
+                        tally.failed.fetch_add(1, Ordering::Relaxed);
                         item.finish(Outcome::Failed);
                     }
                     return Ok(());
@@ -448,11 +518,11 @@ fn write_batch<'a>(shared: &'a Shared, items: Vec<Item>, cancel: &'a Cancellatio
                     tracing::debug!(rows = items.len(), error = %e, "batch rejected; splitting it to find the rows at fault");
                     let mut left = items;
                     let right = left.split_off(left.len() / 2);
-                    if let Err(mut unfinished) = write_batch(shared, left, cancel).await {
+                    if let Err(mut unfinished) = write_batch(shared, left, cancel, tally).await {
                         unfinished.extend(right);
                         return Err(unfinished);
                     }
-                    return write_batch(shared, right, cancel).await;
+                    return write_batch(shared, right, cancel, tally).await;
                 }
             }
         }

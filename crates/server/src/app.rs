@@ -17,7 +17,8 @@ use ferrostack_providers::Providers;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::migrate;
+use crate::telemetry::Telemetry;
+use crate::{metrics, migrate};
 
 /// Start-up choices that do not belong in the run config.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +26,9 @@ pub struct ServeOptions {
     /// Apply pending migrations instead of refusing to start. Always on for the built-in SQLite
     /// set-up.
     pub auto_migrate: bool,
+    /// What telemetry export gives the application (from [`crate::TelemetryGuard::telemetry`]);
+    /// off by default.
+    pub telemetry: Telemetry,
 }
 
 /// A built server, bound and ready to run.
@@ -72,6 +76,9 @@ impl Application {
             }
             None => (None, None),
         };
+        if let Some(meter) = options.telemetry.meter() {
+            metrics::register(meter, &catalog, completions.as_ref());
+        }
         let tasks = TaskTracker::new();
         let state = AppState {
             catalog: catalog.clone(),
@@ -83,12 +90,16 @@ impl Application {
             completions,
             tasks: tasks.clone(),
             runtime: tokio::runtime::Handle::current(),
+            telemetry: ferrostack_http::HttpTelemetry::new(options.telemetry.meter(), options.telemetry.traces()),
         };
         let mut server = HttpServer::new(move || {
             App::new()
-                // Outermost last: errors from authentication come out in the one error shape too.
+                // Outermost last: errors from authentication come out in the one error shape too,
+                // and the request span wraps both (authentication is part of the request's time,
+                // and the span records the status the client actually got).
                 .wrap(from_fn(ferrostack_http::authenticate))
                 .wrap(ferrostack_http::error_shape())
+                .wrap(from_fn(ferrostack_http::trace_request))
                 .configure(ferrostack_http::configure(state.clone()))
         })
         // Signals are handled once, by the caller's cancellation token (see `run_until`).
@@ -146,7 +157,9 @@ impl Application {
                 tracing::error!(rows = report.unwritten.len(), "shutdown: rows left unwritten in the write queue");
             }
         }
-        // 4. close the storage pools, now that nothing can use them.
+        // 4. close the storage pools, now that nothing can use them;
+        // 5. (the caller) shut telemetry down: `TelemetryGuard::shutdown` flushes the spans and
+        //    metrics of everything above, so it comes last.
         catalog.close().await;
         tracing::info!("ferrostack stopped");
         served.context("server task failed")?.context("server failed")

@@ -2,8 +2,9 @@
 
 mod app;
 pub mod cli;
-mod logging;
+mod metrics;
 mod migrate;
+pub mod telemetry;
 
 use std::io::Write as _;
 use std::path::Path;
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use app::{Application, ServeOptions, cancel_on_signals};
 use cli::{Cli, Command, ConfigCommand};
+pub use telemetry::{Telemetry, TelemetryGuard};
 
 /// Exit code for an invalid run config (anything else that fails exits with 1).
 pub const EXIT_CONFIG: u8 = 2;
@@ -31,18 +33,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(port) = args.port {
                 config.server.port = port;
             }
-            logging::init(&config.telemetry)?;
+            let telemetry = telemetry::init(&config.telemetry, &env)?;
             for w in warnings {
                 tracing::warn!("{w}");
             }
             let shutdown = CancellationToken::new();
             cancel_on_signals(shutdown.clone())?;
-            let options = ServeOptions { auto_migrate: args.auto_migrate };
-            Application::build(&config, &options).await?.run_until(shutdown).await
+            let options = ServeOptions { auto_migrate: args.auto_migrate, telemetry: telemetry.telemetry() };
+            let served = match Application::build(&config, &options).await {
+                // Steps 1 to 4 of the shutdown order are in `run_until`.
+                Ok(app) => app.run_until(shutdown).await,
+                Err(e) => Err(e),
+            };
+            // 5. Last: flush the final spans and metrics (start-up failures included) and stop
+            //    the exporters.
+            telemetry.shutdown().await;
+            served
         }
         Command::Migrate(args) => {
             let Loaded { config, warnings } = load(args.config.as_deref(), &env)?;
-            logging::init(&config.telemetry)?;
+            // Logs only: a one-shot command exports no telemetry.
+            let logs = ferrostack_config::TelemetryConfig { enabled: false, ..config.telemetry.clone() };
+            let _logging = telemetry::init(&logs, &env)?;
             for w in warnings {
                 tracing::warn!("{w}");
             }

@@ -41,6 +41,7 @@ impl CustomEndpoint {
         self.endpoint.host_str().unwrap_or("the authentication endpoint")
     }
 
+    #[tracing::instrument(name = "custom authentication", skip_all, fields(otel.kind = "client", server.address = self.host()))]
     pub(crate) async fn authenticate(&self, token: &str, req: &RequestInfo) -> Result<User, AuthError> {
         let mut headers = Map::new();
         for (name, value) in &req.headers {

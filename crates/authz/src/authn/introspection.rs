@@ -40,6 +40,7 @@ impl Introspector {
         self.url.host_str().unwrap_or("the introspection endpoint")
     }
 
+    #[tracing::instrument(name = "token introspection", skip_all, fields(otel.kind = "client", server.address = self.host()))]
     pub(crate) async fn authenticate(&self, token: &str) -> Result<User, AuthError> {
         let secret = self.client_secret.expose_secret();
         let mut form: Vec<(&str, &str)> = vec![("token", token)];

@@ -197,6 +197,7 @@ impl JwksVerifier {
         }
     }
 
+    #[tracing::instrument(name = "jwks fetch", skip_all, fields(otel.kind = "client", server.address = self.uri.host_str().unwrap_or_default()))]
     async fn fetch(&self) -> Result<Vec<CachedKey>, AuthError> {
         let mut request = self.client.get(self.uri.clone()).header(reqwest::header::ACCEPT, "application/json");
         if let Some(t) = &self.token {

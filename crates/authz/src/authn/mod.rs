@@ -90,7 +90,27 @@ impl Authenticator {
 
     /// Who sent `req`, or why it is refused. Public routes (`/v1/health`, `/v1/version`) should not
     /// be passed here at all.
+    ///
+    /// Traced as an `authenticate` span (`auth.provider`, `auth.outcome`: `ok`, `rejected` or
+    /// `unavailable`); the identity provider's HTTP calls happen inside it. Never the token.
+    #[tracing::instrument(name = "authenticate", skip_all, fields(
+        otel.name = %format!("authenticate {}", self.provider_type()), auth.provider = self.provider_type(),
+        auth.outcome = tracing::field::Empty, otel.status_code = tracing::field::Empty))]
     pub async fn authenticate(&self, req: &RequestInfo) -> Result<User, AuthError> {
+        let result = self.authenticate_with_provider(req).await;
+        let span = tracing::Span::current();
+        match &result {
+            Ok(_) => span.record("auth.outcome", "ok"),
+            Err(AuthError::Unavailable | AuthError::Timeout) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("auth.outcome", "unavailable")
+            }
+            Err(_) => span.record("auth.outcome", "rejected"),
+        };
+        result
+    }
+
+    async fn authenticate_with_provider(&self, req: &RequestInfo) -> Result<User, AuthError> {
         match &*self.inner {
             Provider::UpstreamHeader(p) => p.authenticate(req),
             Provider::Static(p) => {

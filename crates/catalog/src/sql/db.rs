@@ -16,8 +16,9 @@ const SPAN_STATEMENT_LIMIT: usize = 1024;
 /// A handle on one SQL backend's pool; cheap to clone. Every store on the backend shares the
 /// pool.
 ///
-/// Every method is traced (`db.fetch_all`, `db.execute`, ... spans with `db.system`, `backend`
-/// and the statement text with its placeholders; bind values are never recorded).
+/// Every method is traced: a client span named `{operation} {table}` (`SELECT inference_store`)
+/// with `db.system`, `db.operation.name`, `db.collection.name`, `backend` and the statement text
+/// with its placeholders; bind values are never recorded.
 #[derive(Debug, Clone)]
 pub struct Db {
     backend: Arc<Backend>,
@@ -75,7 +76,9 @@ impl Db {
 
     /// Run a query; all its rows.
     #[tracing::instrument(name = "db.fetch_all", skip_all, fields(
-        db.system = self.system(), backend = %self.backend.desc.name, db.statement = Empty, db.rows = Empty))]
+        otel.name = %span_name(&sql), otel.kind = "client", db.system = self.system(),
+        db.operation.name = %sql.summary().0, db.collection.name = sql.summary().1,
+        backend = %self.backend.desc.name, db.statement = Empty, db.rows = Empty))]
     pub async fn fetch_all(&self, sql: Sql) -> Result<Vec<Row>, Error> {
         let (text, values) = self.prepare(sql)?;
         let rows = match &self.backend.pool {
@@ -87,7 +90,7 @@ impl Db {
             }
             Pool::Sqlite(pool, _) => pool.run(move |conn| sqlite::query(conn, &text, &values)).await?,
         };
-        tracing::Span::current().record("db.rows", rows.len());
+        tracing::Span::current().record("db.rows", i64::try_from(rows.len()).unwrap_or(i64::MAX));
         Ok(rows)
     }
 
@@ -99,7 +102,9 @@ impl Db {
 
     /// Run a statement; the number of rows it affected.
     #[tracing::instrument(name = "db.execute", skip_all, fields(
-        db.system = self.system(), backend = %self.backend.desc.name, db.statement = Empty, db.rows = Empty))]
+        otel.name = %span_name(&sql), otel.kind = "client", db.system = self.system(),
+        db.operation.name = %sql.summary().0, db.collection.name = sql.summary().1,
+        backend = %self.backend.desc.name, db.statement = Empty, db.rows = Empty))]
     pub async fn execute(&self, sql: Sql) -> Result<u64, Error> {
         let (text, values) = self.prepare(sql)?;
         let count = match &self.backend.pool {
@@ -110,7 +115,7 @@ impl Db {
             }
             Pool::Sqlite(pool, _) => pool.run_write(move |conn| sqlite::execute(conn, &text, &values)).await?,
         };
-        tracing::Span::current().record("db.rows", count);
+        tracing::Span::current().record("db.rows", i64::try_from(count).unwrap_or(i64::MAX));
         Ok(count)
     }
 
@@ -118,7 +123,11 @@ impl Db {
     /// rows affected by each. On SQLite the transaction is `BEGIN IMMEDIATE` (it takes the write
     /// lock up front, so concurrent writers wait instead of deadlocking).
     #[tracing::instrument(name = "db.transaction", skip_all, fields(
-        db.system = self.system(), backend = %self.backend.desc.name, db.statements = statements.len(),
+        otel.name = %statements.first().map_or_else(|| "TRANSACTION".to_owned(), span_name), otel.kind = "client",
+        db.system = self.system(),
+        db.operation.name = %statements.first().map(|s| s.summary().0).unwrap_or_default(),
+        db.collection.name = statements.first().and_then(|s| s.summary().1),
+        backend = %self.backend.desc.name, db.statements = i64::try_from(statements.len()).unwrap_or(i64::MAX),
         db.statement = Empty))]
     pub async fn transaction(&self, statements: Vec<Sql>) -> Result<Vec<u64>, Error> {
         if statements.is_empty() {
@@ -140,6 +149,15 @@ impl Db {
             }
             Pool::Sqlite(pool, _) => pool.run_write(move |conn| sqlite::transaction(conn, &prepared)).await,
         }
+    }
+}
+
+/// `{operation} {table}` (OpenTelemetry database span names), e.g. `INSERT inference_store`.
+fn span_name(sql: &Sql) -> String {
+    match sql.summary() {
+        (op, Some(table)) => format!("{op} {table}"),
+        (op, None) if !op.is_empty() => op,
+        _ => "SQL".to_owned(),
     }
 }
 

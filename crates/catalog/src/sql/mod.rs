@@ -160,6 +160,34 @@ impl Sql {
             .collect()
     }
 
+    /// The operation (`SELECT`, `INSERT`, ...) and the main table of the statement, read from
+    /// its text (never from its values), for span names and attributes.
+    pub(crate) fn summary(&self) -> (String, Option<String>) {
+        let text: String = self
+            .pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.as_str(),
+                Piece::Bind(_) => " ? ",
+            })
+            .collect();
+        let words: Vec<&str> = text.split_whitespace().take(64).collect();
+        let op = words.first().map_or_else(String::new, |w| w.to_ascii_uppercase());
+        let after = |keyword: &str| {
+            words.iter().position(|w| w.eq_ignore_ascii_case(keyword)).and_then(|i| words.get(i + 1)).map(|w| {
+                let name = w.split(['(', ',', ';']).next().unwrap_or_default();
+                name.trim_matches('"').to_owned()
+            })
+        };
+        let table = match op.as_str() {
+            "INSERT" => after("INTO"),
+            "UPDATE" => words.get(1).map(|w| w.trim_matches('"').to_owned()),
+            _ => after("FROM"),
+        }
+        .filter(|t| !t.is_empty() && !t.starts_with('('));
+        (op, table)
+    }
+
     /// Consume into the text with numbered placeholders for `dialect`, and the values in order.
     pub(crate) fn into_parts(self, dialect: Dialect) -> (String, Vec<Value>) {
         let mut text = String::new();

@@ -125,10 +125,12 @@ pub fn tests() -> Vec<Test> {
             let err =
                 Catalog::open(&support::storage([("kv", support::sqlite("kv_sqlite", ":memory:"))])).await.unwrap_err();
             assert!(err.to_string().contains("in-memory"), "{err}");
-            // So is TLS, which this build cannot do.
-            let tls = support::backend(json!({"type": "sql_postgres", "user": "u", "ssl_mode": "require"}));
+            // So is a CA file that cannot be read, naming it.
+            let tls = support::backend(
+                json!({"type": "sql_postgres", "user": "u", "ssl_mode": "verify-full", "ca_cert_path": "/nonexistent/ca.pem"}),
+            );
             let err = Catalog::open(&support::storage([("pg", tls)])).await.unwrap_err();
-            assert!(err.to_string().contains("ssl_mode"), "{err}");
+            assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
             // The parent directory is created.
             let nested = dir.file("a/b/c/kv.db");
             let catalog = support::open(&support::storage([("kv", support::sqlite("kv_sqlite", &nested))])).await;

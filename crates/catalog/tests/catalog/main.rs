@@ -11,6 +11,7 @@ mod migrations;
 mod pools;
 mod sql;
 mod support;
+mod tls;
 mod unit;
 
 use std::process::ExitCode;
@@ -23,5 +24,6 @@ fn main() -> ExitCode {
     tests.extend(migrations::tests());
     tests.extend(pools::tests());
     tests.extend(errors::tests());
+    tests.extend(tls::tests());
     ferrostack_testkit::run(tests)
 }

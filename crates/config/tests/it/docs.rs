@@ -89,6 +89,15 @@ fn defaults_match_the_code() {
     documents(d, "Inference providers", "max_idle_connections", fc::default_inference_max_idle_connections());
     documents(d, "Inference providers", "verify_tls", "true");
     documents(d, "`telemetry`", "log_format", "pretty");
+    let t = fc::TelemetryConfig::default();
+    documents(d, "`telemetry`", "enabled", t.enabled);
+    documents(d, "`telemetry`", "otlp_endpoint", fc::default_otlp_endpoint());
+    documents(d, "`telemetry`", "protocol", t.protocol);
+    documents(d, "`telemetry`", "service_name", fc::default_service_name());
+    documents(d, "`telemetry`", "sample_ratio", format!("{:.1}", fc::default_sample_ratio()));
+    documents(d, "`telemetry`", "trace_export_interval_ms", fc::default_trace_export_interval_ms());
+    documents(d, "`telemetry`", "metric_export_interval_ms", fc::default_metric_export_interval_ms());
+    documents(d, "`telemetry`", "export_timeout_ms", fc::default_export_timeout_ms());
 }
 
 #[test]

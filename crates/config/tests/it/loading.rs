@@ -288,3 +288,22 @@ fn temp_file(name: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     path
 }
+
+#[test]
+fn telemetry_block_and_its_env_overrides() {
+    let yaml = "version: 2\ntelemetry:\n  enabled: false\n  otlp_endpoint: http://collector:4318\n  protocol: http/protobuf\n  deployment_environment: staging\n  metric_export_interval_ms: 1000\n";
+    let l = load(yaml, &[("FERROSTACK__TELEMETRY__ENABLED", "true"), ("FERROSTACK__TELEMETRY__SAMPLE_RATIO", "0.25")]);
+    let t = &l.config.telemetry;
+    assert!(t.enabled, "the env override turns export on");
+    assert_eq!(t.sample_ratio, 0.25);
+    assert_eq!(t.otlp_endpoint, "http://collector:4318");
+    assert_eq!(t.protocol, ferrostack_config::OtlpProtocol::HttpProtobuf);
+    assert_eq!(t.deployment_environment.as_deref(), Some("staging"));
+    assert_eq!(t.metric_export_interval_ms, 1000);
+    assert_eq!(t.service_name, ferrostack_config::default_service_name());
+
+    let defaults = load("version: 2\n", &[]).config.telemetry;
+    assert!(!defaults.enabled, "telemetry export is off by default");
+    let err = load_str("version: 2\ntelemetry:\n  protocol: grpc\n", &env(&[])).expect_err("grpc is not built in");
+    assert!(err.to_string().contains("telemetry.protocol"), "{err}");
+}

@@ -91,10 +91,7 @@ fn each_rule() {
         ("empty pg user", "/storage/backends/pg/user", json!(""), "storage.backends.pg.user", vec!["must not be empty"]),
         ("empty pg host", "/storage/backends/pg/host", json!(" "), "storage.backends.pg.host", vec!["must not be empty"]),
         ("empty pg db", "/storage/backends/kvpg/db", json!(""), "storage.backends.kvpg.db", vec!["must not be empty"]),
-        ("ssl require", "/storage/backends/pg/ssl_mode", json!("require"), "storage.backends.pg.ssl_mode", vec!["TLS to PostgreSQL is not available in this build"]),
-        ("ssl verify-ca", "/storage/backends/pg/ssl_mode", json!("verify-ca"), "storage.backends.pg.ssl_mode", vec!["TLS to PostgreSQL is not available"]),
-        ("ssl verify-full", "/storage/backends/kvpg/ssl_mode", json!("verify-full"), "storage.backends.kvpg.ssl_mode", vec!["TLS to PostgreSQL is not available"]),
-        ("ca cert without verify", "/storage/backends/pg/ca_cert_path", json!("/ca.pem"), "storage.backends.pg.ca_cert_path", vec!["verify-ca or verify-full"]),
+        ("ca cert without verify", "/storage/backends/pg/ca_cert_path", json!("/ca.pem"), "storage.backends.pg.ca_cert_path", vec!["require, verify-ca or verify-full"]),
         ("pg port 0", "/storage/backends/pg/port", json!(0), "storage.backends.pg.port", vec!["between 1 and 65535", "got 0"]),
         ("pg pool 0", "/storage/backends/pg/pool_size", json!(0), "storage.backends.pg.pool_size", vec!["between 1 and 1000", "got 0"]),
         ("pg pool 1001", "/storage/backends/kvpg/pool_size", json!(1001), "storage.backends.kvpg.pool_size", vec!["between 1 and 1000", "got 1001"]),
@@ -133,6 +130,14 @@ fn each_rule() {
         ("duplicate model id", "/models/1", json!({"model_id": "llama", "provider_id": "vllm"}), "models[1].model_id", vec!["duplicate model_id 'llama'", "models[0]"]),
         ("unknown model provider", "/models/0/provider_id", json!("ollama"), "models[0].provider_id", vec!["unknown provider 'ollama'", "inference providers defined: vllm"]),
         ("model provider of another api", "/models/0/provider_id", json!("chroma"), "models[0].provider_id", vec!["unknown provider 'chroma'"]),
+        ("sample ratio above 1", "/telemetry/sample_ratio", json!(1.5), "telemetry.sample_ratio", vec!["between 0 and 1", "got 1.5"]),
+        ("sample ratio negative", "/telemetry/sample_ratio", json!(-0.1), "telemetry.sample_ratio", vec!["between 0 and 1"]),
+        ("otlp endpoint scheme", "/telemetry/otlp_endpoint", json!("collector:4318"), "telemetry.otlp_endpoint", vec!["http:// or https://", "collector:4318"]),
+        ("empty service name", "/telemetry/service_name", json!(" "), "telemetry.service_name", vec!["must not be empty"]),
+        ("empty environment", "/telemetry/deployment_environment", json!(""), "telemetry.deployment_environment", vec!["must not be empty"]),
+        ("trace interval", "/telemetry/trace_export_interval_ms", json!(99), "telemetry.trace_export_interval_ms", vec!["between 100 and 3600000 ms", "got 99"]),
+        ("metric interval", "/telemetry/metric_export_interval_ms", json!(3_600_001), "telemetry.metric_export_interval_ms", vec!["got 3600001"]),
+        ("export timeout", "/telemetry/export_timeout_ms", json!(0), "telemetry.export_timeout_ms", vec!["between 100 and 600000 ms"]),
     ];
     for (name, pointer, value, path, words) in cases {
         let mut c = base();
@@ -152,6 +157,9 @@ fn accepted_edges() {
         ("workers 1024", "/server/workers", json!(1024)),
         ("shutdown 0", "/server/shutdown_timeout_seconds", json!(0)),
         ("ssl prefer", "/storage/backends/pg/ssl_mode", json!("prefer")),
+        ("ssl require", "/storage/backends/pg/ssl_mode", json!("require")),
+        ("ssl verify-ca", "/storage/backends/pg/ssl_mode", json!("verify-ca")),
+        ("ssl verify-full", "/storage/backends/kvpg/ssl_mode", json!("verify-full")),
         ("ssl disable", "/storage/backends/pg/ssl_mode", json!("disable")),
         ("recycle -1", "/storage/backends/pg/pool_recycle", json!(-1)),
         ("recycle 1", "/storage/backends/pg/pool_recycle", json!(1)),
@@ -180,7 +188,7 @@ fn many_problems_are_reported_at_once() {
     set(&mut c, "/version", json!(3));
     set(&mut c, "/server/workers", json!(0));
     set(&mut c, "/storage/backends/pg/pool_size", json!(0));
-    set(&mut c, "/storage/backends/pg/ssl_mode", json!("require"));
+    set(&mut c, "/storage/backends/pg/ca_cert_path", json!("/ca.pem"));
     set(&mut c, "/storage/stores/inference/backend", json!("kv"));
     set(&mut c, "/storage/stores/conversations/table_name", json!("x"));
     set(&mut c, "/providers/vector_io/0/config/persistence/backend", json!("gone"));
@@ -191,7 +199,7 @@ fn many_problems_are_reported_at_once() {
         "version",
         "server.workers",
         "storage.backends.pg.pool_size",
-        "storage.backends.pg.ssl_mode",
+        "storage.backends.pg.ca_cert_path",
         "storage.stores.inference.backend",
         "storage.stores.conversations.table_name",
         "providers.vector_io[0].config.persistence.backend",

@@ -14,8 +14,10 @@ use ferrostack_providers::{
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
 
 use super::store::{StoreRequest, store_completion};
+use crate::telemetry::UpstreamCall;
 use crate::{ApiError, AppState, Caller};
 
 /// SSE frames buffered between the upstream reader and the client; small, so a slow client slows
@@ -32,7 +34,9 @@ pub(crate) async fn create(
     let info =
         validate_chat_request(&body).map_err(|e| ApiError::invalid_request(e.message.clone(), Some(&e.param)))?;
     let route = state.providers.resolve(&info.model)?.clone();
-    let headers = forward_headers(&req);
+    // The upstream call's span is a child of the request span; its context goes upstream.
+    let call = UpstreamCall::start(&state.telemetry, &route, &info.model, info.stream);
+    let headers = call.forward_headers(&state.telemetry, &req);
     let store = match (&state.completions, info.store) {
         (Some(store), true) => Some(StoreRequest {
             store: store.clone(),
@@ -43,9 +47,11 @@ pub(crate) async fn create(
         _ => None,
     };
     if info.stream {
-        stream(&state, route, body, headers, info.model, store).await
+        stream(&state, route, body, headers, info.model, store, call).await
     } else {
-        let task = state.tasks.spawn_on(json(route, body, headers, info.model, store), &state.runtime);
+        let span = call.span();
+        let task =
+            state.tasks.spawn_on(json(route, body, headers, info.model, store, call).instrument(span), &state.runtime);
         let completion = task.await.map_err(|e| ApiError::internal(&e))??;
         Ok(HttpResponse::Ok().json(completion))
     }
@@ -57,8 +63,19 @@ async fn json(
     headers: ForwardHeaders,
     model: String,
     store: Option<StoreRequest>,
+    call: UpstreamCall,
 ) -> Result<Value, ApiError> {
-    let mut completion = route.chat_completion(body, &headers).await?;
+    let mut completion = match route.chat_completion(body, &headers).await {
+        Ok(completion) => {
+            call.finish(None);
+            completion
+        }
+        Err(e) => {
+            let err = ApiError::from(e);
+            call.finish(Some(err.code()));
+            return Err(err);
+        }
+    };
     normalize_completion(&mut completion, &model);
     if let Some(store) = store {
         // The answer is only sent once the completion is queued (or committed, with
@@ -75,10 +92,15 @@ async fn stream(
     headers: ForwardHeaders,
     model: String,
     store: Option<StoreRequest>,
+    call: UpstreamCall,
 ) -> Result<HttpResponse, ApiError> {
     let (opened_tx, opened_rx) = oneshot::channel();
     let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(RELAY_BUFFER);
-    state.tasks.spawn_on(relay(route, body, headers, model, store, opened_tx, frames_tx), &state.runtime);
+    let span = call.span();
+    state.tasks.spawn_on(
+        relay(route, body, headers, model, store, call, opened_tx, frames_tx).instrument(span),
+        &state.runtime,
+    );
     // Failures before the first chunk (unknown upstream, refused, 4xx) get their own status.
     opened_rx.await.map_err(|e| ApiError::internal(&e))??;
     let body = futures_util::stream::poll_fn(move |cx| frames_rx.poll_recv(cx).map(|f| f.map(Ok::<_, ApiError>)));
@@ -92,19 +114,23 @@ async fn stream(
 /// Read the upstream stream, relay each chunk as an SSE frame, assemble the completion, and store
 /// it when the stream ends, also when the client went away. A failure mid-stream ends the stream
 /// with an SSE error event.
+#[expect(clippy::too_many_arguments, reason = "one task's inputs, moved in once")]
 async fn relay(
     route: ModelRoute,
     body: Value,
     headers: ForwardHeaders,
     model: String,
     store: Option<StoreRequest>,
+    mut call: UpstreamCall,
     opened: oneshot::Sender<Result<(), ApiError>>,
     frames: mpsc::Sender<Bytes>,
 ) {
     let mut upstream = match route.chat_completion_stream(body, &headers).await {
         Ok(s) => s,
         Err(e) => {
-            let _ = opened.send(Err(e.into()));
+            let err = ApiError::from(e);
+            call.finish(Some(err.code()));
+            let _ = opened.send(Err(err));
             return;
         }
     };
@@ -116,9 +142,11 @@ async fn relay(
     // True unless the client left or the upstream failed; an upstream that closes without
     // `[DONE]` still ends the stream normally.
     let mut finished = true;
+    let mut failure = None;
     while let Some(event) = upstream.next().await {
         match event {
             Ok(StreamEvent::Chunk(mut chunk)) => {
+                call.first_chunk();
                 assembler.push(&chunk);
                 rewrite_chunk_model(&mut chunk, &model);
                 if frames.send(sse_frame(&chunk)).await.is_err() {
@@ -132,6 +160,7 @@ async fn relay(
             Ok(StreamEvent::Done) => break,
             Err(e) => {
                 let err = ApiError::from(e);
+                failure = Some(err.code());
                 let _ = frames.send(sse_frame(&err.to_json())).await;
                 finished = false; // the stream is over for the client; no [DONE] after an error
                 break;
@@ -139,6 +168,7 @@ async fn relay(
         }
     }
     drop(upstream);
+    call.finish(failure);
     if let (Some(store), Some(completion)) = (store, assembler.finish())
         && let Err(e) = store_completion(store, completion).await
     {
@@ -156,13 +186,4 @@ fn sse_frame(value: &Value) -> Bytes {
     let _ = serde_json::to_writer(&mut frame, value);
     frame.extend_from_slice(b"\n\n");
     Bytes::from(frame)
-}
-
-fn forward_headers(req: &HttpRequest) -> ForwardHeaders {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    ForwardHeaders {
-        traceparent: header("traceparent"),
-        tracestate: header("tracestate"),
-        request_id: header("x-request-id"),
-    }
 }
