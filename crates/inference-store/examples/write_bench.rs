@@ -5,7 +5,8 @@
 //! cargo run --release -p ferrostack-inference-store --example write_bench [-- ROWS PRODUCERS]
 //! ```
 //!
-//! Each configuration gets an empty table; `PRODUCERS` tasks (default 8) store `ROWS` rows in
+//! Prints one markdown table (backend, write path, batch size, writers, rows/s); `scripts/bench.sh`
+//! puts it in its report. Each configuration gets an empty table; `PRODUCERS` tasks (default 8) store `ROWS` rows in
 //! total (default 20,000; ~1 KB of JSON each) through `InferenceStore::store` (durability async,
 //! queue 10,000), and the clock stops when the last row committed (`flush`). The baseline
 //! ("direct") has the same producers each run one `INSERT` per row on the pool, with no queue.
@@ -23,7 +24,9 @@ use ferrostack_config::{BackendConfig, Durability, InferenceStoreConfig, Storage
 use ferrostack_inference_store::{InferenceStore, StoredCompletion};
 use serde_json::json;
 
-const CONFIGS: [(usize, usize); 7] = [(1, 1), (16, 1), (64, 1), (256, 1), (1, 4), (64, 4), (256, 4)];
+/// (batch_size, writers) of the queued runs. SQLite runs the one-writer ones only.
+const CONFIGS: [(usize, usize); 10] =
+    [(1, 1), (16, 1), (64, 1), (256, 1), (1024, 1), (1, 4), (64, 4), (256, 2), (256, 4), (1024, 4)];
 
 fn completion(i: usize) -> StoredCompletion {
     StoredCompletion {
@@ -106,15 +109,15 @@ fn rate(rows: usize, elapsed: Duration) -> f64 {
 }
 
 async fn run(name: &str, db: &Db, rows: usize, producers: usize) -> Result<(), Box<dyn Error>> {
-    println!("\n{name}: {rows} rows, {producers} producers\n");
-    println!("| write path | batch_size | writers | rows/s |");
-    println!("|---|---:|---:|---:|");
-    println!("| direct, one INSERT per row | 1 | {producers} | {:.0} |", direct(db, rows, producers).await?);
+    println!("| {name} | direct, one INSERT per row | 1 | {producers} | {:.0} |", direct(db, rows, producers).await?);
     for (batch, writers) in CONFIGS {
         if name == "sqlite" && writers > 1 {
             continue; // one writer on SQLite, whatever the config says
         }
-        println!("| queue | {batch} | {writers} | {:.0} |", queued(db, rows, producers, batch, writers).await?);
+        println!(
+            "| {name} | queue | {batch} | {writers} | {:.0} |",
+            queued(db, rows, producers, batch, writers).await?
+        );
     }
     Ok(())
 }
@@ -133,6 +136,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let rows = args.first().copied().unwrap_or(20_000);
     let producers = args.get(1).copied().unwrap_or(8);
+    println!(
+        "{rows} rows of ~1 KB per configuration, {producers} producer tasks; rows/s until the last row committed\n"
+    );
+    println!("| backend | write path | batch_size | writers | rows/s |");
+    println!("|---|---|---:|---:|---:|");
 
     let dir = std::env::temp_dir().join(format!("ferrostack-write-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
@@ -157,7 +165,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             catalog.close().await;
             result?;
         }
-        Err(reason) => println!("\npostgres: skipped ({reason})"),
+        Err(reason) => eprintln!("postgres: skipped ({reason})"),
     }
     Ok(())
 }

@@ -1,0 +1,460 @@
+#!/usr/bin/env bash
+# ferrostack's benchmark in one command: builds the release binaries, creates fresh PostgreSQL
+# databases, starts the mock upstream and ferrostack on loopback ports, runs
+#   1. the proxy: mock direct vs ferrostack (non-streaming and streaming) at $BENCH_CONCURRENCY
+#      connections, PostgreSQL store on, stored rows == 2xx check, CPU used by each process;
+#   2. the write path (crates/inference-store/examples/write_bench.rs);
+#   3. the list bench: 10k then 1M seeded completions over 1,000 owners, p50/p99 of one
+#      tenant's first and deep page over HTTP with static tokens, default and custom policy,
+#      with EXPLAIN ANALYZE of the statements;
+#   4. ferrostack's idle memory (RSS after start-up);
+# stops everything it started, drops its databases, and writes a markdown report.
+#
+#   scripts/bench.sh                 # full run, ~10 minutes on 2 cores
+#   QUICK=1 scripts/bench.sh         # smoke run, ~2 minutes once built
+#
+# Settings (environment): BENCH_DURATION (s per proxy run), BENCH_WARMUP (s), BENCH_CONCURRENCY,
+# BENCH_WORDS (words per answer), BENCH_CHUNK_DELAY_MS (mock delay between stream chunks),
+# BENCH_LATENCY_MS (mock delay before every answer), BENCH_MOCK_WORKERS, BENCH_WRITE_ROWS,
+# BENCH_LIST_ROWS (the large list size), BENCH_LIST_REQUESTS (requests per list measurement),
+# BENCH_REPORT (report path), BENCH_SKIP (space-separated: proxy write list), PGHOST/PGPORT/PGUSER (default 127.0.0.1:5432, postgres, trust auth).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+QUICK=${QUICK:-0}
+if [[ $QUICK == 1 ]]; then q=1; else q=0; fi
+DURATION=${BENCH_DURATION:-$((q ? 3 : 20))}
+WARMUP=${BENCH_WARMUP:-$((q ? 1 : 3))}
+CONCURRENCY=${BENCH_CONCURRENCY:-50}
+WORDS=${BENCH_WORDS:-50}
+CHUNK_DELAY_MS=${BENCH_CHUNK_DELAY_MS:-0}
+LATENCY_MS=${BENCH_LATENCY_MS:-0}
+MOCK_WORKERS=${BENCH_MOCK_WORKERS:-2}
+WRITE_ROWS=${BENCH_WRITE_ROWS:-$((q ? 4000 : 20000))}
+LIST_ROWS=${BENCH_LIST_ROWS:-$((q ? 100000 : 1000000))}
+LIST_REQUESTS=${BENCH_LIST_REQUESTS:-$((q ? 50 : 300))}
+SKIP=${BENCH_SKIP:-}
+export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+OUT="$ROOT/target/bench/$STAMP"
+REPORT=${BENCH_REPORT:-$OUT/report.md}
+mkdir -p "$OUT"
+DB="bench_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+LIST_DB="${DB}_list"
+BIN="$ROOT/target/release"
+PIDS=()
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+skipped() { [[ " $SKIP " == *" $1 "* ]]; }
+psql_q() { psql -X -v ON_ERROR_STOP=1 -q "$@"; }
+
+cleanup() {
+  local status=$?
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  for db in "$DB" "$LIST_DB"; do
+    psql_q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null || true
+  done
+  if ((status != 0)); then
+    log "failed (exit $status); logs in $OUT"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat; } # busy idle
+CLK_TCK=$(getconf CLK_TCK)
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+wait_http() { # url, pid
+  for _ in $(seq 1 200); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || { log "process $2 exited; see $OUT"; return 1; }
+    sleep 0.05
+  done
+  log "$1 did not answer"; return 1
+}
+
+# --- build ------------------------------------------------------------------------------------
+log "building release binaries"
+cargo build --release --quiet -p ferrostack -p ferrostack-mock-upstream -p ferrostack-loadgen
+cargo build --release --quiet -p ferrostack-inference-store --example write_bench
+cargo build --release --quiet -p ferrostack-authz --example explain_list
+
+# --- machine ----------------------------------------------------------------------------------
+{
+  echo "- CPU: $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), nproc = $(nproc)"
+  echo "- memory: $(free -h | awk '/^Mem:/ {print $2 " total, " $7 " available"}')"
+  echo "- kernel: $(uname -r); $(psql -X -tA -d postgres -c 'SHOW server_version' | sed 's/^/PostgreSQL /')"
+  echo "- $(rustc --version)"
+  echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$OUT/machine.md"
+
+# --- the mock -----------------------------------------------------------------------------------
+start_mock() {
+  "$BIN/mock-upstream" --port 0 --workers "$MOCK_WORKERS" --words "$WORDS" --chunk-delay-ms "$CHUNK_DELAY_MS" \
+    --latency-ms "$LATENCY_MS" \
+    >"$OUT/mock.out" 2>"$OUT/mock.err" &
+  MOCK_PID=$!
+  PIDS+=("$MOCK_PID")
+  for _ in $(seq 1 100); do
+    MOCK_URL=$(sed -n 's/^listening on //p' "$OUT/mock.out" | head -n1)
+    [[ -n $MOCK_URL ]] && break
+    sleep 0.05
+  done
+  [[ -n $MOCK_URL ]] || { log "the mock did not start"; return 1; }
+  log "mock upstream on $MOCK_URL (pid $MOCK_PID)"
+}
+
+pg_backend() { # name type db pool
+  cat <<EOF
+    $1:
+      type: $2
+      host: $PGHOST
+      port: $PGPORT
+      db: $3
+      user: $PGUSER
+      pool_size: $4
+EOF
+}
+
+write_config() { # file db port [auth yaml]
+  cat >"$1" <<EOF
+version: 2
+server:
+  host: 127.0.0.1
+  port: $3
+${4:-}
+storage:
+  backends:
+$(pg_backend kv_default kv_postgres "$2" 4)
+$(pg_backend sql_default sql_postgres "$2" 16)
+  stores:
+    metadata: { backend: kv_default, namespace: registry }
+    inference: { backend: sql_default, max_write_queue_size: 10000, num_writers: 4, batch_size: 256, durability: async }
+    conversations: { backend: sql_default }
+providers:
+  inference:
+    - provider_id: mock
+      provider_type: remote::vllm
+      config: { url: "$MOCK_URL/v1" }
+models:
+  - { model_id: mock-model, provider_id: mock }
+telemetry:
+  log_level: warn
+EOF
+}
+
+start_ferrostack() { # config name -> sets FS_PID, FS_URL
+  local port
+  port=$(awk '/^  port:/ {print $2; exit}' "$1")
+  "$BIN/ferrostack" serve --config "$1" >"$OUT/$2.out" 2>"$OUT/$2.err" &
+  FS_PID=$!
+  PIDS+=("$FS_PID")
+  FS_URL="http://127.0.0.1:$port"
+  wait_http "$FS_URL/v1/health" "$FS_PID"
+  log "ferrostack ($2) on $FS_URL (pid $FS_PID)"
+}
+
+stop_pid() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+psql_q -d postgres -c "CREATE DATABASE $DB"
+log "database $DB"
+start_mock
+
+# --- 1. proxy ----------------------------------------------------------------------------------
+LOADGEN=("$BIN/loadgen" run --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" --model mock-model)
+CONNSTR="host=$PGHOST port=$PGPORT user=$PGUSER dbname=$DB"
+PROXY_ROWS="$OUT/proxy-rows.md"
+: >"$PROXY_ROWS"
+
+measure() { # label json-name pids-to-account... -- loadgen args
+  local label=$1 name=$2
+  shift 2
+  local pids=()
+  while [[ $1 != -- ]]; do pids+=("$1"); shift; done
+  shift
+  local before=() t0 t1 i
+  for pid in "${pids[@]}"; do before+=("$(cpu_ticks "$pid")"); done
+  local m0 m1
+  m0=$(machine_ticks)
+  t0=$(date +%s.%N)
+  "${LOADGEN[@]}" --label "$label" --json-out "$OUT/$name.json" "$@" >>"$PROXY_ROWS"
+  t1=$(date +%s.%N)
+  m1=$(machine_ticks)
+  local cpu="{"
+  read -r b0 i0 <<<"$m0"
+  read -r b1 i1 <<<"$m1"
+  cpu+="\"machine_busy\": $((b1 - b0)), \"machine_idle\": $((i1 - i0)),"
+  for i in "${!pids[@]}"; do
+    cpu+="\"${pids[$i]}\": $(( $(cpu_ticks "${pids[$i]}") - ${before[$i]} )),"
+  done
+  echo "${cpu%,}, \"wall\": $(elapsed "$t0" "$t1"), \"clk_tck\": $CLK_TCK}" >"$OUT/$name.cpu.json"
+  log "$(tail -n1 "$PROXY_ROWS")"
+}
+
+if ! skipped proxy; then
+  FS_PORT=$(free_port)
+  write_config "$OUT/proxy.yaml" "$DB" "$FS_PORT"
+  "$BIN/ferrostack" migrate --config "$OUT/proxy.yaml" >"$OUT/migrate.out" 2>&1
+  start_ferrostack "$OUT/proxy.yaml" proxy
+  PROXY_PID=$FS_PID
+  PROXY_URL=$FS_URL
+  sleep 1
+  echo "{\"rss_kb\": $(rss_kb "$PROXY_PID")}" >"$OUT/idle.json"
+  echo "{\"mock\": $MOCK_PID, \"ferrostack\": $PROXY_PID}" >"$OUT/pids.json"
+  log "ferrostack idle RSS: $(rss_kb "$PROXY_PID") kB"
+
+  measure "mock direct, JSON" direct-json "$MOCK_PID" -- --url "$MOCK_URL/v1/chat/completions"
+  measure "ferrostack, JSON" fs-json "$MOCK_PID" "$PROXY_PID" -- \
+    --url "$PROXY_URL/v1/chat/completions" --count-rows "$CONNSTR"
+  measure "mock direct, SSE" direct-sse "$MOCK_PID" -- --url "$MOCK_URL/v1/chat/completions" --stream
+  measure "ferrostack, SSE" fs-sse "$MOCK_PID" "$PROXY_PID" -- \
+    --url "$PROXY_URL/v1/chat/completions" --stream --count-rows "$CONNSTR"
+  echo "{\"hwm_kb\": $(hwm_kb "$PROXY_PID"), \"rss_kb\": $(rss_kb "$PROXY_PID")}" >"$OUT/after-load.json"
+  stop_pid "$PROXY_PID"
+fi
+
+# --- 2. write path -------------------------------------------------------------------------------
+if ! skipped write; then
+  log "write bench: $WRITE_ROWS rows, 8 producers"
+  TEST_DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/postgres" \
+    "$BIN/examples/write_bench" "$WRITE_ROWS" 8 >"$OUT/write.md" 2>"$OUT/write.err"
+  cat "$OUT/write.md" >&2
+fi
+
+# --- 3. list -------------------------------------------------------------------------------------
+LIST_ROWS_MD="$OUT/list-rows.md"
+: >"$LIST_ROWS_MD"
+: >"$OUT/explain.txt"
+if ! skipped list; then
+  psql_q -d postgres -c "CREATE DATABASE $LIST_DB"
+  AUTH=$(cat <<'EOF'
+  auth:
+    provider_config:
+      type: static
+      tokens:
+        - { token: team-token, principal: user7, attributes: { teams: [team7] } }
+        - { token: solo-token, principal: user8 }
+EOF
+)
+  CUSTOM=$(cat <<'EOF'
+    access_policy:
+      - permit: { actions: [create, read, update, delete] }
+        when: user with admin in roles
+        description: admin override
+      - permit: { actions: [create, read, update, delete] }
+        when: user is owner
+        description: private otherwise
+EOF
+)
+  write_config "$OUT/list-default.yaml" "$LIST_DB" "$(free_port)" "$AUTH"
+  write_config "$OUT/list-custom.yaml" "$LIST_DB" "$(free_port)" "$AUTH
+$CUSTOM"
+  "$BIN/ferrostack" migrate --config "$OUT/list-default.yaml" >>"$OUT/migrate.out" 2>&1
+  start_ferrostack "$OUT/list-default.yaml" list-default
+  DEFAULT_URL=$FS_URL
+  start_ferrostack "$OUT/list-custom.yaml" list-custom
+  CUSTOM_URL=$FS_URL
+
+  seed() { # from to (1-based, inclusive); bulk: one INSERT ... SELECT generate_series
+    psql_q -d "$LIST_DB" -c "
+      INSERT INTO inference_store (id, created, model, choices, input_messages, metadata, owner_principal, access_attributes)
+      SELECT 'chatcmpl-seed-' || lpad(g::text, 8, '0'), 1700000000 + g / 10, 'mock-model',
+        jsonb_build_array(jsonb_build_object('index', 0, 'finish_reason', 'stop', 'logprobs', null,
+          'message', jsonb_build_object('role', 'assistant', 'content', 'answer ' || g || ' the quick brown fox jumps over the lazy dog'))),
+        jsonb_build_array(jsonb_build_object('role', 'user', 'content', 'question ' || g)),
+        NULL, 'user' || (g % 1000), jsonb_build_object('teams', jsonb_build_array('team' || ((g % 1000) % 100)))
+      FROM generate_series($1, $2) AS g"
+  }
+  seed_bulk() { # from to: drop the secondary indexes and the key, insert, rebuild them as the migration defines them
+    local defs
+    defs=$(psql -X -tA -d "$LIST_DB" -c "SELECT indexdef FROM pg_indexes WHERE tablename = 'inference_store' AND indexname <> 'inference_store_pkey'")
+    {
+      echo "BEGIN;"
+      psql -X -tA -d "$LIST_DB" -c "SELECT 'DROP INDEX ' || indexname || ';' FROM pg_indexes WHERE tablename = 'inference_store' AND indexname <> 'inference_store_pkey'"
+      echo "ALTER TABLE inference_store DROP CONSTRAINT inference_store_pkey;"
+      echo "INSERT INTO inference_store (id, created, model, choices, input_messages, metadata, owner_principal, access_attributes)
+      SELECT 'chatcmpl-seed-' || lpad(g::text, 8, '0'), 1700000000 + g / 10, 'mock-model',
+        jsonb_build_array(jsonb_build_object('index', 0, 'finish_reason', 'stop', 'logprobs', null,
+          'message', jsonb_build_object('role', 'assistant', 'content', 'answer ' || g || ' the quick brown fox jumps over the lazy dog'))),
+        jsonb_build_array(jsonb_build_object('role', 'user', 'content', 'question ' || g)),
+        NULL, 'user' || (g % 1000), jsonb_build_object('teams', jsonb_build_array('team' || ((g % 1000) % 100)))
+      FROM generate_series($1, $2) AS g;"
+      echo "ALTER TABLE inference_store ADD CONSTRAINT inference_store_pkey PRIMARY KEY (id);"
+      echo "$defs" | sed 's/$/;/'
+      echo "COMMIT;"
+    } | psql_q -d "$LIST_DB"
+  }
+
+  # The owner's row in the middle of their list: the cursor of a deep page.
+  deep_after() { # principal
+    psql -X -tA -d "$LIST_DB" -c "SELECT id FROM inference_store WHERE owner_principal = '$1'
+      ORDER BY created DESC, id DESC OFFSET (SELECT count(*) / 2 FROM inference_store WHERE owner_principal = '$1') LIMIT 1"
+  }
+
+  list_runs() { # size label
+    local size=$1 after7 after8
+    after7=$(deep_after user7)
+    after8=$(deep_after user8)
+    for policy in default custom; do
+      local url
+      if [[ $policy == default ]]; then url=$DEFAULT_URL; else url=$CUSTOM_URL; fi
+      for who in team solo; do
+        local after=$after7
+        [[ $who == solo ]] && after=$after8
+        for page in first deep; do
+          local q="limit=20"
+          [[ $page == deep ]] && q="limit=20&after=$after"
+          "$BIN/loadgen" run --get --concurrency 1 --requests "$LIST_REQUESTS" --warmup 0.5 --token "$who-token" \
+            --url "$url/v1/chat/completions?$q" --label "$size, $policy policy, $who caller, $page page" \
+            --json-out "$OUT/list-$size-$policy-$who-$page.json" >>"$LIST_ROWS_MD"
+          log "$(tail -n1 "$LIST_ROWS_MD")"
+        done
+      done
+    done
+  }
+
+  t0=$(date +%s.%N)
+  seed 1 10000
+  psql_q -d "$LIST_DB" -c "ANALYZE inference_store"
+  t1=$(date +%s.%N)
+  echo "{\"seed_10k_s\": $(elapsed "$t0" "$t1")}" >"$OUT/seed-10k.json"
+  list_runs 10k
+
+  t0=$(date +%s.%N)
+  seed_bulk 10001 "$LIST_ROWS"
+  psql_q -d "$LIST_DB" -c "VACUUM ANALYZE inference_store"
+  t1=$(date +%s.%N)
+  BIG_LABEL=$((LIST_ROWS / 1000))k
+  [[ $LIST_ROWS -ge 1000000 ]] && BIG_LABEL="$((LIST_ROWS / 1000000))M"
+  echo "{\"seed_big_s\": $(elapsed "$t0" "$t1"), \"rows\": $LIST_ROWS, \"label\": \"$BIG_LABEL\"}" >"$OUT/seed-big.json"
+  log "seeded $LIST_ROWS rows in $(elapsed "$t0" "$t1") s"
+  list_runs "$BIG_LABEL"
+
+  {
+    for args in "list-default.yaml user7" "list-default.yaml user8" "list-custom.yaml user7" \
+      "list-default.yaml user7 $(deep_after user7)" "list-custom.yaml user7 $(deep_after user7)"; do
+      read -r cfg who after <<<"$args"
+      if [[ -n ${after:-} ]]; then page="deep page (after $after)"; else page="first page"; fi
+      echo "### ${cfg%.yaml}, caller $who, $page"
+      echo
+      "$BIN/examples/explain_list" "$OUT/$cfg" "$who" ${after:+"$after"} 2>&1 | sed 's/^/    /'
+      echo
+    done
+  } >"$OUT/explain.txt"
+fi
+
+# --- report ----------------------------------------------------------------------------------------
+python3 - "$OUT" "$REPORT" "$DURATION" "$WARMUP" "$CONCURRENCY" "$WORDS" "$CHUNK_DELAY_MS" "$MOCK_WORKERS" <<'PY'
+import json, os, sys
+out, report, duration, warmup, conc, words, delay, mock_workers = sys.argv[1:9]
+def load(name):
+    p = os.path.join(out, name)
+    return json.load(open(p)) if os.path.exists(p) else None
+def read(name):
+    p = os.path.join(out, name)
+    return open(p).read() if os.path.exists(p) else ""
+lines = ["# ferrostack benchmark report", "", "Machine (absolute numbers below depend on it):", "", read("machine.md").strip(), ""]
+pids = load("pids.json")
+dj, fj, ds, fs = (load(n + ".json") for n in ("direct-json", "fs-json", "direct-sse", "fs-sse"))
+goals = []
+if dj and fj:
+    lines += ["## Proxy: ferrostack vs the mock directly", "",
+              f"{conc} connections, {duration} s measured after {warmup} s warm-up, {words} words per answer, "
+              f"{delay} ms between stream chunks, mock latency {os.environ.get('BENCH_LATENCY_MS', '0')} ms, mock on {mock_workers} workers; PostgreSQL store on (queue 10,000, "
+              "4 writers, batch 256, durability async). Everything on one machine: loadgen, the mock, ferrostack "
+              "and PostgreSQL share the CPUs.", "",
+              "### Headline (ratios from this run)", "",
+              "| | JSON | SSE |", "|---|---:|---:|"]
+    def ratio(a, b): return b["requests_per_second"] / a["requests_per_second"] if a["requests_per_second"] else 0
+    lines.append(f"| throughput, ferrostack / direct to the mock | **{ratio(dj, fj):.2f}** | **{ratio(ds, fs):.2f}** |")
+    lines.append(f"| added p50 latency (ms) | {fj['latency']['p50_ms'] - dj['latency']['p50_ms']:.2f} | {fs['latency']['p50_ms'] - ds['latency']['p50_ms']:.2f} |")
+    lines.append(f"| added p99 latency (ms) | **{fj['latency']['p99_ms'] - dj['latency']['p99_ms']:.2f}** | **{fs['latency']['p99_ms'] - ds['latency']['p99_ms']:.2f}** |")
+    lines.append(f"| added p99 time to first chunk (ms) | - | {fs['first_chunk']['p99_ms'] - ds['first_chunk']['p99_ms']:.2f} |")
+    for r in (fj, fs):
+        ok = r.get("stored_rows") == r["ok_total"]
+        lines.append(f"| stored rows == 2xx ({'JSON' if r is fj else 'SSE'}) | {r.get('stored_rows')} / {r['ok_total']} {'ok' if ok else 'MISMATCH'} | |")
+    lines += ["", "### Runs (absolute numbers: machine-dependent)", "", read("proxy-rows.md").strip() and
+              "| run | conns | req/s | p50 ms | p90 ms | p99 ms | max ms | first chunk p50 / p99 ms | 2xx | errors | stored rows |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n" + read("proxy-rows.md").strip(), ""]
+    cpu_rows = ["| run | wall s | mock CPU s (% of one core) | ferrostack CPU s (% of one core) | machine busy (all CPUs) |", "|---|---:|---:|---:|---:|"]
+    for name, label in (("direct-json", "mock direct, JSON"), ("fs-json", "ferrostack, JSON"), ("direct-sse", "mock direct, SSE"), ("fs-sse", "ferrostack, SSE")):
+        c = load(name + ".cpu.json")
+        if not c: continue
+        t = c["clk_tck"]; wall = c["wall"]
+        def cell(pid):
+            v = c.get(str(pid))
+            return "-" if v is None else f"{v / t:.1f} ({100 * v / t / wall:.0f}%)"
+        busy = 100 * c["machine_busy"] / max(1, c["machine_busy"] + c["machine_idle"])
+        cpu_rows.append(f"| {label} | {wall:.1f} | {cell(pids['mock'])} | {cell(pids['ferrostack'])} | {busy:.0f}% |")
+    lines += ["CPU used during each run (from /proc/PID/stat and /proc/stat, warm-up included):", ""] + cpu_rows + [""]
+    per = []
+    for name, r, pid, who in (("direct-json", dj, pids["mock"], "mock, JSON"), ("fs-json", fj, pids["ferrostack"], "ferrostack, JSON"),
+                              ("direct-sse", ds, pids["mock"], "mock, SSE"), ("fs-sse", fs, pids["ferrostack"], "ferrostack, SSE")):
+        c = load(name + ".cpu.json")
+        if c and c.get(str(pid)) is not None and r["ok_total"]:
+            per.append(f"{who} {1e6 * c[str(pid)] / c['clk_tck'] / r['ok_total']:.0f} µs")
+    lines += ["CPU time per answered request: " + "; ".join(per) + ".", ""]
+    goals.append(("throughput >= 50% of direct to the mock (JSON / SSE)", f"{ratio(dj, fj):.0%} / {ratio(ds, fs):.0%}", ratio(dj, fj) >= 0.5 and ratio(ds, fs) >= 0.5))
+    added = max(fj['latency']['p99_ms'] - dj['latency']['p99_ms'], fs['latency']['p99_ms'] - ds['latency']['p99_ms'])
+    goals.append(("p99 added latency <= 5 ms (worst of JSON / SSE)", f"{fj['latency']['p99_ms'] - dj['latency']['p99_ms']:.2f} / {fs['latency']['p99_ms'] - ds['latency']['p99_ms']:.2f} ms", added <= 5))
+    rows_ok = fj.get("stored_rows") == fj["ok_total"] and fs.get("stored_rows") == fs["ok_total"]
+    goals.append(("stored rows == 2xx responses", f"{fj.get('stored_rows')} == {fj['ok_total']}, {fs.get('stored_rows')} == {fs['ok_total']}", rows_ok))
+    goals.append(("50x the reference (~110 req/s) = 5,500 req/s (JSON)", f"{fj['requests_per_second']:.0f} req/s = {fj['requests_per_second'] / 110:.0f}x", fj['requests_per_second'] >= 5500))
+write = read("write.md").strip()
+if write:
+    lines += ["## Write path (absolute numbers: machine-dependent)", "", write, ""]
+    best = 0
+    for line in write.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 5 and cells[1] == "queue" and cells[0] == "postgres":
+            best = max(best, float(cells[4]))
+    goals.append(("batched inserts >= 30,000 rows/s (PostgreSQL, best queue setting)", f"{best:,.0f} rows/s", best >= 30000))
+idle = load("idle.json")
+if idle:
+    after = load("after-load.json") or {}
+    lines += ["## Memory", "", f"ferrostack RSS 1 s after start-up (idle): **{idle['rss_kb'] / 1024:.1f} MiB**; "
+              f"after the proxy runs: {after.get('rss_kb', 0) / 1024:.1f} MiB (peak {after.get('hwm_kb', 0) / 1024:.1f} MiB).", ""]
+    goals.append(("idle memory <= 30 MB", f"{idle['rss_kb'] / 1024:.1f} MiB", idle['rss_kb'] / 1024 <= 30))
+big = load("seed-big.json")
+if big:
+    small_seed = load("seed-10k.json")
+    lines += ["## Listing (absolute numbers: machine-dependent)", "",
+              f"Seeded in bulk (generate_series): 10k rows in {small_seed['seed_10k_s']:.1f} s, then up to {big['rows']:,} rows "
+              f"in {big['seed_big_s']:.1f} s (secondary indexes and key dropped and rebuilt as the migration defines them). "
+              "1,000 owners `user0..user999` (row g: owner `user(g % 1000)`, `access_attributes` `{teams: [team((g % 1000) % 100)]}`), 10 rows per second of `created`. "
+              "Over HTTP against the real server (`GET /v1/chat/completions?limit=20`, static tokens), one connection, "
+              "sequential requests. Callers: **team** = `user7` with `teams: [team7]` (under the default policy they see 10 owners' rows, 1% of the table), "
+              "**solo** = `user8` without attributes (own rows only, 0.1%). Custom policy: admin override, then owner only. "
+              "Deep page: `after` = the caller's own row in the middle of their own rows.", "",
+              "| run | conns | req/s | p50 ms | p90 ms | p99 ms | max ms | first chunk p50 / p99 ms | 2xx | errors | stored rows |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n" + read("list-rows.md").strip(), ""]
+    lab = big["label"]
+    for who in ("team", "solo"):
+        for pol in ("default", "custom"):
+            s, b = load(f"list-10k-{pol}-{who}-first.json"), load(f"list-{lab}-{pol}-{who}-first.json")
+            if s and b:
+                r = b['latency']['p50_ms'] / s['latency']['p50_ms']
+                goals.append((f"first page at {lab} <= 3 ms p50 and <= 1.5x of 10k ({pol} policy, {who} caller)",
+                              f"{b['latency']['p50_ms']:.2f} ms, {r:.2f}x", b['latency']['p50_ms'] <= 3 and r <= 1.5))
+    lines += [f"### EXPLAIN ANALYZE at {lab} rows", "", read("explain.txt").strip(), ""]
+if goals:
+    lines[6:6] = ["## Goals (issue 6) vs measured", "", "| goal | measured | met |", "|---|---|---|"] + \
+        [f"| {g} | {m} | {'yes' if ok else '**no**'} |" for g, m, ok in goals] + [""]
+open(report, "w").write("\n".join(lines) + "\n")
+PY
+log "report: $REPORT"
+cat "$REPORT"
