@@ -93,29 +93,31 @@ impl SseParser {
     }
 
     fn end_line(&mut self, out: &mut Vec<SseEvent>) {
-        let line = std::mem::take(&mut self.line);
-        if line.is_empty() {
+        if self.line.is_empty() {
             self.dispatch(out);
             return;
         }
-        if line[0] == b':' {
-            return; // a comment, such as a keep-alive
-        }
-        let line = String::from_utf8_lossy(&line);
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line.as_ref(), ""),
-        };
-        match field {
-            "data" => {
-                self.data.push_str(value);
-                self.data.push('\n');
-                self.has_data = true;
+        // The line buffer is read in place and cleared, keeping its capacity: taking it out
+        // would cost an allocation per line.
+        if self.line[0] != b':' {
+            // (A line starting with ':' is a comment, such as a keep-alive.)
+            let line = String::from_utf8_lossy(&self.line);
+            let (field, value) = match line.split_once(':') {
+                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+                None => (line.as_ref(), ""),
+            };
+            match field {
+                "data" => {
+                    self.data.push_str(value);
+                    self.data.push('\n');
+                    self.has_data = true;
+                }
+                "event" => self.event = Some(value.to_owned()),
+                // `id` and `retry` matter to reconnecting browsers, not to a relay.
+                _ => {}
             }
-            "event" => self.event = Some(value.to_owned()),
-            // `id` and `retry` matter to reconnecting browsers, not to a relay.
-            _ => {}
         }
+        self.line.clear();
     }
 
     fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
