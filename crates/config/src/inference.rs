@@ -153,7 +153,8 @@ impl InferenceProviderConfig {
             Value::Object(map) => map,
             Value::Null => &empty,
             other => {
-                problems.push(Problem::new(path, format!("expected a map of settings, got {}", kind_of(other))));
+                problems
+                    .push(Problem::new(path, format!("expected a map of settings, got {}", crate::de::kind(other))));
                 &empty
             }
         };
@@ -217,7 +218,7 @@ impl InferenceProviderConfig {
                         Value::String(s) if !s.trim().is_empty() => tls_cafile = Some(s.clone()),
                         other => p.problem(
                             "tls_verify",
-                            format!("expected a bool or the path of a CA bundle, got {}", kind_of(other)),
+                            format!("expected a bool or the path of a CA bundle, got {}", crate::de::kind(other)),
                         ),
                     }
                 }
@@ -304,7 +305,7 @@ impl Parser<'_> {
             other => {
                 // The message names the type, never the value (it may be a key).
                 let what = if secret { "a secret string" } else { "a string" };
-                let message = format!("expected {what}, got {}", kind_of(other));
+                let message = format!("expected {what}, got {}", crate::de::kind(other));
                 self.problem(field, message);
                 None
             }
@@ -364,7 +365,7 @@ impl Parser<'_> {
                 None
             }
             None => {
-                let got = self.map.get(field).map(kind_of).unwrap_or("nothing");
+                let got = self.map.get(field).map(crate::de::kind).unwrap_or("nothing");
                 self.problem(field, format!("expected an integer between {min} and {max}{unit}, got {got}"));
                 None
             }
@@ -377,22 +378,11 @@ impl Parser<'_> {
             Value::Bool(b) => Some(*b),
             Value::String(s) if s == "true" || s == "false" => Some(s == "true"),
             other => {
-                let message = format!("expected true or false, got {}", kind_of(other));
+                let message = format!("expected true or false, got {}", crate::de::kind(other));
                 self.problem(field, message);
                 None
             }
         }
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a bool",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a map",
     }
 }
 
