@@ -123,12 +123,8 @@ pub struct TestApp {
     /// A plain HTTP client.
     pub http: reqwest::Client,
     shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<anyhow_free::Result>>,
-}
-
-mod anyhow_free {
-    /// What the server task returns, as text so this crate needs no anyhow.
-    pub type Result = std::result::Result<(), String>;
+    /// What `run_until` returned, its error as text (with causes).
+    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
 }
 
 impl TestApp {

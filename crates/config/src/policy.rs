@@ -389,13 +389,14 @@ impl Serialize for PathPattern {
 
 // ---- the rules as written ------------------------------------------------------------------
 
+/// A rule as written: access rules scope by [`Scope`], route rules by [`RawPaths`].
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawAccessRule {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    permit: Option<Scope>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    forbid: Option<Scope>,
+struct RawRule<S> {
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    permit: Option<S>,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    forbid: Option<S>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     when: Option<OneOrMany<Condition>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -404,20 +405,12 @@ struct RawAccessRule {
     description: Option<String>,
 }
 
-#[derive(Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct RawRouteRule {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    permit: Option<RawPaths>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    forbid: Option<RawPaths>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    when: Option<OneOrMany<Condition>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    unless: Option<OneOrMany<Condition>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    description: Option<String>,
+fn none<S>() -> Option<S> {
+    None
 }
+
+type RawAccessRule = RawRule<Scope>;
+type RawRouteRule = RawRule<RawPaths>;
 
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use ferrostack_authz::Authenticator;
 use ferrostack_catalog::Catalog;
-use ferrostack_config::{AccessRule, RouteRule};
+use ferrostack_config::RouteRule;
 use ferrostack_inference_store::InferenceStore;
 use ferrostack_providers::Providers;
 use tokio_util::task::TaskTracker;
@@ -32,8 +32,6 @@ pub struct AppState {
     pub version: &'static str,
     /// How callers are authenticated; `None` when authentication is off.
     pub authenticator: Option<Authenticator>,
-    /// `server.auth.access_policy`, applied by the authorized store layer (empty = default).
-    pub access_policy: Arc<Vec<AccessRule>>,
     /// `server.auth.route_policy`, applied by the middleware (empty = every route allowed).
     pub route_policy: Arc<Vec<RouteRule>>,
     /// Models and their upstream providers.

@@ -84,7 +84,6 @@ impl Application {
             catalog: catalog.clone(),
             version: env!("CARGO_PKG_VERSION"),
             authenticator,
-            access_policy: Arc::new(auth.access_policy.clone()),
             route_policy: Arc::new(auth.route_policy.clone()),
             providers,
             completions,

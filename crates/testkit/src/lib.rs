@@ -135,6 +135,13 @@ pub fn run(tests: Vec<Test>) -> ExitCode {
     libtest_mimic::run(&args, trials).exit_code()
 }
 
+/// A loopback address where nothing listens (a port the OS just handed out and took back), for
+/// tests of refused connections.
+pub fn unused_loopback_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind 127.0.0.1:0: {e}"));
+    listener.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"))
+}
+
 /// A reachable PostgreSQL server that tests may create databases on.
 #[derive(Debug, Clone)]
 pub struct Postgres {

@@ -161,10 +161,7 @@ pub async fn idp() -> Server {
 
 /// A loopback URL where nothing listens.
 pub fn nothing_listens() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
+    format!("http://{}", ferrostack_testkit::unused_loopback_addr())
 }
 
 async fn jwks(idp: web::Data<Idp>) -> HttpResponse {

@@ -78,10 +78,7 @@ pub async fn upstream() -> Upstream {
 
 /// A loopback URL where nothing listens.
 pub fn nothing_listens() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}/v1")
+    format!("http://{}/v1", ferrostack_testkit::unused_loopback_addr())
 }
 
 /// Collect a stream: the events, and the error it ended with, if any.

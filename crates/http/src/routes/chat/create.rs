@@ -80,7 +80,7 @@ async fn json(
     if let Some(store) = store {
         // The answer is only sent once the completion is queued (or committed, with
         // `durability: sync`), so every 2xx answer is a stored row.
-        store_completion(store, completion.clone()).await?;
+        store_completion(store, &completion).await?;
     }
     Ok(completion)
 }
@@ -170,7 +170,7 @@ async fn relay(
     drop(upstream);
     call.finish(failure);
     if let (Some(store), Some(completion)) = (store, assembler.finish())
-        && let Err(e) = store_completion(store, completion).await
+        && let Err(e) = store_completion(store, &completion).await
     {
         tracing::error!(error = %e, "a streamed completion could not be stored");
     }
