@@ -6,6 +6,7 @@
 mod auth;
 mod chat;
 mod health;
+mod security;
 mod telemetry;
 
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ fn main() -> ExitCode {
     tests.extend(health::tests());
     tests.extend(auth::tests());
     tests.extend(chat::tests());
+    tests.extend(security::tests());
     tests.extend(telemetry::tests());
     ferrostack_testkit::run(tests)
 }
