@@ -48,6 +48,7 @@ async fn open(dir: &std::path::Path, pool_size: u32) -> Result<(Catalog, KvStore
         busy_timeout_ms: ferrostack_config::default_sqlite_busy_timeout_ms(),
         namespace: None,
         pool_pre_ping: None,
+        statement_timeout_ms: ferrostack_config::default_statement_timeout_ms(),
     });
     let storage = StorageConfig { backends: BTreeMap::from([("kv".to_owned(), backend)]), ..StorageConfig::default() };
     let catalog = Catalog::open(&storage).await?;

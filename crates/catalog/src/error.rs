@@ -282,15 +282,22 @@ fn cause_is_transient(cause: &Cause, connecting: bool) -> bool {
                     let code = code.code();
                     // 40001 serialization_failure, 40P01 deadlock_detected, class 08 connection
                     // exceptions, 57P01..57P03 server shutting down or starting up, 53300 too many
-                    // connections.
-                    matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300") || code.starts_with("08")
+                    // connections, 57014 query_canceled (the statement timeout, or a cancel).
+                    matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300" | "57014")
+                        || code.starts_with("08")
                 }
                 // No SQLSTATE: an I/O error, a timeout or a refused connection.
                 None => has_io_source(e) || e.to_string().contains("timeout"),
             }
         }
         Cause::Sqlite(rusqlite::Error::SqliteFailure(code, _)) => {
-            matches!(code.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            // OperationInterrupted: the statement timeout (or the caller leaving) stopped it.
+            matches!(
+                code.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::OperationInterrupted
+            )
         }
         Cause::Message(_) | Cause::Io(_) => connecting,
         Cause::Sqlite(_) | Cause::Migration(_) => false,

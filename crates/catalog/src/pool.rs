@@ -133,7 +133,12 @@ async fn open_sqlite(
                 .to_owned(),
         )));
     }
-    let settings = Arc::new(SqliteSettings { path, busy_timeout: Duration::from_millis(config.busy_timeout_ms) });
+    let settings = Arc::new(SqliteSettings {
+        path,
+        busy_timeout: Duration::from_millis(config.busy_timeout_ms),
+        statement_timeout: (config.statement_timeout_ms > 0)
+            .then(|| Duration::from_millis(config.statement_timeout_ms)),
+    });
     // Create the directory and the file, and switch the file to WAL (a persistent setting), once.
     let probe = Arc::clone(&settings);
     let created = tokio::task::spawn_blocking(move || -> Result<(), Cause> {
@@ -156,6 +161,68 @@ async fn open_sqlite(
     let wait = settings.busy_timeout;
     let pool = SqlitePool::new(Arc::clone(&settings), config.pool_size as usize, wait, Arc::clone(desc))?;
     Ok((pool, settings))
+}
+
+/// Prepared statements kept per pooled connection. Past this many the connection's cache is
+/// emptied: statements of many shapes (a batch INSERT per row count, a list per filter count)
+/// must not grow a PostgreSQL backend's memory without bound.
+pub(crate) const STATEMENT_CACHE_LIMIT: usize = 128;
+
+/// A pooled PostgreSQL connection while statements run on it. Dropped before
+/// [`InFlight::finish`] (its caller went away: a client disconnected, a timeout fired), it
+/// cancels whatever the server is running for it and closes the connection instead of handing it
+/// back: the cancel request is asynchronous, and a connection handed back could by then be
+/// running another caller's statement, which the cancel would hit instead.
+pub(crate) struct InFlight {
+    client: Option<deadpool_postgres::Object>,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    armed: bool,
+}
+
+impl InFlight {
+    /// The connection.
+    pub(crate) fn client(&mut self) -> &mut deadpool_postgres::Object {
+        // Only `drop` takes the client out.
+        self.client.as_mut().unwrap_or_else(|| unreachable!("InFlight used after drop"))
+    }
+
+    /// Prepare `text`, through the connection's statement cache, which stays bounded.
+    pub(crate) async fn prepare(&mut self, text: &str) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        let client = self.client();
+        if client.statement_cache.size() >= STATEMENT_CACHE_LIMIT {
+            client.statement_cache.clear();
+        }
+        client.prepare_cached(text).await
+    }
+
+    /// The statements are over (whatever their outcome): hand the connection back to the pool.
+    pub(crate) fn finish(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else { return };
+        if !self.armed {
+            return; // back to the pool
+        }
+        let client = deadpool_postgres::Object::take(client);
+        let token = client.cancel_token();
+        let tls = self.tls.take();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        tracing::info!("statement abandoned by its caller: cancelling it and closing its connection");
+        runtime.spawn(async move {
+            let cancelled = match tls {
+                Some(tls) => token.cancel_query(tls).await,
+                None => token.cancel_query(NoTls).await,
+            };
+            if let Err(e) = cancelled {
+                tracing::warn!(error = %e, "cannot cancel an abandoned statement; closing its connection");
+            }
+            drop(client);
+        });
+    }
 }
 
 /// A deadpool-postgres pool with the settings it was built from.
@@ -192,9 +259,15 @@ impl PgPool {
         }
         let recycling_method = if pg.pool_pre_ping { RecyclingMethod::Verified } else { RecyclingMethod::Fast };
         let manager_config = ManagerConfig { recycling_method };
+        // Pooled connections run requests' statements: bound each one. `config` itself stays
+        // without it, for migrations (an index build may rightly take long).
+        let mut pool_config = config.clone();
+        if pg.statement_timeout_ms > 0 {
+            pool_config.options(format!("-c statement_timeout={}", pg.statement_timeout_ms));
+        }
         let manager = match tls.connector.clone() {
-            Some(connector) => deadpool_postgres::Manager::from_config(config.clone(), connector, manager_config),
-            None => deadpool_postgres::Manager::from_config(config.clone(), NoTls, manager_config),
+            Some(connector) => deadpool_postgres::Manager::from_config(pool_config, connector, manager_config),
+            None => deadpool_postgres::Manager::from_config(pool_config, NoTls, manager_config),
         };
         let mut builder = deadpool_postgres::Pool::builder(manager)
             .max_size((pg.pool_size as usize).max(1))
@@ -243,6 +316,12 @@ impl PgPool {
                 Error::Open { backend, cause: Cause::Message("the pool has no async runtime".to_owned()) }
             }
         })
+    }
+
+    /// A pooled connection for one use, watched: see [`InFlight`].
+    pub(crate) async fn get_watched(&self) -> Result<InFlight, Error> {
+        let client = self.get().await?;
+        Ok(InFlight { client: Some(client), tls: self.tls.connector.clone(), armed: true })
     }
 
     pub(crate) fn query_error(&self, e: tokio_postgres::Error) -> Error {

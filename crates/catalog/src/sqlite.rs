@@ -5,7 +5,8 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use rusqlite::{Connection, OpenFlags};
@@ -13,8 +14,13 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::{BackendDescription, Cause, Error};
 use crate::pool::PoolStatus;
 
-/// Statements kept prepared per connection (rusqlite's default is 16).
+/// Statements kept prepared per connection (rusqlite's default is 16); an LRU, so bounded
+/// whatever shapes of statement callers send.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
+
+/// SQLite virtual-machine steps between two checks of the deadline and of the caller's presence:
+/// a few microseconds of work, so an interrupt lands within a millisecond.
+const PROGRESS_CHECK_STEPS: std::ffi::c_int = 1_000;
 
 /// How to open a connection to one SQLite file.
 #[derive(Debug)]
@@ -23,6 +29,8 @@ pub(crate) struct SqliteSettings {
     pub(crate) path: PathBuf,
     /// How long a statement waits for a lock held by another connection.
     pub(crate) busy_timeout: Duration,
+    /// Longest a use of a pooled connection may run before it is interrupted; `None`: no limit.
+    pub(crate) statement_timeout: Option<Duration>,
 }
 
 impl SqliteSettings {
@@ -89,6 +97,22 @@ pub(crate) struct SqlitePool {
     writer: Arc<tokio::sync::Mutex<()>>,
     backend: Arc<BackendDescription>,
     wait_timeout: Duration,
+    statement_timeout: Option<Duration>,
+}
+
+/// Sets its flag when dropped unless disarmed: the caller of [`SqlitePool::run`] went away (its
+/// future was dropped, e.g. the client disconnected), so the statement should stop.
+struct AbandonFlag {
+    flag: Arc<AtomicBool>,
+    armed: bool,
+}
+
+impl Drop for AbandonFlag {
+    fn drop(&mut self) {
+        if self.armed {
+            self.flag.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl SqlitePool {
@@ -99,6 +123,7 @@ impl SqlitePool {
         wait_timeout: Duration,
         backend: Arc<BackendDescription>,
     ) -> Result<Self, Error> {
+        let statement_timeout = settings.statement_timeout;
         let pool = managed::Pool::builder(SqliteManager { settings })
             .max_size(max_size.max(1))
             .wait_timeout(Some(wait_timeout))
@@ -108,7 +133,7 @@ impl SqlitePool {
                 backend: Arc::clone(&backend),
                 cause: Cause::Message(format!("cannot build the connection pool: {e}")),
             })?;
-        Ok(Self { pool, writer: Arc::new(tokio::sync::Mutex::new(())), backend, wait_timeout })
+        Ok(Self { pool, writer: Arc::new(tokio::sync::Mutex::new(())), backend, wait_timeout, statement_timeout })
     }
 
     /// Like [`SqlitePool::run`], for a statement that writes: waits its turn behind the other
@@ -135,7 +160,24 @@ impl SqlitePool {
     {
         let mut conn = self.pool.get().await.map_err(|e| self.pool_error(e))?;
         let span = tracing::Span::current();
-        let result = tokio::task::spawn_blocking(move || span.in_scope(|| f(&mut conn))).await;
+        // The blocking work goes on when this future is dropped; the progress handler stops it
+        // when the caller is gone or the statement timeout passes. The flag belongs to this call
+        // alone, so stopping it can never interrupt another caller's statement on the same
+        // connection later.
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let mut guard = AbandonFlag { flag: Arc::clone(&abandoned), armed: true };
+        let deadline = self.statement_timeout.map(|t| Instant::now() + t);
+        let result = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                let stop = move || abandoned.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d);
+                conn.progress_handler(PROGRESS_CHECK_STEPS, Some(stop))?;
+                let result = f(&mut conn);
+                conn.progress_handler(0, None::<fn() -> bool>)?;
+                result
+            })
+        })
+        .await;
+        guard.armed = false;
         match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(Error::Query { backend: Arc::clone(&self.backend), cause: Cause::Sqlite(e) }),

@@ -13,7 +13,7 @@ use crate::env::{Env, OVERRIDE_PREFIX, home_dir};
 use crate::error::{ConfigError, Problem, Problems};
 use crate::model::{
     BackendConfig, DEFAULT_KV_BACKEND, DEFAULT_SQL_BACKEND, RunConfig, SqliteBackendConfig, StorageConfig,
-    StoresConfig, default_sqlite_busy_timeout_ms, default_sqlite_pool_size,
+    StoresConfig, default_sqlite_busy_timeout_ms, default_sqlite_pool_size, default_statement_timeout_ms,
 };
 use crate::paths::{IndexMap, join, to_file_path};
 use crate::subst::{self, Outcome};
@@ -142,6 +142,7 @@ fn builtin_storage(home: &Path) -> StorageConfig {
         busy_timeout_ms: default_sqlite_busy_timeout_ms(),
         namespace: None,
         pool_pre_ping: None,
+        statement_timeout_ms: default_statement_timeout_ms(),
     };
     let mut backends = BTreeMap::new();
     backends.insert(DEFAULT_KV_BACKEND.to_owned(), BackendConfig::KvSqlite(sqlite("kvstore.db")));

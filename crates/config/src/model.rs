@@ -190,6 +190,10 @@ pub struct SqliteBackendConfig {
     /// Accepted for compatibility; ferrostack checks connections before reuse anyway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_pre_ping: Option<bool>,
+    /// Longest a statement may run, in milliseconds, before it is interrupted (0: no limit).
+    /// Bounds what one slow query can hold of the pool.
+    #[serde(default = "default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
 }
 
 /// How the connection to PostgreSQL is secured. Only `disable` is served in this build.
@@ -257,6 +261,11 @@ pub struct PostgresBackendConfig {
     /// How long opening a new connection may take, in milliseconds.
     #[serde(default = "default_pg_timeout_ms")]
     pub create_timeout_ms: u64,
+    /// Longest a statement of the pool may run, in milliseconds (PostgreSQL's
+    /// `statement_timeout` on every pooled connection; 0: no limit). Migrations run on their own
+    /// connection without it.
+    #[serde(default = "default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
 }
 
 impl fmt::Debug for PostgresBackendConfig {
@@ -275,6 +284,7 @@ impl fmt::Debug for PostgresBackendConfig {
             .field("pool_pre_ping", &self.pool_pre_ping)
             .field("wait_timeout_ms", &self.wait_timeout_ms)
             .field("create_timeout_ms", &self.create_timeout_ms)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
             .finish_non_exhaustive()
     }
 }
@@ -627,9 +637,15 @@ pub fn default_pg_db() -> String {
 pub fn default_pg_pool_size() -> u32 {
     10
 }
-/// Default connection recycle age (-1: never).
+/// Default connection recycle age, in seconds (-1: never). Long-lived connections accumulate
+/// server-side state (memory of the backend process); an hour bounds it at the cost of one
+/// reconnect per connection an hour.
 pub fn default_pg_pool_recycle() -> i64 {
-    -1
+    3_600
+}
+/// Default statement timeout, in milliseconds.
+pub fn default_statement_timeout_ms() -> u64 {
+    30_000
 }
 /// Default pool wait / connection create timeout.
 pub fn default_pg_timeout_ms() -> u64 {

@@ -151,6 +151,7 @@ impl<'a> Validator<'a> {
         self.non_empty(&join(path, "db_path"), &c.db_path);
         self.range(&join(path, "pool_size"), c.pool_size, 1..=64, "");
         self.range(&join(path, "busy_timeout_ms"), c.busy_timeout_ms, 0..=600_000, "ms");
+        self.range(&join(path, "statement_timeout_ms"), c.statement_timeout_ms, 0..=3_600_000, "ms");
     }
 
     fn postgres(&mut self, path: &str, c: &PostgresBackendConfig) {
@@ -170,6 +171,7 @@ impl<'a> Validator<'a> {
         self.range(&join(path, "pool_size"), c.pool_size, 1..=1000, "");
         self.range(&join(path, "wait_timeout_ms"), c.wait_timeout_ms, 1..=600_000, "ms");
         self.range(&join(path, "create_timeout_ms"), c.create_timeout_ms, 1..=600_000, "ms");
+        self.range(&join(path, "statement_timeout_ms"), c.statement_timeout_ms, 0..=3_600_000, "ms");
         if c.pool_recycle != -1 && !(1..=31_536_000).contains(&c.pool_recycle) {
             let message =
                 format!("must be -1 (keep connections) or between 1 and 31536000 seconds, got {}", c.pool_recycle);

@@ -83,9 +83,15 @@ impl Db {
         let (text, values) = self.prepare(sql)?;
         let rows = match &self.backend.pool {
             Pool::Postgres(pg) => {
-                let client = pg.get().await?;
-                let stmt = client.prepare_cached(&text).await.map_err(|e| pg.query_error(e))?;
-                let raw = client.query(&stmt, &postgres::params(&values)).await.map_err(|e| pg.query_error(e))?;
+                let mut conn = pg.get_watched().await?;
+                let result = async {
+                    let stmt = conn.prepare(&text).await?;
+                    let raw = conn.client().query(&stmt, &postgres::params(&values)).await?;
+                    Ok((stmt, raw))
+                }
+                .await;
+                conn.finish();
+                let (stmt, raw) = result.map_err(|e| pg.query_error(e))?;
                 postgres::rows(stmt.columns(), raw)?
             }
             Pool::Sqlite(pool, _) => pool.run(move |conn| sqlite::query(conn, &text, &values)).await?,
@@ -109,9 +115,14 @@ impl Db {
         let (text, values) = self.prepare(sql)?;
         let count = match &self.backend.pool {
             Pool::Postgres(pg) => {
-                let client = pg.get().await?;
-                let stmt = client.prepare_cached(&text).await.map_err(|e| pg.query_error(e))?;
-                client.execute(&stmt, &postgres::params(&values)).await.map_err(|e| pg.query_error(e))?
+                let mut conn = pg.get_watched().await?;
+                let result = async {
+                    let stmt = conn.prepare(&text).await?;
+                    conn.client().execute(&stmt, &postgres::params(&values)).await
+                }
+                .await;
+                conn.finish();
+                result.map_err(|e| pg.query_error(e))?
             }
             Pool::Sqlite(pool, _) => pool.run_write(move |conn| sqlite::execute(conn, &text, &values)).await?,
         };
@@ -136,16 +147,25 @@ impl Db {
         let prepared = statements.into_iter().map(|sql| self.prepare(sql)).collect::<Result<Vec<_>, _>>()?;
         match &self.backend.pool {
             Pool::Postgres(pg) => {
-                let mut client = pg.get().await?;
-                // Dropping the transaction on an error rolls it back.
-                let tx = client.transaction().await.map_err(|e| pg.query_error(e))?;
-                let mut counts = Vec::with_capacity(prepared.len());
-                for (text, values) in &prepared {
-                    let stmt = tx.prepare_cached(text).await.map_err(|e| pg.query_error(e))?;
-                    counts.push(tx.execute(&stmt, &postgres::params(values)).await.map_err(|e| pg.query_error(e))?);
+                let mut conn = pg.get_watched().await?;
+                let result = async {
+                    // Statements are prepared (through the bounded cache) before the transaction
+                    // opens; dropping the transaction on an error rolls it back.
+                    let mut statements = Vec::with_capacity(prepared.len());
+                    for (text, _) in &prepared {
+                        statements.push(conn.prepare(text).await?);
+                    }
+                    let tx = conn.client().transaction().await?;
+                    let mut counts = Vec::with_capacity(prepared.len());
+                    for (stmt, (_, values)) in statements.iter().zip(&prepared) {
+                        counts.push(tx.execute(stmt, &postgres::params(values)).await?);
+                    }
+                    tx.commit().await?;
+                    Ok(counts)
                 }
-                tx.commit().await.map_err(|e| pg.query_error(e))?;
-                Ok(counts)
+                .await;
+                conn.finish();
+                result.map_err(|e| pg.query_error(e))
             }
             Pool::Sqlite(pool, _) => pool.run_write(move |conn| sqlite::transaction(conn, &prepared)).await,
         }

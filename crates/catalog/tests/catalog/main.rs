@@ -5,6 +5,7 @@
 // not reach it.
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is a failed test")]
 
+mod bounds;
 mod errors;
 mod kv;
 mod migrations;
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
     tests.extend(migrations::tests());
     tests.extend(pools::tests());
     tests.extend(errors::tests());
+    tests.extend(bounds::tests());
     tests.extend(tls::tests());
     ferrostack_testkit::run(tests)
 }

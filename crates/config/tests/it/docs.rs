@@ -49,6 +49,7 @@ fn defaults_match_the_code() {
 
     documents(d, "`kv_sqlite`", "pool_size", fc::default_sqlite_pool_size());
     documents(d, "`kv_sqlite`", "busy_timeout_ms", fc::default_sqlite_busy_timeout_ms());
+    documents(d, "`kv_sqlite`", "statement_timeout_ms", fc::default_statement_timeout_ms());
 
     documents(d, "`kv_postgres`", "host", fc::default_pg_host());
     documents(d, "`kv_postgres`", "port", fc::default_pg_port());
@@ -57,6 +58,7 @@ fn defaults_match_the_code() {
     documents(d, "`kv_postgres`", "pool_recycle", fc::default_pg_pool_recycle());
     documents(d, "`kv_postgres`", "wait_timeout_ms", fc::default_pg_timeout_ms());
     documents(d, "`kv_postgres`", "create_timeout_ms", fc::default_pg_timeout_ms());
+    documents(d, "`kv_postgres`", "statement_timeout_ms", fc::default_statement_timeout_ms());
     documents(d, "`kv_postgres`", "ssl_mode", "disable");
     documents(d, "`kv_postgres`", "pool_pre_ping", "true");
     documents(d, "`kv_postgres`", "table_name", fc::tables::KVSTORE);

@@ -1,0 +1,136 @@
+//! What one caller can hold of a shared database: the statement cache stays bounded, statements
+//! time out, and a statement whose caller went away stops instead of holding its connection.
+
+use std::time::Duration;
+
+use ferrostack_catalog::{Catalog, Cause, Db, Error, Sql};
+use ferrostack_testkit::{Test, TestDatabase};
+use serde_json::json;
+
+use crate::support::{self, TempDir};
+
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test::postgres("bounds::postgres::statement_cache_stays_bounded", |pg| async move {
+            statement_cache_bounded(pg.fresh_database().await).await;
+        }),
+        Test::postgres("bounds::postgres::statement_timeout_cancels_a_long_statement", |pg| async move {
+            postgres_statement_timeout(pg.fresh_database().await).await;
+        }),
+        Test::postgres("bounds::postgres::an_abandoned_statement_is_cancelled", |pg| async move {
+            postgres_abandoned(pg.fresh_database().await).await;
+        }),
+        Test::plain("bounds::sqlite::statement_timeout_interrupts_a_long_statement", sqlite_statement_timeout),
+        Test::plain("bounds::sqlite::an_abandoned_statement_frees_its_connection", sqlite_abandoned),
+    ]
+}
+
+/// Counts to a billion: minutes of work for SQLite, unless interrupted.
+const SQLITE_LONG: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) \
+                           SELECT count(*) AS n FROM c";
+
+async fn postgres_db(db: &TestDatabase, extra: serde_json::Value) -> (Catalog, Db) {
+    let storage = support::storage([("sql", support::postgres("sql_postgres", db, extra))]);
+    let catalog = support::open(&storage).await;
+    let sql = catalog.sql("sql").expect("sql backend");
+    (catalog, sql)
+}
+
+fn sqlite_db(dir: &TempDir, extra: serde_json::Value) -> serde_json::Value {
+    let mut v = json!({ "type": "sql_sqlite", "db_path": dir.file("sql.db"), "pool_size": 1, "busy_timeout_ms": 5000 });
+    if let (Some(target), serde_json::Value::Object(extra)) = (v.as_object_mut(), extra) {
+        target.extend(extra);
+    }
+    v
+}
+
+async fn statement_cache_bounded(db: TestDatabase) {
+    // One connection, so every statement lands in the same server session, whose prepared
+    // statements pg_prepared_statements lists.
+    let (catalog, sql) = postgres_db(&db, json!({ "pool_size": 1 })).await;
+    for i in 0..1_000 {
+        // A thousand distinct statement texts, as a thousand list shapes would be.
+        let text = format!("SELECT CAST($1 AS BIGINT) + {i} AS n");
+        sql.fetch_all(Sql::new().push(&text).bind(1_i64)).await.expect("query");
+    }
+    let rows = sql.fetch_all(Sql::new().push("SELECT count(*) AS n FROM pg_prepared_statements")).await.expect("count");
+    let prepared: i64 = rows[0].get("n").expect("n");
+    assert!(prepared <= 130, "the session holds {prepared} prepared statements after 1,000 shapes");
+    catalog.close().await;
+}
+
+fn is_cancelled(e: &Error) -> bool {
+    matches!(e, Error::Query { cause: Cause::Postgres(pg), .. } if pg.code().map(|c| c.code()) == Some("57014"))
+}
+
+async fn postgres_statement_timeout(db: TestDatabase) {
+    let (catalog, sql) = postgres_db(&db, json!({ "statement_timeout_ms": 200 })).await;
+    let err = sql.fetch_all(Sql::new().push("SELECT pg_sleep(30)")).await.expect_err("cancelled by the server");
+    assert!(is_cancelled(&err), "{err}");
+    assert!(err.is_transient(), "a timed-out statement may be retried: {err}");
+    // The connection is fine afterwards.
+    sql.fetch_all(Sql::new().push("SELECT 1 AS one")).await.expect("the pool still serves");
+    catalog.close().await;
+}
+
+async fn postgres_abandoned(db: TestDatabase) {
+    let (catalog, sql) = postgres_db(&db, json!({ "pool_size": 1, "statement_timeout_ms": 0 })).await;
+    let abandoned =
+        tokio::time::timeout(Duration::from_millis(300), sql.fetch_all(Sql::new().push("SELECT pg_sleep(60)"))).await;
+    assert!(abandoned.is_err(), "the statement was still running when its caller left");
+    // Watch from outside: the server stops running it.
+    let admin = db.client().await;
+    let name = db.name().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = admin
+            .query(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'SELECT pg_sleep(60)%' \
+                 AND state = 'active'",
+                &[&name],
+            )
+            .await
+            .expect("pg_stat_activity");
+        if rows[0].get::<_, i64>(0) == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the abandoned statement still runs after 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The pool of one still serves (the connection was replaced, not handed back mid-statement).
+    sql.fetch_all(Sql::new().push("SELECT 1 AS one")).await.expect("the pool still serves");
+    catalog.close().await;
+}
+
+fn is_interrupted(e: &Error) -> bool {
+    matches!(e, Error::Query { cause: Cause::Sqlite(rusqlite::Error::SqliteFailure(code, _)), .. }
+        if code.code == rusqlite::ErrorCode::OperationInterrupted)
+}
+
+async fn sqlite_statement_timeout() {
+    let dir = TempDir::new();
+    let storage =
+        support::storage([("sql", support::backend(sqlite_db(&dir, json!({ "statement_timeout_ms": 200 }))))]);
+    let catalog = support::open(&storage).await;
+    let sql = catalog.sql("sql").expect("sql backend");
+    let err = sql.fetch_all(Sql::new().push(SQLITE_LONG)).await.expect_err("interrupted");
+    assert!(is_interrupted(&err), "{err}");
+    assert!(err.is_transient(), "{err}");
+    sql.fetch_all(Sql::new().push("SELECT 1 AS one")).await.expect("the pool still serves");
+    catalog.close().await;
+}
+
+async fn sqlite_abandoned() {
+    let dir = TempDir::new();
+    // No statement timeout: only the caller leaving can stop the statement.
+    let storage = support::storage([("sql", support::backend(sqlite_db(&dir, json!({ "statement_timeout_ms": 0 }))))]);
+    let catalog = support::open(&storage).await;
+    let sql = catalog.sql("sql").expect("sql backend");
+    let abandoned = tokio::time::timeout(Duration::from_millis(200), sql.fetch_all(Sql::new().push(SQLITE_LONG))).await;
+    assert!(abandoned.is_err(), "the statement was still running when its caller left");
+    // The pool's one connection comes back: the next query gets it within the pool's wait
+    // timeout (5 s) instead of failing behind a statement that would run for minutes.
+    let rows = sql.fetch_all(Sql::new().push("SELECT 1 AS one")).await.expect("the connection was freed");
+    assert_eq!(rows[0].get::<i64>("one").expect("one"), 1);
+    catalog.close().await;
+}
