@@ -257,16 +257,42 @@ const UNTRACED_TARGETS: &[&str] = &[
 
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
+/// Targets whose debug and trace events carry data: the PostgreSQL driver logs every bound value
+/// (message contents, principals, attributes, metadata), the HTTP stacks log headers (the
+/// upstream's API key) and bodies. A filter that turns on debug or trace in general keeps these
+/// at `info`, unless it names them itself (`tokio_postgres=debug` still works, on purpose).
+pub const DATA_BEARING_TARGETS: &[&str] =
+    &["tokio_postgres", "postgres_protocol", "rusqlite", "reqwest", "hyper", "hyper_util", "h2", "actix_http"];
+
+/// The log filter for `spec` (`RUST_LOG` syntax): `spec`, plus `<target>=info` for each of
+/// [`DATA_BEARING_TARGETS`] that `spec` does not name, when `spec` enables anything more verbose
+/// than `info`.
+pub fn log_filter(spec: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+    let plain = EnvFilter::try_new(spec)?;
+    if plain.max_level_hint().is_some_and(|max| max <= LevelFilter::INFO) {
+        return Ok(plain);
+    }
+    let named = |target: &str| {
+        spec.split(',').any(|directive| {
+            let name = directive.trim().split(['=', '[']).next().unwrap_or_default();
+            name == target || name.starts_with(&format!("{target}::"))
+        })
+    };
+    let mut capped = spec.to_owned();
+    for target in DATA_BEARING_TARGETS.iter().filter(|t| !named(t)) {
+        capped.push_str(&format!(",{target}=info"));
+    }
+    EnvFilter::try_new(capped)
+}
+
 /// Install the global subscriber and, when export is on, the OpenTelemetry providers.
 ///
 /// Installing a subscriber twice (tests embedding the app) keeps the first one; with export on
 /// that is an error, since spans would not reach the exporter.
 pub fn init(cfg: &TelemetryConfig, env: &Env) -> anyhow::Result<TelemetryGuard> {
     let filter = match env.non_empty("RUST_LOG") {
-        Some(v) => {
-            EnvFilter::try_new(v).map_err(|e| anyhow::anyhow!("RUST_LOG={v:?} is not a valid log filter: {e}"))?
-        }
-        None => EnvFilter::try_new(&cfg.log_level)
+        Some(v) => log_filter(v).map_err(|e| anyhow::anyhow!("RUST_LOG={v:?} is not a valid log filter: {e}"))?,
+        None => log_filter(&cfg.log_level)
             .map_err(|e| anyhow::anyhow!("telemetry.log_level: {:?} is not a valid log filter: {e}", cfg.log_level))?,
     };
     // Colours only for a person at a terminal, never into files or log collectors.

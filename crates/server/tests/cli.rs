@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Test::postgres("cli::serve_on_an_unknown_database_fails_naming_it", serve_unknown_database),
         Test::postgres("cli::migrate_status_apply_apply_status", migrate_cycle),
         Test::postgres("cli::serve_refuses_a_schema_that_is_behind", serve_refuses_behind),
+        Test::postgres("cli::debug_logs_carry_no_message_text_or_bound_values", debug_logs_say_nothing),
     ])
 }
 
@@ -229,4 +230,93 @@ async fn serve_then_sigterm() {
     assert!(status.success(), "SIGTERM ends with exit 0: {status:?}\n{lines}");
     assert!(lines.contains("SIGTERM"), "the signal is logged: {lines}");
     assert!(lines.contains("ferrostack stopped"), "shutdown completes: {lines}");
+}
+
+/// A stand-in upstream on loopback: every chat completion answers the same small completion.
+async fn fake_upstream() -> (String, actix_web::dev::ServerHandle) {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let server = HttpServer::new(|| {
+        App::new().route(
+            "/v1/chat/completions",
+            web::post().to(|| async {
+                HttpResponse::Ok().json(serde_json::json!({
+                    "id": "chatcmpl-upstream", "object": "chat.completion", "created": 1_700_000_000, "model": "m",
+                    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok"}}]
+                }))
+            }),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .expect("bind the fake upstream");
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (format!("http://{addr}/v1"), handle)
+}
+
+async fn debug_logs_say_nothing(pg: Postgres) {
+    const MARKER: &str = "zq-private-7f3a";
+    let db = pg.fresh_database().await;
+    let home = tempfile::tempdir().expect("tempdir");
+    let (upstream, upstream_handle) = fake_upstream().await;
+    let s = db.server();
+    let yaml = format!(
+        "{}providers:\n  inference:\n    - {{ provider_id: fake, provider_type: remote::vllm, config: {{ url: \"{upstream}\" }} }}\nmodels:\n  - {{ model_id: m, provider_id: fake }}\ntelemetry: {{ log_level: debug }}\n",
+        postgres_yaml(&s.host(), s.port(), db.name(), &s.user())
+            .replace(&format!(", password: {SECRET}"), "")
+            // Stored before the answer, so the list below sees it.
+            .replace("inference: { backend: sql_pg }", "inference: { backend: sql_pg, durability: sync }")
+    );
+    let config = write(home.path(), "debug.yaml", &yaml);
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", &config, "--auto-migrate"])
+        .env_remove("RUST_LOG")
+        .env("FERROSTACK_HOME", home.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ferrostack serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(i) = line.find("listening on http://") {
+                let rest = &line[i + "listening on http://".len()..];
+                let _ = tx.send(rest.chars().take_while(|c| !c.is_whitespace()).collect::<String>());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    let errors = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("the server logs its address");
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({
+        "model": "m",
+        "messages": [{"role": "user", "content": format!("the message {MARKER}")}],
+        "metadata": {"topic": format!("meta-{MARKER}")}
+    });
+    let res = http.post(format!("http://{addr}/v1/chat/completions")).json(&body).send().await.expect("chat");
+    assert_eq!(res.status().as_u16(), 200);
+    let res = http
+        .get(format!("http://{addr}/v1/chat/completions?metadata[topic]=meta-{MARKER}"))
+        .send()
+        .await
+        .expect("list");
+    let page: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(1), "stored and found: {page}");
+
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(kill.success());
+    let status = child.wait().expect("wait");
+    upstream_handle.stop(false).await;
+    let logs = format!("{}\n{}", reader.join().expect("reader").join("\n"), errors.join().expect("stderr reader"));
+    assert!(status.success(), "{logs}");
+    assert!(logs.contains("DEBUG"), "debug logging was on: {logs}");
+    assert!(!logs.contains(MARKER), "message text and bound values stay out of debug logs:\n{logs}");
 }
