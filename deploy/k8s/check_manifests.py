@@ -9,7 +9,9 @@ objects fit together and keep the promises docs/deploy.md makes:
   `ferrostack`, which only an overlay provides, may be missing);
 - the Service, the PodDisruptionBudget and the HorizontalPodAutoscaler find the Deployment;
 - at least two replicas; probes on /readyz (readiness) and /v1/health (liveness, startup);
-- non-root, read-only root filesystem, no service-account token, for every pod;
+- non-root, RuntimeDefault seccomp, read-only root filesystem, no privilege escalation, all
+  capabilities dropped, no service-account token, for every pod;
+- a rolling update that never lowers capacity, OTLP pointed at a collector;
 - a migration Job running `ferrostack migrate`;
 - the termination grace period is longer than the whole shutdown that the run config in the
   ConfigMap allows (preStop + requests + upstream relays + write-queue drain + telemetry flush).
@@ -66,12 +68,17 @@ def main(path, secret_from_overlay):
         who = f"{owner['kind']}/{owner['metadata']['name']}"
         if spec.get("automountServiceAccountToken") is not False:
             problem(f"{who}: automountServiceAccountToken must be false")
-        if not (spec.get("securityContext") or {}).get("runAsNonRoot"):
+        pod_sc = spec.get("securityContext") or {}
+        if not pod_sc.get("runAsNonRoot"):
             problem(f"{who}: pod securityContext.runAsNonRoot must be true")
+        if (pod_sc.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
+            problem(f"{who}: pod securityContext.seccompProfile must be RuntimeDefault")
         for c in spec.get("initContainers", []) + spec["containers"]:
             sc = c.get("securityContext") or {}
             if not sc.get("readOnlyRootFilesystem") or sc.get("allowPrivilegeEscalation") is not False:
                 problem(f"{who}/{c['name']}: needs readOnlyRootFilesystem and no privilege escalation")
+            if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+                problem(f"{who}/{c['name']}: must drop ALL capabilities")
             for source in c.get("envFrom", []):
                 for key, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
                     if key in source and not exists(kind, source[key]["name"]):
@@ -93,6 +100,8 @@ def main(path, secret_from_overlay):
         problem("Deployment ferrostack: its selector does not match its pod labels")
     if spec.get("replicas", 1) < 2:
         problem("Deployment ferrostack: fewer than 2 replicas")
+    if ((spec.get("strategy") or {}).get("rollingUpdate") or {}).get("maxUnavailable") != 0:
+        problem("Deployment ferrostack: a rollout must not lower capacity (rollingUpdate.maxUnavailable: 0)")
     container = next(c for c in pod["containers"] if c["name"] == "ferrostack")
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/v1/health"), ("startupProbe", "/v1/health")):
         got = ((container.get(probe) or {}).get("httpGet") or {}).get("path")
@@ -100,6 +109,9 @@ def main(path, secret_from_overlay):
             problem(f"Deployment ferrostack: {probe} must GET {path}, has {got}")
     if not (container.get("resources") or {}).get("requests"):
         problem("Deployment ferrostack: no resource requests (the HPA scales on them)")
+    otlp = next((e.get("value") for e in container.get("env", []) if e["name"] == "OTEL_EXPORTER_OTLP_ENDPOINT"), None)
+    if not otlp:
+        problem("Deployment ferrostack: OTEL_EXPORTER_OTLP_ENDPOINT does not point at a collector")
 
     for svc in by_kind.get("Service", []):
         if svc["metadata"]["name"] == "ferrostack" and not matches(svc["spec"]["selector"], labels):
