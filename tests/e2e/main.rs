@@ -7,6 +7,7 @@ mod auth;
 mod chat;
 mod health;
 mod replicas;
+mod security;
 mod telemetry;
 
 use std::process::ExitCode;
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
     tests.extend(health::tests());
     tests.extend(auth::tests());
     tests.extend(chat::tests());
+    tests.extend(security::tests());
     tests.extend(telemetry::tests());
     tests.extend(replicas::tests());
     ferrostack_testkit::run(tests)

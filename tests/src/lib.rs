@@ -82,7 +82,8 @@ pub fn postgres_config(db: &TestDatabase) -> RunConfig {
 }
 
 /// A config with `storage`, one inference provider pointing at `upstream`, the fake's models
-/// (`test-model` → echo, `tools-model`, `bad-model`, `garbage-model`, `hold-model`, and
+/// (`test-model` → echo, `tools-model`, `bad-model`, `garbage-model`, `hold-model`,
+/// `repeat-model` (every answer has the same id), `premium-model` (echo), and
 /// `slow-model`: `hold` on a provider with a 300 ms read timeout), and `extra`
 /// YAML appended (e.g. a `server:` block with auth).
 pub fn chat_config(storage: Storage<'_>, upstream_url: &str, extra: &str) -> RunConfig {
@@ -92,6 +93,8 @@ pub fn chat_config(storage: Storage<'_>, upstream_url: &str, extra: &str) -> Run
         ("bad-model", "bad-request"),
         ("garbage-model", "garbage"),
         ("hold-model", "hold"),
+        ("repeat-model", "repeat-id"),
+        ("premium-model", "echo"),
     ]
     .iter()
     .map(|(id, upstream)| format!("  - {{ model_id: {id}, provider_id: fake, provider_model_id: {upstream} }}\n"))
@@ -199,4 +202,39 @@ where
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Send one request over a plain TCP connection exactly as written: no client normalises the
+/// path (HTTP clients resolve `.` / `..` segments and some decode `%2e`), which is the point when
+/// testing how the server reads paths. Returns the status and the body as JSON (Null when the
+/// body is not JSON).
+pub async fn raw_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(b) = body {
+        request.push_str(&format!("content-type: application/json\r\ncontent-length: {}\r\n", b.len()));
+    }
+    request.push_str("\r\n");
+    request.push_str(body.unwrap_or_default());
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read response");
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in the answer to {method} {path}: {text}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
 }

@@ -73,6 +73,9 @@ impl FakeUpstream {
     }
 }
 
+/// The id the `repeat-id` model gives every completion and chunk.
+pub const REPEATED_ID: &str = "chatcmpl-repeated";
+
 fn completion(id: &str, model: &str, text: &str) -> Value {
     json!({
         "id": id, "object": "chat.completion", "created": 1_700_000_000, "model": model,
@@ -94,7 +97,13 @@ async fn chat(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<Value
     shared.traceparents.lock().await.push(traceparent);
     let model = body["model"].as_str().unwrap_or_default().to_owned();
     let stream = body["stream"].as_bool().unwrap_or(false);
-    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    // `repeat-id` answers every request with the same id, as engines that draw ids from a small
+    // range do; ferrostack must not key anything on it.
+    let id = if model == "repeat-id" {
+        REPEATED_ID.to_owned()
+    } else {
+        format!("chatcmpl-{}", uuid::Uuid::new_v4().simple())
+    };
     match model.as_str() {
         "bad-request" => HttpResponse::BadRequest().json(json!({"error": {
             "message": "max_tokens is too large", "type": "invalid_request_error", "param": "max_tokens", "code": null}})),

@@ -13,6 +13,7 @@
 
 mod catalog;
 mod error;
+mod ids;
 mod kv;
 mod migrate;
 mod pool;
@@ -23,6 +24,7 @@ mod tls;
 pub use catalog::{BackendStatus, Catalog, READINESS_TIMEOUT};
 pub use error::{BackendDescription, Cause, Error};
 pub use ferrostack_config::{BackendFamily, Dialect};
+pub use ids::random_id;
 pub use kv::KvStore;
 pub use migrate::{
     BackendMigrations, HISTORY_TABLE, MIGRATION_LOCK_KEY, MigrationInfo, SchemaState, embedded_migrations,

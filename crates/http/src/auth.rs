@@ -46,7 +46,16 @@ pub async fn authenticate(
         let err = ApiError::internal(&"application state missing in the authentication middleware");
         return Ok(req.into_response(err.error_response()));
     };
-    let path = req.path().to_owned();
+    // Decide on the path the router matches: actix routes on the percent-decoded path (unreserved
+    // characters decoded, `%2F`, `%25` and `%2B` kept), so a policy that looked at the raw path
+    // could be walked around with `/v1/%63hat/completions`.
+    let path = req.match_info().get_ref().path().to_owned();
+    if let Some(problem) = path_problem(&path) {
+        tracing::info!(path = %path, problem, "request refused: ambiguous path");
+        return Ok(
+            req.into_response(ApiError::invalid_request(format!("invalid path: {problem}"), None).error_response())
+        );
+    }
     let public = PUBLIC_PATHS.contains(&path.as_str());
     let user = match (&state.authenticator, public) {
         (Some(authenticator), false) => match authenticator.authenticate(&request_info(&req)).await {
@@ -70,6 +79,18 @@ pub async fn authenticate(
     next.call(req).await
 }
 
+/// Why a (decoded) path is refused outright: dot segments, which a proxy in front of ferrostack
+/// may resolve differently from the router (and from the route policy), and NUL characters.
+fn path_problem(path: &str) -> Option<&'static str> {
+    if path.split('/').any(|segment| segment == "." || segment == "..") {
+        return Some("'.' and '..' path segments are not allowed");
+    }
+    if path.contains('\0') {
+        return Some("the path contains a NUL character");
+    }
+    None
+}
+
 fn request_info(req: &ServiceRequest) -> RequestInfo {
     let headers = req
         .headers()
@@ -78,5 +99,6 @@ fn request_info(req: &ServiceRequest) -> RequestInfo {
         .collect();
     let query =
         web::Query::<Vec<(String, String)>>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
-    RequestInfo { method: req.method().as_str().to_owned(), path: req.path().to_owned(), headers, query }
+    let path = req.match_info().get_ref().path().to_owned();
+    RequestInfo { method: req.method().as_str().to_owned(), path, headers, query }
 }

@@ -12,11 +12,11 @@ use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use std::sync::Arc;
 
-use ferrostack_authz::Authenticator;
+use ferrostack_authz::{Authenticator, Resource, is_allowed};
 use ferrostack_catalog::Catalog;
-use ferrostack_config::RouteRule;
+use ferrostack_config::{AccessRule, Action, RouteRule};
 use ferrostack_inference_store::InferenceStore;
-use ferrostack_providers::Providers;
+use ferrostack_providers::{ModelRoute, ProviderError, Providers};
 use tokio_util::task::TaskTracker;
 
 pub use auth::{Caller, PUBLIC_PATHS, authenticate};
@@ -34,6 +34,9 @@ pub struct AppState {
     pub authenticator: Option<Authenticator>,
     /// `server.auth.route_policy`, applied by the middleware (empty = every route allowed).
     pub route_policy: Arc<Vec<RouteRule>>,
+    /// `server.auth.access_policy` (empty = the default policy), for resources that are not rows
+    /// (models); the stores hold their own compiled copy.
+    pub access_policy: Arc<Vec<AccessRule>>,
     /// Models and their upstream providers.
     pub providers: Arc<Providers>,
     /// Stored chat completions; `None` when `storage.stores.inference` is null.
@@ -45,6 +48,24 @@ pub struct AppState {
     pub runtime: tokio::runtime::Handle,
     /// Request spans and metrics ([`HttpTelemetry::off`] when export is off).
     pub telemetry: HttpTelemetry,
+}
+
+impl AppState {
+    /// The route of `model`, when it exists and the caller may read it. A model the caller may not
+    /// read is reported exactly as a missing one (404 `model_not_found`), before anything goes
+    /// upstream: its existence does not leak.
+    pub(crate) fn resolve_model(&self, model: &str, caller: &Caller) -> Result<&ModelRoute, ApiError> {
+        let not_found = || ApiError::from(ProviderError::ModelNotFound { model: model.to_owned() });
+        let route = self.providers.resolve(model).map_err(|_| not_found())?;
+        // Models from the config file are unowned.
+        let resource = Resource::new("model", &route.model_id, None);
+        if is_allowed(&self.access_policy, Action::Read, &resource, caller.0.as_ref()) {
+            Ok(route)
+        } else {
+            tracing::info!(model, "model not readable by the caller; answered as not found");
+            Err(not_found())
+        }
+    }
 }
 
 /// Largest JSON body accepted, in bytes; larger bodies get 413.

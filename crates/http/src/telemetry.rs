@@ -217,6 +217,8 @@ impl UpstreamCall {
             ferrostack.provider_model = %route.provider_model_id,
             ferrostack.stream = stream,
             ferrostack.time_to_first_chunk_ms = Empty,
+            ferrostack.completion_id = Empty,
+            gen_ai.response.id = Empty,
             error.type = Empty,
         );
         let attrs = telemetry.metrics.as_ref().map_or_else(Vec::new, |_| {

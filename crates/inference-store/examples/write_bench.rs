@@ -37,6 +37,7 @@ fn completion(i: usize) -> StoredCompletion {
             "message": {"role": "assistant", "content": "x".repeat(500)}}]),
         input_messages: json!([{"role": "system", "content": "y".repeat(200)}, {"role": "user", "content": "z".repeat(200)}]),
         metadata: None,
+        upstream_id: None,
     }
 }
 

@@ -43,7 +43,7 @@ const BACKOFF_CAP: Duration = Duration::from_secs(5);
 /// Columns written per row: the store's and the two owner columns.
 const COLUMNS_PER_ROW: usize = COLUMNS.len() + 2;
 /// Columns a duplicate id of the same owner replaces.
-const REPLACED: [&str; 5] = ["created", "model", "choices", "input_messages", "metadata"];
+const REPLACED: [&str; 6] = ["created", "model", "choices", "input_messages", "metadata", "upstream_id"];
 
 /// Counters of the write queue, for telemetry. All are totals since start, except the queue
 /// depth and the last batch's size and latency.

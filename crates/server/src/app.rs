@@ -85,6 +85,7 @@ impl Application {
             version: env!("CARGO_PKG_VERSION"),
             authenticator,
             route_policy: Arc::new(auth.route_policy.clone()),
+            access_policy: Arc::new(auth.access_policy.clone()),
             providers,
             completions,
             tasks: tasks.clone(),

@@ -2,12 +2,30 @@
 
 use chrono::{DateTime, Utc};
 use ferrostack_catalog::sql::dialect;
-use ferrostack_catalog::{Dialect, FromValue, Sql, Value, embedded_migrations};
+use ferrostack_catalog::{Dialect, FromValue, Sql, Value, embedded_migrations, random_id};
 use ferrostack_testkit::Test;
 use serde_json::json;
 
 pub fn tests() -> Vec<Test> {
     vec![
+        Test::plain("unit::random_ids_have_prefix_length_and_hex_alphabet", || async {
+            for len in [0, 1, 30, 32, 48, 100] {
+                let id = random_id("chatcmpl-", len);
+                let hex = id.strip_prefix("chatcmpl-").unwrap_or_else(|| panic!("no prefix: {id}"));
+                assert_eq!(hex.len(), len, "{id}");
+                assert!(hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{id}");
+            }
+        }),
+        Test::plain("unit::random_ids_differ_and_no_digit_is_fixed", || async {
+            let ids: Vec<String> = (0..2000).map(|_| random_id("", 32)).collect();
+            let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+            assert_eq!(distinct.len(), ids.len());
+            // No position is fixed, as a UUID's version nibble would be.
+            for pos in 0..32 {
+                let values: std::collections::BTreeSet<u8> = ids.iter().map(|id| id.as_bytes()[pos]).collect();
+                assert!(values.len() > 8, "position {pos} takes only {values:?}");
+            }
+        }),
         Test::plain("unit::placeholders_per_dialect", || async {
             let predicate = Sql::new().push("owner = ").bind("alice").push(" AND team = ").bind("a");
             let sql = Sql::new()

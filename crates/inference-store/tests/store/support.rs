@@ -124,6 +124,7 @@ pub fn completion(id: &str, created: i64, model: &str) -> StoredCompletion {
             "message": {"role": "assistant", "content": format!("answer to {id}")}}]),
         input_messages: json!([{"role": "user", "content": "hello"}]),
         metadata: None,
+        upstream_id: None,
     }
 }
 

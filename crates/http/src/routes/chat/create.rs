@@ -12,6 +12,7 @@ use ferrostack_providers::{
     validate_chat_request,
 };
 use futures_util::StreamExt;
+use serde_json::Map;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
@@ -24,6 +25,15 @@ use crate::{ApiError, AppState, Caller};
 /// the upstream read instead of growing memory.
 const RELAY_BUFFER: usize = 16;
 
+/// Prefix of the completion ids ferrostack generates (followed by 32 random hex digits, 128 bits).
+pub(crate) const COMPLETION_ID_PREFIX: &str = "chatcmpl-";
+
+/// A fresh completion id. The upstream's id is never the key: an upstream that repeats ids would
+/// let one tenant's completions collide with (and reveal, or block) another's.
+fn new_completion_id() -> String {
+    ferrostack_catalog::random_id(COMPLETION_ID_PREFIX, 32)
+}
+
 pub(crate) async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -33,7 +43,7 @@ pub(crate) async fn create(
     let body = body.into_inner();
     let info =
         validate_chat_request(&body).map_err(|e| ApiError::invalid_request(e.message.clone(), Some(&e.param)))?;
-    let route = state.providers.resolve(&info.model)?.clone();
+    let route = state.resolve_model(&info.model, &caller)?.clone();
     // The upstream call's span is a child of the request span; its context goes upstream.
     let call = UpstreamCall::start(&state.telemetry, &route, &info.model, info.stream);
     let headers = call.forward_headers(&state.telemetry, &req);
@@ -43,6 +53,7 @@ pub(crate) async fn create(
             input_messages: body.get("messages").cloned().unwrap_or(Value::Null),
             metadata: body.get("metadata").cloned().filter(Value::is_object),
             caller: caller.0,
+            upstream_id: None,
         }),
         _ => None,
     };
@@ -77,7 +88,11 @@ async fn json(
         }
     };
     normalize_completion(&mut completion, &model);
-    if let Some(store) = store {
+    let id = new_completion_id();
+    let upstream_id = set_id(&mut completion, id.clone());
+    record_ids(&id, upstream_id.as_deref());
+    if let Some(mut store) = store {
+        store.upstream_id = upstream_id;
         // The answer is only sent once the completion is queued (or committed, with
         // `durability: sync`), so every 2xx answer is a stored row.
         store_completion(store, &completion).await?;
@@ -137,6 +152,8 @@ async fn relay(
     if opened.send(Ok(())).is_err() {
         return; // the client left before the stream opened; nothing was generated for it
     }
+    let id = new_completion_id();
+    let mut upstream_id = None;
     let mut assembler = StreamAssembler::new(&model);
     let mut client_here = true;
     // True unless the client left or the upstream failed; an upstream that closes without
@@ -147,6 +164,12 @@ async fn relay(
         match event {
             Ok(StreamEvent::Chunk(mut chunk)) => {
                 call.first_chunk();
+                // Every chunk carries ferrostack's id (the client sees one id for the stream, as
+                // from OpenAI); the upstream's first id is kept for tracing.
+                let theirs = set_id(&mut chunk, id.clone());
+                if upstream_id.is_none() {
+                    upstream_id = theirs;
+                }
                 assembler.push(&chunk);
                 rewrite_chunk_model(&mut chunk, &model);
                 if frames.send(sse_frame(&chunk)).await.is_err() {
@@ -169,13 +192,36 @@ async fn relay(
     }
     drop(upstream);
     call.finish(failure);
-    if let (Some(store), Some(completion)) = (store, assembler.finish())
-        && let Err(e) = store_completion(store, &completion).await
+    record_ids(&id, upstream_id.as_deref());
+    if let (Some(mut store), Some(completion)) = (store, assembler.finish())
+        && let Err(e) = {
+            store.upstream_id = upstream_id;
+            store_completion(store, &completion).await
+        }
     {
         tracing::error!(error = %e, "a streamed completion could not be stored");
     }
     if client_here && finished {
         let _ = frames.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+    }
+}
+
+/// Record both ids on the upstream call's span (the current one in these tasks): ours is what the
+/// client and the store know, the upstream's is what the engine's logs know.
+fn record_ids(id: &str, upstream_id: Option<&str>) {
+    let span = tracing::Span::current();
+    span.record("ferrostack.completion_id", id);
+    if let Some(theirs) = upstream_id {
+        span.record("gen_ai.response.id", theirs);
+    }
+}
+
+/// Set `object.id` to `id`; the id that was there (a non-empty string), if any.
+fn set_id(object: &mut Value, id: String) -> Option<String> {
+    let map: &mut Map<String, Value> = object.as_object_mut()?;
+    match map.insert("id".to_owned(), Value::String(id)) {
+        Some(Value::String(theirs)) if !theirs.is_empty() => Some(theirs),
+        _ => None,
     }
 }
 

@@ -13,6 +13,8 @@ pub(crate) struct StoreRequest {
     pub(crate) input_messages: Value,
     pub(crate) metadata: Option<Value>,
     pub(crate) caller: Option<User>,
+    /// The id the upstream gave the completion (the client sees ferrostack's own), for tracing.
+    pub(crate) upstream_id: Option<String>,
 }
 
 /// Store `completion`: returns once it is queued, or committed with `durability: sync`.
@@ -27,5 +29,6 @@ pub(crate) async fn store_completion(req: StoreRequest, completion: &Value) -> R
         Some(Value::Object(metadata)) => Some(metadata),
         _ => None,
     };
+    record.upstream_id = req.upstream_id;
     req.store.store(record, req.caller.as_ref()).await.map_err(ApiError::from)
 }
