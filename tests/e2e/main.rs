@@ -6,17 +6,23 @@
 mod auth;
 mod chat;
 mod health;
+mod replicas;
 mod security;
 mod telemetry;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // The replica tests start this binary again as a `ferrostack` process.
+    if let Some(code) = replicas::run_as_replica() {
+        return code;
+    }
     let mut tests = Vec::new();
     tests.extend(health::tests());
     tests.extend(auth::tests());
     tests.extend(chat::tests());
     tests.extend(security::tests());
     tests.extend(telemetry::tests());
+    tests.extend(replicas::tests());
     ferrostack_testkit::run(tests)
 }
