@@ -50,6 +50,11 @@ async fn static_tokens() {
     for path in ["/v1/health", "/v1/version", "/readyz"] {
         assert_eq!(get(&app, path, &[]).await.0, StatusCode::OK, "{path} needs no credentials");
     }
+    let (status, _, body) = get(&app, "/v1/readiness", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "readiness details need credentials: {body}");
+    let (status, _, body) = get(&app, "/v1/readiness", &[("authorization", "Bearer alice-token")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["backends"].is_object(), "{body}");
 
     let (status, headers, body) = get(&app, "/v1/chat/completions", &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");

@@ -33,7 +33,10 @@ async fn builtin_sqlite_serves() {
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"), "version is the crate version");
 
     let (status, body) = app.get("/readyz").await;
-    assert_eq!(status, 200, "readyz: {body}");
+    assert_eq!((status, body), (200, json!({"status": "ready"})), "the public probe names nothing");
+    // The details are at /v1/readiness (authenticated; authentication is off here).
+    let (status, body) = app.get("/v1/readiness").await;
+    assert_eq!(status, 200, "readiness: {body}");
     assert_eq!(body["status"], "ready");
     for (name, ty) in [("kv_default", "kv_sqlite"), ("sql_default", "sql_sqlite")] {
         assert_eq!(body["backends"][name]["status"], "ok", "{name}: {body}");
@@ -80,7 +83,9 @@ async fn postgres_ready(pg: Postgres) {
     let config = postgres_config(&db);
     let app = TestApp::spawn(&config, ServeOptions { auto_migrate: true, ..ServeOptions::default() }).await;
     let (status, body) = app.get("/readyz").await;
-    assert_eq!(status, 200, "readyz: {body}");
+    assert_eq!((status, body), (200, json!({"status": "ready"})));
+    let (status, body) = app.get("/v1/readiness").await;
+    assert_eq!(status, 200, "readiness: {body}");
     assert_eq!(body["backends"]["kv_postgres"]["status"], "ok", "{body}");
     assert_eq!(body["backends"]["sql_postgres"]["status"], "ok", "{body}");
     assert_eq!(body["backends"]["sql_postgres"]["type"], "sql_postgres", "{body}");
@@ -108,6 +113,9 @@ async fn readyz_database_stopped(pg: Postgres) {
         (status == 503).then_some(body)
     })
     .await;
+    assert_eq!(body, json!({"status": "not_ready"}), "the public probe names no backend, host or database");
+    let (status, body) = app.get("/v1/readiness").await;
+    assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "not_ready", "{body}");
     for backend in ["kv_postgres", "sql_postgres"] {
         assert_eq!(body["backends"][backend]["status"], "unavailable", "{backend}: {body}");

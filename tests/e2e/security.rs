@@ -5,7 +5,7 @@
 use ferrostack::ServeOptions;
 use ferrostack_testkit::Test;
 use ferrostack_tests::upstream::{FakeUpstream, REPEATED_ID};
-use ferrostack_tests::{Storage, TestApp, chat_config, raw_request};
+use ferrostack_tests::{Storage, TestApp, chat_config, postgres_config, raw_request};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -32,6 +32,10 @@ pub fn tests() -> Vec<Test> {
         Test::plain("security::a_model_the_caller_may_not_read_is_not_found", model_policy),
     ];
     tests.extend(on_both!("completion_ids_are_the_servers_even_when_the_upstream_repeats_ids", server_ids));
+    tests
+        .push(Test::postgres("security::postgres::readyz_pings_the_database_at_most_once_a_second", |pg| async move {
+            readyz_cached(pg).await
+        }));
     tests
 }
 
@@ -225,4 +229,36 @@ async fn server_ids(storage: Storage<'_>) {
     }
     app.stop().await.expect("clean stop");
     upstream.stop().await;
+}
+
+/// 300 anonymous `/readyz` calls cost the database a few pings, not 600 (two backends each): the
+/// answer is shared for a second. Counted as the database's committed transactions, read once
+/// every server connection has closed (a backend flushes its statistics when it exits).
+async fn readyz_cached(pg: ferrostack_testkit::Postgres) {
+    let db = pg.fresh_database().await;
+    let app =
+        TestApp::spawn(&postgres_config(&db), ServeOptions { auto_migrate: true, ..ServeOptions::default() }).await;
+    let calls = (0..300).map(|_| app.get("/readyz"));
+    for (status, body) in futures_util::future::join_all(calls).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    app.stop().await.expect("clean stop");
+    let admin = pg.admin_client().await;
+    let name = db.name().to_owned();
+    ferrostack_tests::wait_for("the server's connections to close", std::time::Duration::from_secs(20), || async {
+        let row = admin
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", &[&name])
+            .await
+            .expect("pg_stat_activity");
+        (row.get::<_, i64>(0) == 0).then_some(())
+    })
+    .await;
+    let row = admin
+        .query_one("SELECT xact_commit FROM pg_stat_database WHERE datname = $1", &[&name])
+        .await
+        .expect("pg_stat_database");
+    let commits: i64 = row.get(0);
+    // Start-up (migrations, their lock and history) commits a few dozen; uncached, the calls
+    // alone would commit 600.
+    assert!(commits < 200, "{commits} transactions for 300 readiness probes");
 }

@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 
 pub use auth::{Caller, PUBLIC_PATHS, authenticate};
 pub use error::ApiError;
+pub use routes::health::{READINESS_CACHE_TTL, ReadinessCache};
 pub use telemetry::{HttpTelemetry, REQUEST_ID_HEADER, RequestId, trace_request};
 
 /// What every handler can reach.
@@ -48,6 +49,8 @@ pub struct AppState {
     pub runtime: tokio::runtime::Handle,
     /// Request spans and metrics ([`HttpTelemetry::off`] when export is off).
     pub telemetry: HttpTelemetry,
+    /// The last readiness pings, shared by `/readyz` callers for a second.
+    pub readiness: Arc<ReadinessCache>,
 }
 
 impl AppState {
@@ -81,6 +84,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/v1/health", web::get().to(routes::health::health))
             .route("/v1/version", web::get().to(routes::health::version))
             .route("/readyz", web::get().to(routes::health::readyz))
+            .route("/v1/readiness", web::get().to(routes::health::readiness))
             .configure(routes::chat::routes)
             .default_service(web::to(not_found));
     }

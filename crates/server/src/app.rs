@@ -91,6 +91,7 @@ impl Application {
             tasks: tasks.clone(),
             runtime: tokio::runtime::Handle::current(),
             telemetry: ferrostack_http::HttpTelemetry::new(options.telemetry.meter(), options.telemetry.traces()),
+            readiness: Arc::default(),
         };
         let mut server = HttpServer::new(move || {
             App::new()

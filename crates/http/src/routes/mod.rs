@@ -1,4 +1,4 @@
 //! Route handlers, one module per resource.
 
 pub(crate) mod chat;
-pub(crate) mod health;
+pub mod health;
