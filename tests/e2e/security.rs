@@ -30,6 +30,7 @@ pub fn tests() -> Vec<Test> {
         Test::plain("security::route_policy_deny_list_holds_for_every_spelling_of_a_path", route_deny_list),
         Test::plain("security::route_policy_allow_list_holds_for_every_spelling_of_a_path", route_allow_list),
         Test::plain("security::a_model_the_caller_may_not_read_is_not_found", model_policy),
+        Test::plain("security::upstream_header_refuses_repeated_headers_and_untrusted_peers", upstream_header_guards),
     ];
     tests.extend(on_both!("completion_ids_are_the_servers_even_when_the_upstream_repeats_ids", server_ids));
     tests
@@ -261,4 +262,34 @@ async fn readyz_cached(pg: ferrostack_testkit::Postgres) {
     // Start-up (migrations, their lock and history) commits a few dozen; uncached, the calls
     // alone would commit 600.
     assert!(commits < 200, "{commits} transactions for 300 readiness probes");
+}
+
+async fn upstream_header_guards() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let auth = |proxies: &str| {
+        format!(
+            "server:\n  auth:\n    provider_config:\n      type: upstream_header\n      principal_header: x-user\n      attributes_header: x-attrs\n      trusted_proxies: [{proxies}]\n"
+        )
+    };
+    let (app, upstream) = start(Storage::Sqlite(dir.path()), &auth("127.0.0.0/8, '::1'")).await;
+    let list = "/v1/chat/completions";
+    let (status, body) = raw_request(app.addr, "GET", list, &[("x-user", "alice")], None).await;
+    assert_eq!(status, 200, "a trusted peer names the caller: {body}");
+    let (status, body) = raw_request(app.addr, "GET", list, &[("x-user", "mallory"), ("x-user", "alice")], None).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("more than once"), "{body}");
+    let attrs = [("x-user", "alice"), ("x-attrs", r#"{"roles":["admin"]}"#), ("x-attrs", r#"{"roles":["user"]}"#)];
+    let (status, body) = raw_request(app.addr, "GET", list, &attrs, None).await;
+    assert_eq!(status, 401, "{body}");
+    app.stop().await.expect("clean stop");
+    upstream.stop().await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, upstream) = start(Storage::Sqlite(dir.path()), &auth("10.0.0.0/8")).await;
+    let (status, body) = raw_request(app.addr, "GET", list, &[("x-user", "alice")], None).await;
+    assert_eq!(status, 401, "loopback is not the trusted proxy here: {body}");
+    assert_eq!(body["error"]["message"], "Request did not come through a trusted proxy", "{body}");
+    assert_eq!(app.get("/v1/health").await.0, 200, "public paths stay public");
+    app.stop().await.expect("clean stop");
+    upstream.stop().await;
 }

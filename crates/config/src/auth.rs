@@ -170,6 +170,51 @@ pub struct UpstreamHeaderConfig {
     /// Header holding the attributes as a JSON object; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attributes_header: Option<String>,
+    /// Addresses (`10.0.0.7`) or networks (`10.0.0.0/8`, `fd00::/8`) the trusted proxy connects
+    /// from; a request from any other peer is refused. Empty: every peer is trusted (and a
+    /// warning says so at start-up).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
+}
+
+/// An address or network of `upstream_header.trusted_proxies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNetwork {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNetwork {
+    /// `a.b.c.d`, `a.b.c.d/n`, an IPv6 address, or an IPv6 address with `/n`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, n)) => (a.parse::<std::net::IpAddr>().ok()?, Some(n.parse::<u8>().ok()?)),
+            None => (text.parse().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Self { addr, prefix })
+    }
+
+    /// Whether `ip` is inside (IPv4-mapped IPv6 peers are compared as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        // Compare the leading `prefix` bits: shift the rest out (a shift by the full width, for
+        // a /0 network, leaves nothing to compare).
+        let same = |net: u128, ip: u128, width: u32| {
+            let shift = width - u32::from(self.prefix);
+            net.checked_shr(shift).unwrap_or(0) == ip.checked_shr(shift).unwrap_or(0)
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => same(u128::from(u32::from(net)), u128::from(u32::from(ip)), 32),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => same(u128::from(net), u128::from(ip), 128),
+            _ => false,
+        }
+    }
 }
 
 /// The body of a provider type ferrostack parses but does not serve; its fields are ignored.
@@ -183,11 +228,17 @@ pub fn default_audience() -> String {
     "ferrostack".to_owned()
 }
 
-/// Default `oauth2_token.claims_mapping`: the reference's.
+/// Category the default claims mapping files `sub` and `username` under.
+pub const IDENTITY_CATEGORY: &str = "users";
+
+/// Default `oauth2_token.claims_mapping`: the reference's, except that `sub` and `username` go to
+/// their own category ([`IDENTITY_CATEGORY`]) instead of `roles`: a user who picks the name
+/// `admin` must not match `user with admin in roles`, and a user whose name is another's role
+/// must not share that role's rows under the default policy.
 pub fn default_oauth2_claims_mapping() -> BTreeMap<String, String> {
     [
-        ("sub", "roles"),
-        ("username", "roles"),
+        ("sub", IDENTITY_CATEGORY),
+        ("username", IDENTITY_CATEGORY),
         ("groups", "teams"),
         ("team", "teams"),
         ("project", "projects"),
@@ -246,6 +297,14 @@ pub(crate) fn validate_provider(config: &AuthProviderConfig, problems: &mut Vec<
             header_name("principal_header", &c.principal_header, &mut p);
             if let Some(h) = &c.attributes_header {
                 header_name("attributes_header", h, &mut p);
+            }
+            for (i, proxy) in c.trusted_proxies.iter().enumerate() {
+                if IpNetwork::parse(proxy).is_none() {
+                    p(
+                        &format!("trusted_proxies[{i}]"),
+                        format!("'{proxy}' is not an IP address or a network like 10.0.0.0/8"),
+                    );
+                }
             }
         }
         AuthProviderConfig::GithubToken(_) | AuthProviderConfig::Kubernetes(_) => p(

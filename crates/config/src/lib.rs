@@ -26,9 +26,9 @@ mod subst;
 mod validate;
 
 pub use auth::{
-    AuthConfig, AuthProviderConfig, CustomAuthConfig, IntrospectionConfig, JwksConfig, OAuth2TokenConfig, StaticToken,
-    StaticTokensConfig, UnservedProvider, UpstreamHeaderConfig, default_audience, default_auth_timeout_ms,
-    default_key_recheck_period, default_oauth2_claims_mapping,
+    AuthConfig, AuthProviderConfig, CustomAuthConfig, IDENTITY_CATEGORY, IntrospectionConfig, IpNetwork, JwksConfig,
+    OAuth2TokenConfig, StaticToken, StaticTokensConfig, UnservedProvider, UpstreamHeaderConfig, default_audience,
+    default_auth_timeout_ms, default_key_recheck_period, default_oauth2_claims_mapping,
 };
 pub use env::{Env, HOME_VAR, OVERRIDE_PREFIX, home_dir};
 pub use error::{ConfigError, Problem, Problems};

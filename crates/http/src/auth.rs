@@ -100,5 +100,6 @@ fn request_info(req: &ServiceRequest) -> RequestInfo {
     let query =
         web::Query::<Vec<(String, String)>>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
     let path = req.match_info().get_ref().path().to_owned();
-    RequestInfo { method: req.method().as_str().to_owned(), path, headers, query }
+    let peer = req.peer_addr().map(|a| a.ip());
+    RequestInfo { method: req.method().as_str().to_owned(), path, headers, query, peer }
 }

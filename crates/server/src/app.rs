@@ -66,6 +66,9 @@ impl Application {
                 None
             }
         };
+        for warning in crate::exposure::warnings(config) {
+            tracing::warn!("{warning}");
+        }
         let providers = Arc::new(Providers::from_config(config).context("cannot set up inference providers")?);
         let (completions, writers) = match &config.storage.stores.inference {
             Some(store) => {

@@ -2,6 +2,7 @@
 
 mod app;
 pub mod cli;
+pub mod exposure;
 mod metrics;
 mod migrate;
 pub mod telemetry;
@@ -75,7 +76,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let Loaded { config, warnings } = load(Some(&file), &env)?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "# {}: valid", file.display())?;
-            for w in warnings {
+            for w in warnings.iter().chain(&exposure::warnings(&config)) {
                 writeln!(out, "# warning: {w}")?;
             }
             writeln!(out, "{}", serde_json::to_string_pretty(&config.redacted_json())?)?;

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Test::postgres("cli::migrate_status_apply_apply_status", migrate_cycle),
         Test::postgres("cli::serve_refuses_a_schema_that_is_behind", serve_refuses_behind),
         Test::postgres("cli::debug_logs_carry_no_message_text_or_bound_values", debug_logs_say_nothing),
+        Test::plain("cli::config_check_says_where_a_deployment_is_open", open_deployment_warnings),
     ])
 }
 
@@ -319,4 +320,47 @@ async fn debug_logs_say_nothing(pg: Postgres) {
     assert!(status.success(), "{logs}");
     assert!(logs.contains("DEBUG"), "debug logging was on: {logs}");
     assert!(!logs.contains(MARKER), "message text and bound values stay out of debug logs:\n{logs}");
+}
+
+async fn open_deployment_warnings() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let open = write(
+        home.path(),
+        "open.yaml",
+        "version: 2\nserver: { host: 0.0.0.0 }\nstorage:\n  backends:\n    kv_default: { type: kv_sqlite, db_path: /tmp/kv.db }\n    sql_default: { type: sql_postgres, host: db.internal, user: app, password: postgres }\n  stores:\n    metadata: { backend: kv_default, namespace: registry }\n    prompts: null\n    connectors: null\n    inference: { backend: sql_default }\n    conversations: null\n    responses: null\nproviders:\n  inference:\n    - { provider_id: vllm, provider_type: remote::vllm, config: { url: 'http://gpu.internal:8000/v1', verify_tls: false } }\n",
+    );
+    let out = ferrostack(&["config", "check", &open], &[], home.path());
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    for words in [
+        "authentication is off and the server listens on 0.0.0.0",
+        "inference provider vllm is called without checking its TLS certificate",
+        "inference provider vllm is called over plain http",
+        "storage backend sql_default reaches PostgreSQL at db.internal without a verified TLS connection",
+        "storage backend sql_default uses a well-known password",
+    ] {
+        assert!(all.contains(words), "missing warning '{words}':\n{all}");
+    }
+    assert!(!all.contains("password: postgres") && !all.contains("\"postgres\""), "the password is not echoed: {all}");
+
+    let header = write(
+        home.path(),
+        "header.yaml",
+        "version: 2\nserver:\n  auth:\n    provider_config: { type: upstream_header, principal_header: x-user }\n",
+    );
+    let all = text(&ferrostack(&["config", "check", &header], &[], home.path()));
+    assert!(all.contains("trusts the x-user header from any peer"), "{all}");
+
+    let mapped = write(
+        home.path(),
+        "mapped.yaml",
+        "version: 2\nserver:\n  auth:\n    provider_config: { type: oauth2_token, jwks: { uri: 'https://idp.example.com/jwks' }, claims_mapping: { sub: roles } }\n",
+    );
+    let all = text(&ferrostack(&["config", "check", &mapped], &[], home.path()));
+    assert!(all.contains("claims_mapping files the 'sub' claim under 'roles'"), "{all}");
+
+    // The built-in set-up on loopback says nothing of the kind.
+    let quiet = write(home.path(), "quiet.yaml", "version: 2\n");
+    let all = text(&ferrostack(&["config", "check", &quiet], &[], home.path()));
+    assert!(!all.contains("# warning"), "{all}");
 }

@@ -16,12 +16,26 @@ pub struct RequestInfo {
     pub headers: Vec<(String, String)>,
     /// Query parameters as (key, value), in request order; a repeated key appears once per value.
     pub query: Vec<(String, String)>,
+    /// The address of the peer that opened the connection (the proxy, behind one), if known.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl RequestInfo {
     /// A request with no headers and no query parameters.
     pub fn new(method: impl Into<String>, path: impl Into<String>) -> Self {
-        Self { method: method.into(), path: path.into(), headers: Vec::new(), query: Vec::new() }
+        Self { method: method.into(), path: path.into(), headers: Vec::new(), query: Vec::new(), peer: None }
+    }
+
+    /// From this peer address.
+    #[must_use]
+    pub fn with_peer(mut self, peer: std::net::IpAddr) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// How many times header `name` (case-insensitive) appears.
+    pub fn header_count(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).count()
     }
 
     /// With one more header.
@@ -67,6 +81,7 @@ impl fmt::Debug for RequestInfo {
         f.debug_struct("RequestInfo")
             .field("method", &self.method)
             .field("path", &self.path)
+            .field("peer", &self.peer)
             .field("header_names", &names)
             .field("query_keys", &self.query.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
             .finish()

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use ferrostack_config::UpstreamHeaderConfig;
+use ferrostack_config::{IpNetwork, UpstreamHeaderConfig};
 use serde_json::Value;
 
 use super::claims::non_empty;
@@ -13,14 +13,34 @@ use crate::User;
 pub(crate) struct UpstreamHeader {
     principal_header: String,
     attributes_header: Option<String>,
+    /// Empty: every peer is trusted.
+    trusted_proxies: Vec<IpNetwork>,
 }
 
 impl UpstreamHeader {
     pub(crate) fn new(config: &UpstreamHeaderConfig) -> Self {
-        Self { principal_header: config.principal_header.clone(), attributes_header: config.attributes_header.clone() }
+        Self {
+            principal_header: config.principal_header.clone(),
+            attributes_header: config.attributes_header.clone(),
+            // Validation refused any entry that does not parse.
+            trusted_proxies: config.trusted_proxies.iter().filter_map(|p| IpNetwork::parse(p)).collect(),
+        }
     }
 
     pub(crate) fn authenticate(&self, req: &RequestInfo) -> Result<User, AuthError> {
+        if !self.trusted_proxies.is_empty()
+            && !req.peer.is_some_and(|peer| self.trusted_proxies.iter().any(|net| net.contains(peer)))
+        {
+            return Err(AuthError::rejected("Request did not come through a trusted proxy".to_owned()));
+        }
+        // A proxy sets each header once; a second copy is someone else's (a client whose own
+        // header the proxy appended to instead of replacing). Which one would win is exactly
+        // what must not be left to chance.
+        for header in std::iter::once(&self.principal_header).chain(self.attributes_header.as_ref()) {
+            if req.header_count(header) > 1 {
+                return Err(AuthError::rejected(format!("Authentication header {header} appears more than once")));
+            }
+        }
         let principal =
             req.header(&self.principal_header).map(str::trim).filter(|p| !p.is_empty()).ok_or_else(|| {
                 AuthError::MissingCredentials(format!(

@@ -11,6 +11,8 @@ pub fn tests() -> Vec<Test> {
     vec![
         Test::plain("upstream_header::principal_and_attributes", upstream_header),
         Test::plain("upstream_header::errors", upstream_header_errors),
+        Test::plain("upstream_header::a_repeated_identity_header_is_refused", upstream_header_repeated),
+        Test::plain("upstream_header::only_trusted_proxies_may_name_the_caller", upstream_header_trusted_proxies),
         Test::plain("static::tokens", static_tokens),
         Test::plain("setup::unserved_types_are_refused", unserved),
         Test::plain("errors::status_and_message", statuses),
@@ -113,4 +115,33 @@ async fn statuses() {
         assert_eq!(e.status(), status);
         assert_eq!(e.message(), message);
     }
+}
+
+async fn upstream_header_repeated() {
+    let auth = authenticator(json!({
+        "type": "upstream_header", "principal_header": "X-Auth-User", "attributes_header": "X-Auth-Attributes",
+    }));
+    // A client's own header left in place beside the proxy's: which one wins must not matter.
+    let twice = req().with_header("X-Auth-User", "mallory").with_header("x-auth-user", "alice");
+    err(auth.authenticate(&twice).await, 401, "X-Auth-User appears more than once");
+    let attributes_twice = req()
+        .with_header("X-Auth-User", "alice")
+        .with_header("X-Auth-Attributes", r#"{"roles": ["admin"]}"#)
+        .with_header("X-Auth-Attributes", r#"{"roles": ["user"]}"#);
+    err(auth.authenticate(&attributes_twice).await, 401, "X-Auth-Attributes appears more than once");
+}
+
+async fn upstream_header_trusted_proxies() {
+    let auth = authenticator(json!({
+        "type": "upstream_header", "principal_header": "X-Auth-User", "trusted_proxies": ["10.1.0.0/16", "fd00::7"],
+    }));
+    let from = |peer: &str| req().with_header("X-Auth-User", "alice").with_peer(peer.parse().unwrap());
+    for peer in ["10.1.2.3", "10.1.255.255", "fd00::7", "::ffff:10.1.0.9"] {
+        assert_eq!(ok(auth.authenticate(&from(peer)).await).principal, "alice", "{peer}");
+    }
+    for peer in ["10.2.0.1", "127.0.0.1", "fd00::8", "192.168.1.1"] {
+        err(auth.authenticate(&from(peer)).await, 401, "trusted proxy");
+    }
+    // No peer known: not trusted.
+    err(auth.authenticate(&req().with_header("X-Auth-User", "alice")).await, 401, "trusted proxy");
 }

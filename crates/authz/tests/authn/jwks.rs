@@ -50,8 +50,8 @@ async fn valid_token_for_each_algorithm() {
     for (key, kid) in [(&KEYS.rsa, "rsa"), (&KEYS.ec, "ec"), (&KEYS.ed, "ed")] {
         let user = ok(auth.authenticate(&bearer(&sign(key, kid, &claims("alice")))).await);
         assert_eq!(user.principal, "alice", "{kid}");
-        // Default mapping: sub → roles.
-        assert_eq!(user.attributes, Some(attrs(&[("roles", &["alice"])])), "{kid}");
+        // Default mapping: sub → users (never roles: a user named "admin" is no admin).
+        assert_eq!(user.attributes, Some(attrs(&[("users", &["alice"])])), "{kid}");
     }
     assert_eq!(s.idp.jwks_hits(), 1, "the key set is fetched once and cached");
     // A token without a kid, when the set has one key.

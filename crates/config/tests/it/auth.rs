@@ -35,7 +35,8 @@ fn oauth2_jwks_defaults() {
     assert_eq!(c.tls_cafile, None);
     assert_eq!(c.timeout_ms, 10_000);
     assert_eq!(c.claims_mapping, ferrostack_config::default_oauth2_claims_mapping());
-    assert_eq!(c.claims_mapping["sub"], "roles");
+    assert_eq!(c.claims_mapping["sub"], "users", "identity claims never feed roles");
+    assert_eq!(c.claims_mapping["username"], "users");
     assert_eq!(c.claims_mapping["groups"], "teams");
     assert_eq!(c.claims_mapping["tenant"], "namespaces");
     assert_eq!(c.claims_mapping.len(), 7);
@@ -218,6 +219,16 @@ fn other_problems() {
             json!({"type": "upstream_header", "principal_header": "Authorization"}),
             format!("{P}.principal_header"),
             vec!["Authorization"],
+        ),
+        (
+            json!({"type": "upstream_header", "principal_header": "X-User", "trusted_proxies": ["10.0.0.1", "10.0.0.0/33"]}),
+            format!("{P}.trusted_proxies[1]"),
+            vec!["10.0.0.0/33", "network"],
+        ),
+        (
+            json!({"type": "upstream_header", "principal_header": "X-User", "trusted_proxies": ["proxy.local"]}),
+            format!("{P}.trusted_proxies[0]"),
+            vec!["proxy.local"],
         ),
         (json!({"type": "static", "tokens": []}), format!("{P}.tokens"), vec!["at least one"]),
         (
