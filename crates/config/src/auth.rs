@@ -352,64 +352,7 @@ fn header_name(field: &str, value: &str, p: &mut impl FnMut(&str, String)) {
 
 /// Whether `value` is an `http`/`https` URL with a host; the problem otherwise.
 fn url(field: &str, value: &str, p: &mut impl FnMut(&str, String)) {
-    if let Err(why) = check_url(value) {
+    if let Err(why) = crate::url::check_http_url(value, crate::url::UrlUse::Endpoint) {
         p(field, format!("'{value}' is not a valid URL: {why}"));
-    }
-}
-
-fn check_url(value: &str) -> Result<(), &'static str> {
-    if value.trim().is_empty() {
-        return Err("empty");
-    }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("contains whitespace");
-    }
-    let lower = value.to_ascii_lowercase();
-    let rest = if lower.starts_with("https://") {
-        &value[8..]
-    } else if lower.starts_with("http://") {
-        &value[7..]
-    } else {
-        return Err("must start with http:// or https://");
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit('@').next().unwrap_or_default();
-    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
-        match v6.split_once(']') {
-            Some((h, rest)) => (h, rest.strip_prefix(':')),
-            None => return Err("unclosed '[' in host"),
-        }
-    } else {
-        match host_port.split_once(':') {
-            Some((h, port)) => (h, Some(port)),
-            None => (host_port, None),
-        }
-    };
-    if host.is_empty() {
-        return Err("no host");
-    }
-    if let Some(port) = port
-        && !port.is_empty()
-        && port.parse::<u16>().is_err()
-    {
-        return Err("bad port");
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_url;
-
-    #[test]
-    fn urls() {
-        for ok in ["http://a", "https://a.b:8443/x?y#z", "http://[::1]:80/", "HTTPS://u:p@host/p", "http://h:/"] {
-            assert!(check_url(ok).is_ok(), "{ok}");
-        }
-        for bad in
-            ["", "ftp://a", "a.b", "http://", "http:///x", "http://:80", "http://a:99999", "http://a b", "http://[::1"]
-        {
-            assert!(check_url(bad).is_err(), "{bad}");
-        }
     }
 }

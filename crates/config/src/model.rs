@@ -22,6 +22,10 @@ pub struct RunConfig {
     /// Name of the distribution. Accepted for compatibility with Llama Stack run configs; only shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distro_name: Option<String>,
+    /// The APIs a Llama Stack run config asks for. Those ferrostack serves are served whether
+    /// listed or not; the others are accepted and listed as ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apis: Vec<String>,
     /// Older spelling of `distro_name`. Accepted for compatibility; only shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_name: Option<String>,
@@ -37,12 +41,30 @@ pub struct RunConfig {
     /// Models registered at start-up.
     #[serde(default)]
     pub models: Vec<ModelEntry>,
+    /// Llama Stack's resources registered at start-up. Only `models` is read (its entries join
+    /// `models`); the other kinds (shields, vector stores, tool groups, ...) are accepted and
+    /// listed as ignored by the loader.
+    #[serde(default, skip_serializing_if = "RegisteredResources::is_empty")]
+    pub registered_resources: RegisteredResources,
     /// Logging and OpenTelemetry export.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
 }
 
 impl RunConfig {
+    /// Every model to register, with the path of its entry: `models` first, then
+    /// `registered_resources.models`.
+    pub fn model_entries(&self) -> impl Iterator<Item = (String, &ModelEntry)> {
+        let own = self.models.iter().enumerate().map(|(i, m)| (format!("models[{i}]"), m));
+        let registered = self
+            .registered_resources
+            .models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (format!("registered_resources.models[{i}]"), m));
+        own.chain(registered)
+    }
+
     /// The resolved config as JSON, for `ferrostack config check`: PostgreSQL passwords and every
     /// secret-looking provider setting (password, token, secret, api key, ...) show as [`REDACTED`].
     pub fn redacted_json(&self) -> serde_json::Value {
@@ -70,6 +92,23 @@ pub struct ServerConfig {
     /// Authentication and access policy.
     #[serde(default)]
     pub auth: crate::auth::AuthConfig,
+    /// Llama Stack's TLS certificate for the listener. ferrostack serves plain HTTP (TLS ends at
+    /// the ingress or proxy in front of it): any value other than null is refused, so that a
+    /// config asking for TLS never serves without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_certfile: Option<String>,
+    /// Llama Stack's TLS key for the listener; refused like `tls_certfile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_keyfile: Option<String>,
+    /// Llama Stack's CA for client certificates; refused like `tls_certfile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cafile: Option<String>,
+    /// Llama Stack's request quotas. Accepted and listed as ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<serde_json::Value>,
+    /// Llama Stack's CORS settings. Accepted and listed as ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<serde_json::Value>,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +119,11 @@ impl Default for ServerConfig {
             workers: None,
             shutdown_timeout_seconds: default_shutdown_timeout_seconds(),
             auth: crate::auth::AuthConfig::default(),
+            tls_certfile: None,
+            tls_keyfile: None,
+            tls_cafile: None,
+            quota: None,
+            cors: None,
         }
     }
 }
@@ -477,6 +521,24 @@ pub struct ModelEntry {
     /// Free-form metadata shown on `/v1/models`.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `registered_resources:` of a Llama Stack run config. The loader keeps only `models` here; the
+/// other kinds are taken out before typing and listed as ignored.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegisteredResources {
+    /// Models registered at start-up, like `models`. Entries whose provider is disabled or of a
+    /// type ferrostack does not serve are skipped (and listed).
+    #[serde(default)]
+    pub models: Vec<ModelEntry>,
+}
+
+impl RegisteredResources {
+    /// Nothing registered.
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
 }
 
 /// Kind of model.

@@ -213,17 +213,31 @@ fn many_problems_are_reported_at_once() {
 #[test]
 fn unserved_provider_types_are_warnings() {
     let l = load(&yaml(&base()), &[]);
-    let want = "providers.vector_io[0] (chroma): provider type remote::chromadb is not served by ferrostack; the entry is accepted and its backend references are checked";
+    let want = "accepted and ignored (not served by ferrostack): providers.files[0] local (inline::localfs), providers.vector_io[0] chroma (remote::chromadb)";
     assert!(l.warnings.iter().any(|w| w == want), "{:#?}", l.warnings);
+    assert_eq!(l.warnings.iter().filter(|w| w.contains("not served")).count(), 1, "listed once: {:#?}", l.warnings);
     assert!(
         !l.warnings.iter().any(|w| w.contains("remote::vllm")),
         "served inference types do not warn: {:#?}",
         l.warnings
     );
+    assert_eq!(l.coverage.served, ["inference provider vllm (remote::vllm)", "1 model"]);
     assert_eq!(
-        ferrostack_config::SERVED_PROVIDER_TYPES,
-        [("inference", "remote::openai"), ("inference", "remote::vllm"), ("inference", "remote::ollama")],
-        "update these tests when provider types are served"
+        ferrostack_config::served_provider_types(),
+        [
+            ("inference", "remote::openai"),
+            ("inference", "remote::vllm"),
+            ("inference", "remote::ollama"),
+            ("inference", "remote::fireworks"),
+            ("inference", "remote::together"),
+            ("inference", "remote::groq"),
+            ("inference", "remote::cerebras"),
+            ("inference", "remote::sambanova"),
+            ("inference", "remote::nvidia"),
+            ("inference", "remote::llama-openai-compat"),
+            ("inference", "remote::runpod"),
+        ],
+        "update these tests and docs/migrating-from-llama-stack.md when provider types are served"
     );
 }
 
