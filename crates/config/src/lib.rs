@@ -28,9 +28,13 @@ mod url;
 mod validate;
 
 pub use auth::{
-    AuthConfig, AuthProviderConfig, CustomAuthConfig, IntrospectionConfig, JwksConfig, OAuth2TokenConfig, StaticToken,
-    StaticTokensConfig, UnservedProvider, UpstreamHeaderConfig, default_audience, default_auth_timeout_ms,
-    default_key_recheck_period, default_oauth2_claims_mapping,
+    AuthCacheConfig, AuthConfig, AuthProviderConfig, CustomAuthConfig, GithubTokenConfig, IntrospectionConfig,
+    JwksConfig, KubernetesAuthConfig, KubernetesReview, OAuth2TokenConfig, StaticToken, StaticTokensConfig,
+    UpstreamHeaderConfig, default_audience, default_auth_cache_max_entries, default_auth_cache_negative_ttl_seconds,
+    default_auth_cache_ttl_seconds, default_auth_timeout_ms, default_custom_forward_headers,
+    default_github_api_base_url, default_github_claims_mapping, default_key_recheck_period,
+    default_kubernetes_api_server_url, default_kubernetes_claims_mapping, default_kubernetes_token_file,
+    default_oauth2_claims_mapping,
 };
 pub use coverage::{Coverage, SERVED_APIS, is_served_provider, served_provider_types};
 pub use env::{Env, HOME_VAR, OVERRIDE_PREFIX, home_dir};
