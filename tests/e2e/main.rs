@@ -6,6 +6,7 @@
 mod auth;
 mod chat;
 mod health;
+mod llama_stack;
 mod telemetry;
 
 use std::process::ExitCode;
@@ -16,5 +17,6 @@ fn main() -> ExitCode {
     tests.extend(auth::tests());
     tests.extend(chat::tests());
     tests.extend(telemetry::tests());
+    tests.extend(llama_stack::tests());
     ferrostack_testkit::run(tests)
 }

@@ -17,7 +17,9 @@ pub const REDACTED: &str = "********";
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
-    /// Format version; only `2` is understood.
+    /// Format version; only `2` is understood. Written as a number or, as some of Llama Stack's
+    /// own configs do, as the text `'2'`.
+    #[serde(deserialize_with = "version_number")]
     pub version: u32,
     /// Name of the distribution. Accepted for compatibility with Llama Stack run configs; only shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -277,7 +279,8 @@ pub struct PostgresBackendConfig {
     /// CA certificate for `verify-ca` / `verify-full`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_cert_path: Option<String>,
-    /// Accepted for compatibility; must equal the migration-owned table (`kvstore`) when given.
+    /// Accepted for compatibility; on `kv_postgres` another name than the migration-owned
+    /// `kvstore` is ignored with a warning, on `sql_postgres` any name is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_name: Option<String>,
     /// Accepted for compatibility; each reference sets its own namespace.
@@ -550,6 +553,8 @@ pub enum ModelType {
     Llm,
     /// Embedding model.
     Embedding,
+    /// Reranking model (Llama Stack's `rerank`); registered, not served by ferrostack's routes.
+    Rerank,
 }
 
 /// `telemetry:`: logs, and OpenTelemetry traces and metrics over OTLP.
@@ -642,6 +647,22 @@ pub enum LogFormat {
     Pretty,
     /// One JSON object per line.
     Json,
+}
+
+fn version_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Version {
+        Number(u32),
+        Text(String),
+    }
+    match Version::deserialize(d)? {
+        Version::Number(n) => Ok(n),
+        Version::Text(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("invalid version {t:?}: expected a number such as 2"))),
+    }
 }
 
 fn serialize_secret_opt<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {

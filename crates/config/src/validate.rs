@@ -134,12 +134,13 @@ impl<'a> Validator<'a> {
                     if let Some(t) = &c.table_name
                         && t != tables::KVSTORE
                     {
-                        let message = format!(
-                            "table names are owned by migrations: the KV table is '{}'; remove table_name or set it to '{}' (got '{t}')",
-                            tables::KVSTORE,
-                            tables::KVSTORE
-                        );
-                        self.problem(join(&path, "table_name"), message);
+                        self.warnings.push(Warning {
+                            path: join(&path, "table_name"),
+                            rest: format!(
+                                ": ignored: table names are owned by migrations, the KV table is '{}' (got '{t}')",
+                                tables::KVSTORE
+                            ),
+                        });
                     }
                 }
                 BackendConfig::SqlPostgres(c) => {
