@@ -348,6 +348,19 @@ fn docs_state_the_defaults() {
     assert!(row("audience").contains(&format!("`{}`", ferrostack_config::default_audience())));
     assert!(row("jwks.key_recheck_period").contains(&format!("`{}`", ferrostack_config::default_key_recheck_period())));
     assert!(row("timeout_ms").contains(&format!("`{}`", ferrostack_config::default_auth_timeout_ms())));
+    for (field, default) in [
+        ("cache.ttl_seconds", ferrostack_config::default_auth_cache_ttl_seconds().to_string()),
+        ("cache.negative_ttl_seconds", ferrostack_config::default_auth_cache_negative_ttl_seconds().to_string()),
+        ("cache.max_entries", ferrostack_config::default_auth_cache_max_entries().to_string()),
+        ("github_api_base_url", ferrostack_config::default_github_api_base_url()),
+        ("api_server_url", ferrostack_config::default_kubernetes_api_server_url()),
+        ("token_file", ferrostack_config::default_kubernetes_token_file()),
+    ] {
+        assert!(row(field).contains(&format!("`{default}`")), "{field}: {}", row(field));
+    }
+    for header in ferrostack_config::default_custom_forward_headers() {
+        assert!(row("forward_headers").contains(&format!("`{header}`")), "{header}");
+    }
     let mapping = row("claims_mapping");
     for (claim, category) in ferrostack_config::default_oauth2_claims_mapping() {
         assert!(mapping.contains(&format!("`{claim}`")) && mapping.contains(&format!("`{category}`")), "{claim}");
