@@ -255,6 +255,9 @@ pub(crate) fn coverage(config: &RunConfig, split: &Split, disabled: &[DisabledEn
         }
     }
     c.ignored.extend(split.sections.iter().cloned());
+    for (name, b) in &config.storage.unserved_backends {
+        c.ignored.push(format!("storage.backends.{name} ({})", b.type_name));
+    }
     for (field, value) in [("quota", &config.server.quota), ("cors", &config.server.cors)] {
         if value.as_ref().is_some_and(|v| !is_empty(v) && *v != Value::Bool(false)) {
             c.ignored.push(join("server", field));

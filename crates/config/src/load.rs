@@ -157,7 +157,7 @@ fn builtin_storage(home: &Path) -> StorageConfig {
     let mut backends = BTreeMap::new();
     backends.insert(DEFAULT_KV_BACKEND.to_owned(), BackendConfig::KvSqlite(sqlite("kvstore.db")));
     backends.insert(DEFAULT_SQL_BACKEND.to_owned(), BackendConfig::SqlSqlite(sqlite("sql_store.db")));
-    StorageConfig { backends, stores: StoresConfig::default(), builtin: true }
+    StorageConfig { backends, stores: StoresConfig::default(), builtin: true, unserved_backends: BTreeMap::new() }
 }
 
 /// A layer of the `config` crate made of one top-level key and its JSON value.

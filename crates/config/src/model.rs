@@ -145,6 +145,30 @@ pub struct StorageConfig {
     /// loader, never read from the file; it makes `--auto-migrate` the default.
     #[serde(skip)]
     pub builtin: bool,
+    /// Backends of types ferrostack does not serve (`kv_redis`, `kv_mongodb`), taken out of
+    /// `backends` by the loader: accepted and listed as ignored while only providers that are not
+    /// served reference them; a store that names one is an error.
+    #[serde(skip)]
+    pub unserved_backends: BTreeMap<String, UnservedBackend>,
+}
+
+/// A backend of a type ferrostack does not serve, kept as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnservedBackend {
+    /// Its `type` (`kv_redis`, `kv_mongodb`).
+    pub type_name: String,
+    /// Its other fields (secrets redacted when shown).
+    pub settings: ProviderSettings,
+}
+
+impl UnservedBackend {
+    /// The backend types accepted but not served.
+    pub const TYPES: [&'static str; 2] = ["kv_redis", "kv_mongodb"];
+
+    /// Both are key/value backends.
+    pub fn family(&self) -> BackendFamily {
+        BackendFamily::Kv
+    }
 }
 
 /// The family of a backend: what kind of store may reference it.

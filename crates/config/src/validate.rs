@@ -13,7 +13,7 @@ use crate::error::Problem;
 use crate::load::Warning;
 use crate::model::{
     BackendConfig, BackendFamily, InferenceStoreConfig, KvStoreRef, PostgresBackendConfig, RunConfig, SqlStoreRef,
-    SqliteBackendConfig, SslMode, tables,
+    SqliteBackendConfig, SslMode, UnservedBackend, tables,
 };
 use crate::paths::{join, join_index};
 use crate::subst::DisabledEntry;
@@ -243,33 +243,48 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// A store's backend: it must exist and be of the store's family.
+    /// A store's backend: it must exist, be served, and be of the store's family.
     fn store_backend(&mut self, store: &str, path: &str, name: &str, family: BackendFamily) {
-        if let Some(b) = self.backend(path, name)
-            && b.family() != family
-        {
-            let message = format!("store '{store}' needs a {family} backend, but '{name}' is {}", b.type_name());
-            self.problem(path, message);
+        match self.backend(path, name) {
+            Some(Found::Served(b)) if b.family() != family => {
+                let message = format!("store '{store}' needs a {family} backend, but '{name}' is {}", b.type_name());
+                self.problem(path, message);
+            }
+            Some(Found::Unserved(b)) => {
+                let served = match family {
+                    BackendFamily::Kv => "kv_sqlite or kv_postgres",
+                    BackendFamily::Sql => "sql_sqlite or sql_postgres",
+                };
+                let message = format!(
+                    "backend '{name}' is {}, which ferrostack does not serve; point store '{store}' at a {served} backend",
+                    b.type_name
+                );
+                self.problem(path, message);
+            }
+            _ => {}
         }
     }
 
     /// The named backend, or a problem at `path` listing those that exist.
-    fn backend(&mut self, path: &str, name: &str) -> Option<&'a BackendConfig> {
+    fn backend(&mut self, path: &str, name: &str) -> Option<Found<'a>> {
         let config = self.config;
-        let backends = &config.storage.backends;
-        match backends.get(name) {
-            Some(b) => Some(b),
-            None => {
-                let message = if backends.is_empty() {
-                    format!("unknown backend '{name}'; no backends are defined (storage.backends is empty)")
-                } else {
-                    let names: Vec<&str> = backends.keys().map(String::as_str).collect();
-                    format!("unknown backend '{name}'; backends defined: {}", names.join(", "))
-                };
-                self.problems.push(Problem::new(path, message));
-                None
-            }
+        let storage = &config.storage;
+        if let Some(b) = storage.backends.get(name) {
+            return Some(Found::Served(b));
         }
+        if let Some(b) = storage.unserved_backends.get(name) {
+            return Some(Found::Unserved(b));
+        }
+        let mut names: Vec<&str> =
+            storage.backends.keys().chain(storage.unserved_backends.keys()).map(String::as_str).collect();
+        names.sort_unstable();
+        let message = if names.is_empty() {
+            format!("unknown backend '{name}'; no backends are defined (storage.backends is empty)")
+        } else {
+            format!("unknown backend '{name}'; backends defined: {}", names.join(", "))
+        };
+        self.problems.push(Problem::new(path, message));
+        None
     }
 
     fn providers(&mut self) {
@@ -314,13 +329,16 @@ impl<'a> Validator<'a> {
                         None
                     };
                     let at = join(path, "backend");
-                    if let Some(b) = self.backend(&at, name)
+                    let found = self.backend(&at, name).map(|b| match b {
+                        Found::Served(b) => (b.family(), b.type_name().to_owned()),
+                        Found::Unserved(b) => (b.family(), b.type_name.clone()),
+                    });
+                    if let Some((found_family, type_name)) = found
                         && let Some((family, key)) = family
-                        && b.family() != family
+                        && found_family != family
                     {
                         let message = format!(
-                            "this reference needs a {family} backend (it has a {key}), but '{name}' is {}",
-                            b.type_name()
+                            "this reference needs a {family} backend (it has a {key}), but '{name}' is {type_name}"
                         );
                         self.problem(at, message);
                     }
@@ -376,6 +394,12 @@ impl<'a> Validator<'a> {
             self.problem(join(&path, "provider_id"), message);
         }
     }
+}
+
+/// A backend found by name.
+enum Found<'a> {
+    Served(&'a BackendConfig),
+    Unserved(&'a UnservedBackend),
 }
 
 /// `storage.backends.<name>`, with an empty name shown as `""`.
