@@ -6,6 +6,7 @@
 mod auth;
 mod chat;
 mod health;
+mod llama_stack;
 mod replicas;
 mod security;
 mod telemetry;
@@ -24,5 +25,6 @@ fn main() -> ExitCode {
     tests.extend(security::tests());
     tests.extend(telemetry::tests());
     tests.extend(replicas::tests());
+    tests.extend(llama_stack::tests());
     ferrostack_testkit::run(tests)
 }

@@ -3,6 +3,7 @@
 
 #![expect(clippy::expect_used, reason = "test support: a set-up that fails must fail the test")]
 
+pub mod identity;
 pub mod otlp;
 pub mod upstream;
 

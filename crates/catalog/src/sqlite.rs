@@ -52,8 +52,37 @@ impl SqliteSettings {
         }
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+        register_regexp(&conn)?;
         Ok(conn)
     }
+}
+
+/// `regexp(pattern, text)`, which SQLite calls for `text REGEXP pattern` and which it does not
+/// define itself: whether the Rust regex `pattern` matches anywhere in `text` (anchor it with
+/// `\A` to match at the start). NULL when either is NULL. The access-policy compiler uses it for
+/// `regex:` resource patterns, so SQL on SQLite matches exactly as the in-memory evaluator does
+/// (the same regex engine). The compiled regex is kept for the statement when the pattern is a
+/// constant or a bound parameter.
+fn register_regexp(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    use rusqlite::types::ValueRef;
+
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    conn.create_scalar_function("regexp", 2, flags, |ctx| {
+        if matches!(ctx.get_raw(0), ValueRef::Null) {
+            return Ok(None);
+        }
+        let text = match ctx.get_raw(1) {
+            ValueRef::Null => return Ok(None),
+            ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+            _ => ctx.get::<String>(1)?,
+        };
+        let re =
+            ctx.get_or_create_aux(0, |pattern| -> Result<regex::Regex, Box<dyn std::error::Error + Send + Sync>> {
+                Ok(regex::Regex::new(pattern.as_str()?)?)
+            })?;
+        Ok(Some(re.is_match(&text)))
+    })
 }
 
 /// Creates connections for the pool; a connection is reused only if it is not inside a

@@ -47,11 +47,11 @@ pub enum AuthProviderConfig {
     Custom(CustomAuthConfig),
     /// Requests carry a principal (and optional attributes) in headers set by a trusted proxy.
     UpstreamHeader(UpstreamHeaderConfig),
-    /// The reference's GitHub token provider. Not served by ferrostack: accepted by the parser so
-    /// that validation can say so.
-    GithubToken(UnservedProvider),
-    /// The reference's Kubernetes `SelfSubjectReview` provider. Not served by ferrostack.
-    Kubernetes(UnservedProvider),
+    /// A GitHub token, checked against the GitHub API (`/user`, `/user/orgs`).
+    GithubToken(GithubTokenConfig),
+    /// A Kubernetes service-account (or any API-server) token, checked by the API server with a
+    /// `SelfSubjectReview` or a `TokenReview`.
+    Kubernetes(KubernetesAuthConfig),
 }
 
 impl AuthProviderConfig {
@@ -118,6 +118,9 @@ pub struct OAuth2TokenConfig {
     /// Timeout of one request to the JWKS or introspection endpoint, in milliseconds.
     #[serde(default = "default_auth_timeout_ms")]
     pub timeout_ms: u64,
+    /// How long introspection answers are reused (JWTs are verified locally and need no cache).
+    #[serde(default)]
+    pub cache: AuthCacheConfig,
 }
 
 /// `oauth2_token.jwks`.
@@ -159,6 +162,105 @@ pub struct CustomAuthConfig {
     /// Timeout of one request to `endpoint`, in milliseconds.
     #[serde(default = "default_auth_timeout_ms")]
     pub timeout_ms: u64,
+    /// The request headers sent to the endpoint (case-insensitive); no other header is sent, so
+    /// cookies and credentials for other services stay with ferrostack.
+    #[serde(default = "default_custom_forward_headers")]
+    pub forward_headers: Vec<String>,
+    /// How long the endpoint's answers are reused, per token and request summary.
+    #[serde(default)]
+    pub cache: AuthCacheConfig,
+}
+
+/// `type: github_token`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubTokenConfig {
+    /// Base URL of the GitHub REST API; a GitHub Enterprise server's is `https://<host>/api/v3`.
+    #[serde(default = "default_github_api_base_url")]
+    pub github_api_base_url: String,
+    /// Claim → attribute category, over `{login, id, organizations}`.
+    #[serde(default = "default_github_claims_mapping")]
+    pub claims_mapping: BTreeMap<String, String>,
+    /// Timeout of one request to the GitHub API, in milliseconds.
+    #[serde(default = "default_auth_timeout_ms")]
+    pub timeout_ms: u64,
+    /// How long GitHub's answers are reused.
+    #[serde(default)]
+    pub cache: AuthCacheConfig,
+}
+
+/// How `type: kubernetes` asks the API server about a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KubernetesReview {
+    /// POST a `SelfSubjectReview` with the caller's token (the reference's way; needs no
+    /// permission of ferrostack's own).
+    #[default]
+    SelfSubjectReview,
+    /// POST a `TokenReview` of the caller's token with ferrostack's own service-account token
+    /// (`token_file`), which needs the `system:auth-delegator` role.
+    TokenReview,
+}
+
+/// `type: kubernetes`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesAuthConfig {
+    /// Base URL of the API server.
+    #[serde(default = "default_kubernetes_api_server_url")]
+    pub api_server_url: String,
+    /// Verify the API server's TLS certificate.
+    #[serde(default = "default_true")]
+    pub verify_tls: bool,
+    /// PEM file of the CA that signed the API server's certificate (in a pod:
+    /// `/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cafile: Option<String>,
+    /// Claim of the review's user info (`username`, `groups`, `uid`, `extra.<key>`) → attribute
+    /// category.
+    #[serde(default = "default_kubernetes_claims_mapping")]
+    pub claims_mapping: BTreeMap<String, String>,
+    /// Which review to ask for.
+    #[serde(default)]
+    pub review: KubernetesReview,
+    /// ferrostack's own token for `review: token_review`, read at each review (the kubelet
+    /// rotates it).
+    #[serde(default = "default_kubernetes_token_file")]
+    pub token_file: String,
+    /// Timeout of one request to the API server, in milliseconds.
+    #[serde(default = "default_auth_timeout_ms")]
+    pub timeout_ms: u64,
+    /// How long the API server's answers are reused.
+    #[serde(default)]
+    pub cache: AuthCacheConfig,
+}
+
+/// How long an identity provider's answer about a token is reused, so that not every request
+/// (garbage tokens included) costs a call to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthCacheConfig {
+    /// How long an accepted token's user is reused, in seconds; 0 turns the cache off. A revoked
+    /// token keeps working for at most this long.
+    #[serde(default = "default_auth_cache_ttl_seconds")]
+    pub ttl_seconds: u64,
+    /// How long a refusal is reused, in seconds; 0 asks again every time. Unreachable or failing
+    /// providers (503) are never cached.
+    #[serde(default = "default_auth_cache_negative_ttl_seconds")]
+    pub negative_ttl_seconds: u64,
+    /// Most answers kept; the oldest go first.
+    #[serde(default = "default_auth_cache_max_entries")]
+    pub max_entries: usize,
+}
+
+impl Default for AuthCacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl_seconds: default_auth_cache_ttl_seconds(),
+            negative_ttl_seconds: default_auth_cache_negative_ttl_seconds(),
+            max_entries: default_auth_cache_max_entries(),
+        }
+    }
 }
 
 /// `type: upstream_header`.
@@ -217,10 +319,6 @@ impl IpNetwork {
     }
 }
 
-/// The body of a provider type ferrostack parses but does not serve; its fields are ignored.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-pub struct UnservedProvider {}
-
 // ---- defaults (docs/configuration.md lists each one) ----
 
 /// Default `oauth2_token.audience`.
@@ -248,6 +346,59 @@ pub fn default_oauth2_claims_mapping() -> BTreeMap<String, String> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect()
+}
+
+/// Default `custom.forward_headers`.
+pub fn default_custom_forward_headers() -> Vec<String> {
+    ["content-type", "user-agent", "x-request-id"].into_iter().map(str::to_owned).collect()
+}
+
+/// Default `github_token.github_api_base_url`.
+pub fn default_github_api_base_url() -> String {
+    "https://api.github.com".to_owned()
+}
+
+/// Default `github_token.claims_mapping`: the reference's, except that the login (which anyone
+/// picks for themselves) goes to [`IDENTITY_CATEGORY`], not `roles`.
+pub fn default_github_claims_mapping() -> BTreeMap<String, String> {
+    [("login", IDENTITY_CATEGORY), ("organizations", "teams")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Default `kubernetes.api_server_url`: the in-cluster service.
+pub fn default_kubernetes_api_server_url() -> String {
+    "https://kubernetes.default.svc".to_owned()
+}
+
+/// Default `kubernetes.claims_mapping`: the reference's, except that the user name goes to
+/// [`IDENTITY_CATEGORY`]; groups (set by the cluster's administrators) stay in `roles`.
+pub fn default_kubernetes_claims_mapping() -> BTreeMap<String, String> {
+    [("username", IDENTITY_CATEGORY), ("groups", "roles")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Default `kubernetes.token_file`: the pod's service-account token.
+pub fn default_kubernetes_token_file() -> String {
+    "/var/run/secrets/kubernetes.io/serviceaccount/token".to_owned()
+}
+
+/// Default `cache.ttl_seconds`.
+pub fn default_auth_cache_ttl_seconds() -> u64 {
+    30
+}
+
+/// Default `cache.negative_ttl_seconds`.
+pub fn default_auth_cache_negative_ttl_seconds() -> u64 {
+    5
+}
+
+/// Default `cache.max_entries`.
+pub fn default_auth_cache_max_entries() -> usize {
+    10_000
 }
 
 /// Default `jwks.key_recheck_period`, in seconds.
@@ -292,6 +443,10 @@ pub(crate) fn validate_provider(config: &AuthProviderConfig, problems: &mut Vec<
         AuthProviderConfig::Custom(c) => {
             url("endpoint", &c.endpoint, &mut p);
             range("timeout_ms", c.timeout_ms, 1, 600_000, "ms", &mut p);
+            for (i, h) in c.forward_headers.iter().enumerate() {
+                header_name(&format!("forward_headers[{i}]"), h, &mut p);
+            }
+            cache(&c.cache, &mut p);
         }
         AuthProviderConfig::UpstreamHeader(c) => {
             header_name("principal_header", &c.principal_header, &mut p);
@@ -307,15 +462,32 @@ pub(crate) fn validate_provider(config: &AuthProviderConfig, problems: &mut Vec<
                 }
             }
         }
-        AuthProviderConfig::GithubToken(_) | AuthProviderConfig::Kubernetes(_) => p(
-            "type",
-            format!(
-                "authentication provider type '{}' is not served by ferrostack; use one of static, oauth2_token, \
-                 custom, upstream_header",
-                config.type_name()
-            ),
-        ),
+        AuthProviderConfig::GithubToken(c) => {
+            url("github_api_base_url", &c.github_api_base_url, &mut p);
+            claims_mapping(&c.claims_mapping, &mut p);
+            range("timeout_ms", c.timeout_ms, 1, 600_000, "ms", &mut p);
+            cache(&c.cache, &mut p);
+        }
+        AuthProviderConfig::Kubernetes(c) => {
+            url("api_server_url", &c.api_server_url, &mut p);
+            if let Some(f) = &c.tls_cafile {
+                non_empty("tls_cafile", f, &mut p);
+            }
+            claims_mapping(&c.claims_mapping, &mut p);
+            if c.review == KubernetesReview::TokenReview {
+                non_empty("token_file", &c.token_file, &mut p);
+            }
+            range("timeout_ms", c.timeout_ms, 1, 600_000, "ms", &mut p);
+            cache(&c.cache, &mut p);
+        }
     }
+}
+
+fn cache(c: &AuthCacheConfig, p: &mut impl FnMut(&str, String)) {
+    range("cache.ttl_seconds", c.ttl_seconds, 0, 86_400, "seconds", p);
+    range("cache.negative_ttl_seconds", c.negative_ttl_seconds, 0, 3_600, "seconds", p);
+    let max = u64::try_from(c.max_entries).unwrap_or(u64::MAX);
+    range("cache.max_entries", max, 1, 10_000_000, "", p);
 }
 
 fn validate_static(c: &StaticTokensConfig, p: &mut impl FnMut(&str, String)) {
@@ -354,6 +526,7 @@ fn validate_oauth2(c: &OAuth2TokenConfig, p: &mut impl FnMut(&str, String)) {
     }
     claims_mapping(&c.claims_mapping, p);
     range("timeout_ms", c.timeout_ms, 1, 600_000, "ms", p);
+    cache(&c.cache, p);
     match (&c.jwks, &c.introspection) {
         (None, None) => p("", "oauth2_token needs one of 'jwks' or 'introspection', got neither".to_owned()),
         (Some(_), Some(_)) => p("", "oauth2_token takes one of 'jwks' or 'introspection', got both".to_owned()),
@@ -411,64 +584,7 @@ fn header_name(field: &str, value: &str, p: &mut impl FnMut(&str, String)) {
 
 /// Whether `value` is an `http`/`https` URL with a host; the problem otherwise.
 fn url(field: &str, value: &str, p: &mut impl FnMut(&str, String)) {
-    if let Err(why) = check_url(value) {
+    if let Err(why) = crate::url::check_http_url(value, crate::url::UrlUse::Endpoint) {
         p(field, format!("'{value}' is not a valid URL: {why}"));
-    }
-}
-
-fn check_url(value: &str) -> Result<(), &'static str> {
-    if value.trim().is_empty() {
-        return Err("empty");
-    }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("contains whitespace");
-    }
-    let lower = value.to_ascii_lowercase();
-    let rest = if lower.starts_with("https://") {
-        &value[8..]
-    } else if lower.starts_with("http://") {
-        &value[7..]
-    } else {
-        return Err("must start with http:// or https://");
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit('@').next().unwrap_or_default();
-    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
-        match v6.split_once(']') {
-            Some((h, rest)) => (h, rest.strip_prefix(':')),
-            None => return Err("unclosed '[' in host"),
-        }
-    } else {
-        match host_port.split_once(':') {
-            Some((h, port)) => (h, Some(port)),
-            None => (host_port, None),
-        }
-    };
-    if host.is_empty() {
-        return Err("no host");
-    }
-    if let Some(port) = port
-        && !port.is_empty()
-        && port.parse::<u16>().is_err()
-    {
-        return Err("bad port");
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_url;
-
-    #[test]
-    fn urls() {
-        for ok in ["http://a", "https://a.b:8443/x?y#z", "http://[::1]:80/", "HTTPS://u:p@host/p", "http://h:/"] {
-            assert!(check_url(ok).is_ok(), "{ok}");
-        }
-        for bad in
-            ["", "ftp://a", "a.b", "http://", "http:///x", "http://:80", "http://a:99999", "http://a b", "http://[::1"]
-        {
-            assert!(check_url(bad).is_err(), "{bad}");
-        }
     }
 }

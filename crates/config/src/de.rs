@@ -18,7 +18,9 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::Value;
 
 use crate::error::Problem;
-use crate::model::{BackendConfig, PostgresBackendConfig, RunConfig, SqliteBackendConfig};
+use crate::model::{
+    BackendConfig, PostgresBackendConfig, ProviderSettings, RunConfig, SqliteBackendConfig, UnservedBackend,
+};
 use crate::paths::{join, join_index, join_relative};
 
 /// The backend types ferrostack serves, as written in `type`.
@@ -32,12 +34,16 @@ pub(crate) fn run_config(tree: &Value, env_texts: &HashMap<String, String>) -> R
     let mut problems = Vec::new();
     let config = typed::<RunConfig>(&rest, "", env_texts).map_err(|p| problems.push(p)).ok();
     let mut typed_backends = BTreeMap::new();
+    let mut unserved = BTreeMap::new();
     match backends {
         Ok(Some(map)) => {
             for (name, v) in map {
                 match backend(&name, &v, env_texts) {
-                    Ok(b) => {
+                    Ok(Typed::Served(b)) => {
                         typed_backends.insert(name, b);
+                    }
+                    Ok(Typed::Unserved(b)) => {
+                        unserved.insert(name, b);
                     }
                     Err(p) => problems.push(p),
                 }
@@ -49,6 +55,7 @@ pub(crate) fn run_config(tree: &Value, env_texts: &HashMap<String, String>) -> R
     match config {
         Some(mut config) if problems.is_empty() => {
             config.storage.backends = typed_backends;
+            config.storage.unserved_backends = unserved;
             Ok(config)
         }
         _ => Err(problems),
@@ -69,8 +76,14 @@ fn take_backends(tree: &mut Value) -> Result<Option<serde_json::Map<String, Valu
     }
 }
 
+/// A backend of a served type, or one that is accepted and not served.
+enum Typed {
+    Served(BackendConfig),
+    Unserved(UnservedBackend),
+}
+
 /// One backend, dispatched on its `type`.
-fn backend(name: &str, v: &Value, env_texts: &HashMap<String, String>) -> Result<BackendConfig, Problem> {
+fn backend(name: &str, v: &Value, env_texts: &HashMap<String, String>) -> Result<Typed, Problem> {
     let path = join("storage.backends", name);
     let Value::Object(map) = v else {
         return Err(Problem::new(
@@ -78,8 +91,10 @@ fn backend(name: &str, v: &Value, env_texts: &HashMap<String, String>) -> Result
             format!("expected a map with `type` and the backend's fields, got {}", kind(v)),
         ));
     };
-    let supported =
-        format!("supported types: {} (kv_redis and kv_mongodb are not served by ferrostack)", BACKEND_TYPES.join(", "));
+    let supported = format!(
+        "supported types: {} (kv_redis and kv_mongodb are accepted but not served by ferrostack)",
+        BACKEND_TYPES.join(", ")
+    );
     let type_path = join(&path, "type");
     let ty = match map.get("type") {
         Some(Value::String(s)) => s.as_str(),
@@ -93,13 +108,20 @@ fn backend(name: &str, v: &Value, env_texts: &HashMap<String, String>) -> Result
     let mut fields = map.clone();
     fields.remove("type");
     let fields = Value::Object(fields);
-    match ty {
+    let served = match ty {
         "kv_sqlite" => typed::<SqliteBackendConfig>(&fields, &path, env_texts).map(BackendConfig::KvSqlite),
         "sql_sqlite" => typed::<SqliteBackendConfig>(&fields, &path, env_texts).map(BackendConfig::SqlSqlite),
         "kv_postgres" => typed::<PostgresBackendConfig>(&fields, &path, env_texts).map(BackendConfig::KvPostgres),
         "sql_postgres" => typed::<PostgresBackendConfig>(&fields, &path, env_texts).map(BackendConfig::SqlPostgres),
+        other if UnservedBackend::TYPES.contains(&other) => {
+            return Ok(Typed::Unserved(UnservedBackend {
+                type_name: other.to_owned(),
+                settings: ProviderSettings(fields),
+            }));
+        }
         other => Err(Problem::new(type_path, format!("unknown backend type '{other}'; {supported}"))),
-    }
+    };
+    served.map(Typed::Served)
 }
 
 /// Deserialize `value`, found at `path`, into `T`; the problem carries the full path.

@@ -1,5 +1,6 @@
-//! The typed `config` of the inference providers ferrostack serves: `remote::openai`,
-//! `remote::vllm` and `remote::ollama`, all spoken to over the OpenAI-compatible HTTP API.
+//! The typed `config` of the inference providers ferrostack serves: every provider type that
+//! speaks OpenAI's chat-completions API (`remote::openai`, `remote::vllm`, `remote::ollama`,
+//! `remote::fireworks`, ... see [`InferenceProviderKind`]), all spoken to by one client.
 //!
 //! A provider's `config` block stays a free-form [`ProviderSettings`] in the run-config tree (so
 //! Llama Stack configs load unchanged and `config check` shows it as written); it is parsed here,
@@ -19,11 +20,9 @@ use crate::error::Problem;
 use crate::model::{ProviderEntry, ProviderSettings, REDACTED};
 use crate::paths::join;
 
-/// The inference provider types ferrostack serves, as written in `provider_type`.
-pub const INFERENCE_PROVIDER_TYPES: [&str; 3] = ["remote::openai", "remote::vllm", "remote::ollama"];
-
-/// Which engine an inference provider entry speaks to. All three speak the OpenAI HTTP API; they
-/// differ in defaults only.
+/// Which engine an inference provider entry speaks to. All of them speak OpenAI's
+/// chat-completions API and are served by the one OpenAI-compatible client; they differ in their
+/// default base URL only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InferenceProviderKind {
     /// `remote::openai`: OpenAI, or any OpenAI-compatible endpoint.
@@ -32,35 +31,64 @@ pub enum InferenceProviderKind {
     Vllm,
     /// `remote::ollama`: an Ollama server.
     Ollama,
+    /// `remote::fireworks`: Fireworks AI.
+    Fireworks,
+    /// `remote::together`: Together AI.
+    Together,
+    /// `remote::groq`: Groq.
+    Groq,
+    /// `remote::cerebras`: Cerebras Cloud.
+    Cerebras,
+    /// `remote::sambanova`: SambaNova Cloud.
+    Sambanova,
+    /// `remote::nvidia`: NVIDIA NIM (hosted, or self-hosted with `url`).
+    Nvidia,
+    /// `remote::llama-openai-compat`: Meta's Llama API, OpenAI-compatible endpoint.
+    LlamaOpenAiCompat,
+    /// `remote::runpod`: a RunPod endpoint (`url` required).
+    Runpod,
 }
 
+/// The one list of the inference provider types ferrostack serves: kind, `provider_type`, and
+/// the base URL used when `url` / `base_url` is absent (`None`: the URL is required).
+const KINDS: [(InferenceProviderKind, &str, Option<&str>); 11] = [
+    (InferenceProviderKind::OpenAi, "remote::openai", Some(DEFAULT_OPENAI_URL)),
+    (InferenceProviderKind::Vllm, "remote::vllm", None),
+    (InferenceProviderKind::Ollama, "remote::ollama", Some(DEFAULT_OLLAMA_URL)),
+    (InferenceProviderKind::Fireworks, "remote::fireworks", Some("https://api.fireworks.ai/inference/v1")),
+    (InferenceProviderKind::Together, "remote::together", Some("https://api.together.xyz/v1")),
+    (InferenceProviderKind::Groq, "remote::groq", Some("https://api.groq.com/openai/v1")),
+    (InferenceProviderKind::Cerebras, "remote::cerebras", Some("https://api.cerebras.ai/v1")),
+    (InferenceProviderKind::Sambanova, "remote::sambanova", Some("https://api.sambanova.ai/v1")),
+    (InferenceProviderKind::Nvidia, "remote::nvidia", Some("https://integrate.api.nvidia.com/v1")),
+    (InferenceProviderKind::LlamaOpenAiCompat, "remote::llama-openai-compat", Some("https://api.llama.com/compat/v1")),
+    (InferenceProviderKind::Runpod, "remote::runpod", None),
+];
+
 impl InferenceProviderKind {
+    /// Every served kind, in the order of the docs.
+    pub fn all() -> impl Iterator<Item = Self> {
+        KINDS.iter().map(|(k, _, _)| *k)
+    }
+
     /// The kind of a `provider_type`, or `None` when ferrostack does not serve it.
     pub fn from_type(provider_type: &str) -> Option<Self> {
-        match provider_type {
-            "remote::openai" => Some(Self::OpenAi),
-            "remote::vllm" => Some(Self::Vllm),
-            "remote::ollama" => Some(Self::Ollama),
-            _ => None,
-        }
+        KINDS.iter().find(|(_, t, _)| *t == provider_type).map(|(k, _, _)| *k)
+    }
+
+    fn row(self) -> &'static (InferenceProviderKind, &'static str, Option<&'static str>) {
+        // Every kind has its row: `KINDS` lists each variant once (a unit test checks it).
+        KINDS.iter().find(|(k, _, _)| *k == self).unwrap_or(&KINDS[0])
     }
 
     /// The `provider_type` as written in the config.
     pub fn type_name(self) -> &'static str {
-        match self {
-            Self::OpenAi => "remote::openai",
-            Self::Vllm => "remote::vllm",
-            Self::Ollama => "remote::ollama",
-        }
+        self.row().1
     }
 
-    /// The base URL used when `url` is absent; vLLM has none (its `url` is required).
+    /// The base URL used when `url` is absent; `None` when the URL is required.
     pub fn default_url(self) -> Option<&'static str> {
-        match self {
-            Self::OpenAi => Some(DEFAULT_OPENAI_URL),
-            Self::Vllm => None,
-            Self::Ollama => Some(DEFAULT_OLLAMA_URL),
-        }
+        self.row().2
     }
 }
 
@@ -83,7 +111,8 @@ pub fn default_inference_max_idle_connections() -> usize {
 }
 
 /// Fields accepted for compatibility with Llama Stack provider configs and ignored.
-const IGNORED_FIELDS: [&str; 3] = ["refresh_models", "allowed_models", "max_tokens"];
+const IGNORED_FIELDS: [&str; 6] =
+    ["refresh_models", "allowed_models", "max_tokens", "append_api_version", "rerank_model_to_url", "timeout"];
 
 /// Every field the parser knows, for the "unknown field" message.
 const KNOWN_FIELDS: [&str; 10] = [
@@ -164,7 +193,7 @@ impl InferenceProviderConfig {
         let url = match p.alias_string("url", "base_url") {
             Some((field, url)) => {
                 let url = url.trim_end_matches('/').to_owned();
-                if let Err(why) = check_url(&url) {
+                if let Err(why) = crate::url::check_http_url(&url, crate::url::UrlUse::Base) {
                     p.problem(field, format!("'{url}' is not a valid URL: {why}"));
                 }
                 url
@@ -386,59 +415,16 @@ impl Parser<'_> {
     }
 }
 
-/// `http(s)://host[:port][/path]`, without whitespace, query or fragment.
-fn check_url(value: &str) -> Result<(), &'static str> {
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("contains whitespace");
-    }
-    let lower = value.to_ascii_lowercase();
-    let rest = if let Some(r) = lower.strip_prefix("https://") {
-        r
-    } else if let Some(r) = lower.strip_prefix("http://") {
-        r
-    } else {
-        return Err("must start with http:// or https://");
-    };
-    if rest.contains(['?', '#']) {
-        return Err("must not have a query or fragment");
-    }
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host_port = authority.rsplit('@').next().unwrap_or_default();
-    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
-        match v6.split_once(']') {
-            Some((h, rest)) => (h, rest.strip_prefix(':')),
-            None => return Err("unclosed [ in the host"),
-        }
-    } else {
-        match host_port.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (host_port, None),
-        }
-    };
-    if host.is_empty() {
-        return Err("no host");
-    }
-    if let Some(port) = port
-        && port.parse::<u16>().map_or(true, |p| p == 0)
-    {
-        return Err("the port is not a number between 1 and 65535");
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::check_url;
+    use super::{InferenceProviderKind, KINDS};
 
     #[test]
-    fn urls() {
-        for ok in ["http://v", "https://api.openai.com/v1", "http://127.0.0.1:8000/v1", "http://[::1]:80"] {
-            assert_eq!(check_url(ok), Ok(()), "{ok}");
-        }
-        for bad in
-            ["v:8000", "ftp://x", "http://", "http://:80", "http://x:0", "http://x:99999", "http://x/?a", "http://a b"]
-        {
-            assert!(check_url(bad).is_err(), "{bad}");
+    fn every_kind_has_one_row() {
+        for (i, (kind, name, _)) in KINDS.iter().enumerate() {
+            assert_eq!(kind.type_name(), *name);
+            assert_eq!(InferenceProviderKind::from_type(name), Some(*kind));
+            assert!(KINDS.iter().skip(i + 1).all(|(k, n, _)| k != kind && n != name), "{name} twice");
         }
     }
 }

@@ -14,6 +14,7 @@
 //! ```
 
 mod auth;
+mod coverage;
 mod de;
 mod env;
 mod error;
@@ -23,17 +24,23 @@ mod model;
 mod paths;
 mod policy;
 mod subst;
+mod url;
 mod validate;
 
 pub use auth::{
-    AuthConfig, AuthProviderConfig, CustomAuthConfig, IDENTITY_CATEGORY, IntrospectionConfig, IpNetwork, JwksConfig,
-    OAuth2TokenConfig, StaticToken, StaticTokensConfig, UnservedProvider, UpstreamHeaderConfig, default_audience,
-    default_auth_timeout_ms, default_key_recheck_period, default_oauth2_claims_mapping,
+    AuthCacheConfig, AuthConfig, AuthProviderConfig, CustomAuthConfig, GithubTokenConfig, IDENTITY_CATEGORY,
+    IntrospectionConfig, IpNetwork, JwksConfig, KubernetesAuthConfig, KubernetesReview, OAuth2TokenConfig, StaticToken,
+    StaticTokensConfig, UpstreamHeaderConfig, default_audience, default_auth_cache_max_entries,
+    default_auth_cache_negative_ttl_seconds, default_auth_cache_ttl_seconds, default_auth_timeout_ms,
+    default_custom_forward_headers, default_github_api_base_url, default_github_claims_mapping,
+    default_key_recheck_period, default_kubernetes_api_server_url, default_kubernetes_claims_mapping,
+    default_kubernetes_token_file, default_oauth2_claims_mapping,
 };
+pub use coverage::{Coverage, SERVED_APIS, is_served_provider, served_provider_types};
 pub use env::{Env, HOME_VAR, OVERRIDE_PREFIX, home_dir};
 pub use error::{ConfigError, Problem, Problems};
 pub use inference::{
-    DEFAULT_OLLAMA_URL, DEFAULT_OPENAI_URL, INFERENCE_PROVIDER_TYPES, InferenceProviderConfig, InferenceProviderKind,
+    DEFAULT_OLLAMA_URL, DEFAULT_OPENAI_URL, InferenceProviderConfig, InferenceProviderKind,
     default_inference_connect_timeout_ms, default_inference_max_idle_connections, default_inference_timeout_ms,
 };
 pub use load::{Loaded, load_default, load_file, load_str};
@@ -42,4 +49,4 @@ pub use policy::{
     AccessRule, Action, CONDITION_FORMS, Condition, Conditions, Effect, PathPattern, Pattern, ResourcePattern,
     RouteRule, Scope,
 };
-pub use validate::SERVED_PROVIDER_TYPES;
+pub use subst::DisabledEntry;

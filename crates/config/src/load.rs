@@ -9,6 +9,7 @@ use config::{Config, Environment, File, FileFormat, Source, ValueKind};
 use regex::Regex;
 use serde_json::Value;
 
+use crate::coverage::{self, Coverage};
 use crate::env::{Env, OVERRIDE_PREFIX, home_dir};
 use crate::error::{ConfigError, Problem, Problems};
 use crate::model::{
@@ -24,9 +25,12 @@ use crate::{de, validate};
 pub struct Loaded {
     /// The typed config, with every `${env.X}` substituted and every check passed.
     pub config: RunConfig,
-    /// Things that are accepted but deserve a look (unserved provider types, ignored fields,
-    /// text that looks like a substitution but is not one). The caller logs them.
+    /// Things that are accepted but deserve a look (what is accepted and ignored, in one line;
+    /// ignored fields; text that looks like a substitution but is not one). The caller logs them.
     pub warnings: Vec<String>,
+    /// What is served, what is accepted and ignored, what the environment switched off. Its
+    /// [`Coverage::warning`] is also the first of `warnings`.
+    pub coverage: Coverage,
 }
 
 /// Load the run config in `path`, then apply the `FERROSTACK__*` overrides of `env`.
@@ -80,8 +84,11 @@ fn load(file: Option<(&str, Option<&Path>)>, env: &Env) -> Result<Loaded, Config
         )]))
     })?;
 
-    let (tree, outcome) = subst::substitute(drop_null_sections(merged), env, &override_texts);
-    let mut problems: Vec<Problem> = outcome.problems.clone();
+    let mut merged = drop_null_sections(merged);
+    let split = coverage::split(&mut merged);
+    let (tree, outcome) = subst::substitute(merged, env, &override_texts);
+    let mut problems: Vec<Problem> = split.problems.clone();
+    problems.extend(outcome.problems.iter().cloned());
     let mut warnings = outcome.warnings.clone();
     let later = match de::run_config(&tree, &outcome.env_texts) {
         Ok(mut config) => {
@@ -92,10 +99,14 @@ fn load(file: Option<(&str, Option<&Path>)>, env: &Env) -> Result<Loaded, Config
                     .backends
                     .values()
                     .all(|b| matches!(b, BackendConfig::KvSqlite(_) | BackendConfig::SqlSqlite(_)));
-            let (found, notes) = validate::validate(&config);
+            let (found, notes) = validate::validate(&config, &outcome.disabled);
+            let coverage = coverage::coverage(&config, &split, &outcome.disabled, &outcome.index_map);
+            if let Some(w) = coverage.warning() {
+                warnings.insert(0, w);
+            }
             warnings.extend(notes.into_iter().map(|w| w.render(&outcome.index_map)));
             if found.is_empty() && problems.is_empty() {
-                return Ok(Loaded { config, warnings });
+                return Ok(Loaded { config, warnings, coverage });
             }
             found
         }
@@ -147,7 +158,7 @@ fn builtin_storage(home: &Path) -> StorageConfig {
     let mut backends = BTreeMap::new();
     backends.insert(DEFAULT_KV_BACKEND.to_owned(), BackendConfig::KvSqlite(sqlite("kvstore.db")));
     backends.insert(DEFAULT_SQL_BACKEND.to_owned(), BackendConfig::SqlSqlite(sqlite("sql_store.db")));
-    StorageConfig { backends, stores: StoresConfig::default(), builtin: true }
+    StorageConfig { backends, stores: StoresConfig::default(), builtin: true, unserved_backends: BTreeMap::new() }
 }
 
 /// A layer of the `config` crate made of one top-level key and its JSON value.

@@ -17,11 +17,17 @@ pub const REDACTED: &str = "********";
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
-    /// Format version; only `2` is understood.
+    /// Format version; only `2` is understood. Written as a number or, as some of Llama Stack's
+    /// own configs do, as the text `'2'`.
+    #[serde(deserialize_with = "version_number")]
     pub version: u32,
     /// Name of the distribution. Accepted for compatibility with Llama Stack run configs; only shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distro_name: Option<String>,
+    /// The APIs a Llama Stack run config asks for. Those ferrostack serves are served whether
+    /// listed or not; the others are accepted and listed as ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apis: Vec<String>,
     /// Older spelling of `distro_name`. Accepted for compatibility; only shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_name: Option<String>,
@@ -37,12 +43,30 @@ pub struct RunConfig {
     /// Models registered at start-up.
     #[serde(default)]
     pub models: Vec<ModelEntry>,
+    /// Llama Stack's resources registered at start-up. Only `models` is read (its entries join
+    /// `models`); the other kinds (shields, vector stores, tool groups, ...) are accepted and
+    /// listed as ignored by the loader.
+    #[serde(default, skip_serializing_if = "RegisteredResources::is_empty")]
+    pub registered_resources: RegisteredResources,
     /// Logging and OpenTelemetry export.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
 }
 
 impl RunConfig {
+    /// Every model to register, with the path of its entry: `models` first, then
+    /// `registered_resources.models`.
+    pub fn model_entries(&self) -> impl Iterator<Item = (String, &ModelEntry)> {
+        let own = self.models.iter().enumerate().map(|(i, m)| (format!("models[{i}]"), m));
+        let registered = self
+            .registered_resources
+            .models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (format!("registered_resources.models[{i}]"), m));
+        own.chain(registered)
+    }
+
     /// The resolved config as JSON, for `ferrostack config check`: PostgreSQL passwords and every
     /// secret-looking provider setting (password, token, secret, api key, ...) show as [`REDACTED`].
     pub fn redacted_json(&self) -> serde_json::Value {
@@ -70,6 +94,23 @@ pub struct ServerConfig {
     /// Authentication and access policy.
     #[serde(default)]
     pub auth: crate::auth::AuthConfig,
+    /// Llama Stack's TLS certificate for the listener. ferrostack serves plain HTTP (TLS ends at
+    /// the ingress or proxy in front of it): any value other than null is refused, so that a
+    /// config asking for TLS never serves without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_certfile: Option<String>,
+    /// Llama Stack's TLS key for the listener; refused like `tls_certfile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_keyfile: Option<String>,
+    /// Llama Stack's CA for client certificates; refused like `tls_certfile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cafile: Option<String>,
+    /// Llama Stack's request quotas. Accepted and listed as ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<serde_json::Value>,
+    /// Llama Stack's CORS settings. Accepted and listed as ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<serde_json::Value>,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +121,11 @@ impl Default for ServerConfig {
             workers: None,
             shutdown_timeout_seconds: default_shutdown_timeout_seconds(),
             auth: crate::auth::AuthConfig::default(),
+            tls_certfile: None,
+            tls_keyfile: None,
+            tls_cafile: None,
+            quota: None,
+            cors: None,
         }
     }
 }
@@ -99,6 +145,30 @@ pub struct StorageConfig {
     /// loader, never read from the file; it makes `--auto-migrate` the default.
     #[serde(skip)]
     pub builtin: bool,
+    /// Backends of types ferrostack does not serve (`kv_redis`, `kv_mongodb`), taken out of
+    /// `backends` by the loader: accepted and listed as ignored while only providers that are not
+    /// served reference them; a store that names one is an error.
+    #[serde(skip)]
+    pub unserved_backends: BTreeMap<String, UnservedBackend>,
+}
+
+/// A backend of a type ferrostack does not serve, kept as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnservedBackend {
+    /// Its `type` (`kv_redis`, `kv_mongodb`).
+    pub type_name: String,
+    /// Its other fields (secrets redacted when shown).
+    pub settings: ProviderSettings,
+}
+
+impl UnservedBackend {
+    /// The backend types accepted but not served.
+    pub const TYPES: [&'static str; 2] = ["kv_redis", "kv_mongodb"];
+
+    /// Both are key/value backends.
+    pub fn family(&self) -> BackendFamily {
+        BackendFamily::Kv
+    }
 }
 
 /// The family of a backend: what kind of store may reference it.
@@ -237,7 +307,8 @@ pub struct PostgresBackendConfig {
     /// CA certificate for `verify-ca` / `verify-full`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_cert_path: Option<String>,
-    /// Accepted for compatibility; must equal the migration-owned table (`kvstore`) when given.
+    /// Accepted for compatibility; on `kv_postgres` another name than the migration-owned
+    /// `kvstore` is ignored with a warning, on `sql_postgres` any name is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_name: Option<String>,
     /// Accepted for compatibility; each reference sets its own namespace.
@@ -489,6 +560,24 @@ pub struct ModelEntry {
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
+/// `registered_resources:` of a Llama Stack run config. The loader keeps only `models` here; the
+/// other kinds are taken out before typing and listed as ignored.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegisteredResources {
+    /// Models registered at start-up, like `models`. Entries whose provider is disabled or of a
+    /// type ferrostack does not serve are skipped (and listed).
+    #[serde(default)]
+    pub models: Vec<ModelEntry>,
+}
+
+impl RegisteredResources {
+    /// Nothing registered.
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+}
+
 /// Kind of model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -498,6 +587,8 @@ pub enum ModelType {
     Llm,
     /// Embedding model.
     Embedding,
+    /// Reranking model (Llama Stack's `rerank`); registered, not served by ferrostack's routes.
+    Rerank,
 }
 
 /// `telemetry:`: logs, and OpenTelemetry traces and metrics over OTLP.
@@ -590,6 +681,22 @@ pub enum LogFormat {
     Pretty,
     /// One JSON object per line.
     Json,
+}
+
+fn version_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Version {
+        Number(u32),
+        Text(String),
+    }
+    match Version::deserialize(d)? {
+        Version::Number(n) => Ok(n),
+        Version::Text(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("invalid version {t:?}: expected a number such as 2"))),
+    }
 }
 
 fn serialize_secret_opt<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {

@@ -25,8 +25,12 @@ use crate::paths::{IndexMap, join, join_index};
 static PATTERN: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(r"\$\{env\.([A-Z0-9_]+)(?::([=+])([^}]*))?\}").ok());
 
-/// Provider ids that switch an entry off.
+/// Provider ids that switch an entry off (besides an id that substitutes to empty).
 const DISABLED: &str = "__disabled__";
+
+/// `${env.NAME:+id}` as a whole string: the id the entry has when `NAME` is set.
+static CONDITIONAL_ID: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"^\$\{env\.[A-Z0-9_]+:\+([^}]*)\}$").ok());
 
 /// Fields of list entries that drop the entry when they resolve to empty or null.
 const RESOURCE_ID_FIELDS: [&str; 3] = ["vector_store_id", "model_id", "shield_id"];
@@ -44,6 +48,20 @@ pub(crate) struct Outcome {
     pub index_map: IndexMap,
     /// Things that look like substitutions but are not.
     pub warnings: Vec<String>,
+    /// List entries switched off by their `provider_id`, in file order.
+    pub disabled: Vec<DisabledEntry>,
+}
+
+/// A list entry whose `provider_id` substituted to empty (the `${env.X:+id}` idiom) or to
+/// `__disabled__`: dropped before the rest of it was expanded, as the reference does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisabledEntry {
+    /// Where the entry is in the file (`providers.inference[2]`).
+    pub path: String,
+    /// The id it would have had with its variable set (`vllm` of `${env.VLLM_URL:+vllm}`).
+    pub provider_id: Option<String>,
+    /// Its `provider_type`, when it is written as plain text.
+    pub provider_type: Option<String>,
 }
 
 /// Substitute every string of `tree`. `env_texts` holds the text of the values set by
@@ -83,8 +101,11 @@ impl Walker<'_> {
                 let mut kept = Vec::with_capacity(total);
                 for (i, item) in items.into_iter().enumerate() {
                     let p = join_index(path, i);
-                    if self.entry_switched_off(&item) {
+                    if let Some(off) = self.entry_switched_off(&item) {
                         tracing::debug!(path = %p, "config list entry switched off by substitution");
+                        if let Some(entry) = off {
+                            self.out.disabled.push(DisabledEntry { path: p, ..entry });
+                        }
                         continue;
                     }
                     let np = join_index(new_path, out.len());
@@ -138,23 +159,44 @@ impl Walker<'_> {
         }
     }
 
-    /// A list entry that switches itself off: `provider_id` resolving to `__disabled__`, or a
-    /// resource id whose substitution resolves to empty. Such entries are dropped before their
-    /// other fields are expanded, so their unset variables are not errors.
-    fn entry_switched_off(&self, item: &Value) -> bool {
+    /// A list entry that switches itself off: `provider_id` resolving to empty or `__disabled__`
+    /// (`Some(Some(..))`, recorded), or a resource id whose substitution resolves to empty
+    /// (`Some(None)`). Such entries are dropped before their other fields are expanded, so their
+    /// unset variables are not errors.
+    fn entry_switched_off(&self, item: &Value) -> Option<Option<DisabledEntry>> {
         let Value::Object(map) = item else {
-            return false;
+            return None;
         };
-        if let Some(id) = map.get("provider_id")
-            && matches!(self.peek(id), Some(Value::String(s)) if s == DISABLED)
-        {
-            return true;
+        if let Some(id) = map.get("provider_id") {
+            let off = match id {
+                // Only a substitution switches an entry off: a literal empty id is left for
+                // validation.
+                Value::String(s) => match resolve(self.env, s).result {
+                    Resolved::Changed(text) => text.is_empty() || text == DISABLED,
+                    Resolved::Unchanged => s == DISABLED,
+                    Resolved::Failed => false,
+                },
+                _ => false,
+            };
+            if off {
+                let raw = id.as_str().unwrap_or_default();
+                let provider_id = CONDITIONAL_ID
+                    .as_ref()
+                    .and_then(|re| re.captures(raw))
+                    .and_then(|c| c.get(1))
+                    .map(|m| m.as_str().to_owned())
+                    .filter(|id| !id.is_empty() && id != DISABLED);
+                let provider_type =
+                    map.get("provider_type").and_then(Value::as_str).filter(|t| !t.contains("${")).map(str::to_owned);
+                return Some(Some(DisabledEntry { path: String::new(), provider_id, provider_type }));
+            }
         }
         // Only a substitution switches a resource off: a literal empty id is left for validation.
-        RESOURCE_ID_FIELDS.iter().filter_map(|f| map.get(*f)).any(|id| match id {
+        let resource_off = RESOURCE_ID_FIELDS.iter().filter_map(|f| map.get(*f)).any(|id| match id {
             Value::String(s) => matches!(resolve(self.env, s).result, Resolved::Changed(text) if text.is_empty()),
             _ => false,
-        })
+        });
+        resource_off.then_some(None)
     }
 
     /// What a scalar resolves to, without recording anything; `None` when it cannot be resolved.
@@ -282,6 +324,40 @@ mod tests {
     #[test]
     fn pattern_compiles() {
         assert!(PATTERN.is_some());
+        assert!(CONDITIONAL_ID.is_some());
+    }
+
+    #[test]
+    fn provider_id_substituted_to_empty_disables_the_entry() {
+        let tree = json!({"providers": {"inference": [
+            {"provider_id": "${env.VLLM_URL:+vllm}", "provider_type": "remote::vllm", "config": {"url": "${env.VLLM_URL}"}},
+            {"provider_id": "${env.OFF:=}", "provider_type": "remote::x"},
+            {"provider_id": "openai", "provider_type": "remote::openai"},
+        ]}});
+        let (out, outcome) = run(tree.clone(), &[]);
+        assert!(outcome.problems.is_empty(), "disabled entries are not expanded: {:?}", outcome.problems);
+        assert_eq!(
+            out["providers"]["inference"],
+            json!([{"provider_id": "openai", "provider_type": "remote::openai"}])
+        );
+        assert_eq!(
+            outcome.disabled,
+            [
+                DisabledEntry {
+                    path: "providers.inference[0]".to_owned(),
+                    provider_id: Some("vllm".to_owned()),
+                    provider_type: Some("remote::vllm".to_owned()),
+                },
+                DisabledEntry {
+                    path: "providers.inference[1]".to_owned(),
+                    provider_id: None,
+                    provider_type: Some("remote::x".to_owned()),
+                },
+            ]
+        );
+        let (out, outcome) = run(tree, &[("VLLM_URL", "http://v")]);
+        assert_eq!(out["providers"]["inference"][0]["provider_id"], json!("vllm"));
+        assert_eq!(outcome.disabled.len(), 1);
     }
 
     #[test]

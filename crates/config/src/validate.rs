@@ -8,28 +8,25 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::Value;
 
+use crate::coverage::{ModelProvider, model_provider};
 use crate::error::Problem;
 use crate::load::Warning;
 use crate::model::{
     BackendConfig, BackendFamily, InferenceStoreConfig, KvStoreRef, PostgresBackendConfig, RunConfig, SqlStoreRef,
-    SqliteBackendConfig, SslMode, tables,
+    SqliteBackendConfig, SslMode, UnservedBackend, tables,
 };
 use crate::paths::{join, join_index};
-
-/// Provider types ferrostack serves, as `(api, provider_type)`. Entries of other types are accepted
-/// with a warning (their backend references are still checked). Inference providers are added
-/// here as they land.
-pub const SERVED_PROVIDER_TYPES: &[(&str, &str)] =
-    &[("inference", "remote::openai"), ("inference", "remote::vllm"), ("inference", "remote::ollama")];
+use crate::subst::DisabledEntry;
 
 /// The only config format version ferrostack reads.
 const VERSION: u32 = 2;
 
 static BACKEND_NAME: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_.-]+$").ok());
 
-/// Problems and warnings of a typed config.
-pub(crate) fn validate(config: &RunConfig) -> (Vec<Problem>, Vec<Warning>) {
-    let mut v = Validator { config, problems: Vec::new(), warnings: Vec::new() };
+/// Problems and warnings of a typed config; `disabled` are the list entries substitution switched
+/// off (a model may name a disabled provider: it is skipped, not an error).
+pub(crate) fn validate(config: &RunConfig, disabled: &[DisabledEntry]) -> (Vec<Problem>, Vec<Warning>) {
+    let mut v = Validator { config, disabled, problems: Vec::new(), warnings: Vec::new() };
     v.version();
     v.server();
     v.backends();
@@ -47,6 +44,7 @@ pub(crate) fn validate(config: &RunConfig) -> (Vec<Problem>, Vec<Warning>) {
 
 struct Validator<'a> {
     config: &'a RunConfig,
+    disabled: &'a [DisabledEntry],
     problems: Vec<Problem>,
     warnings: Vec<Warning>,
 }
@@ -87,6 +85,17 @@ impl<'a> Validator<'a> {
             self.range("server.workers", w, 1..=1024, "");
         }
         self.range("server.shutdown_timeout_seconds", s.shutdown_timeout_seconds, 0..=3600, "seconds");
+        for (field, value) in
+            [("tls_certfile", &s.tls_certfile), ("tls_keyfile", &s.tls_keyfile), ("tls_cafile", &s.tls_cafile)]
+        {
+            if value.is_some() {
+                self.problem(
+                    join("server", field),
+                    "ferrostack serves plain HTTP and does not terminate TLS; end TLS at the ingress or proxy in \
+                     front of it and remove this field (or leave it empty)",
+                );
+            }
+        }
     }
 
     fn telemetry(&mut self) {
@@ -125,12 +134,13 @@ impl<'a> Validator<'a> {
                     if let Some(t) = &c.table_name
                         && t != tables::KVSTORE
                     {
-                        let message = format!(
-                            "table names are owned by migrations: the KV table is '{}'; remove table_name or set it to '{}' (got '{t}')",
-                            tables::KVSTORE,
-                            tables::KVSTORE
-                        );
-                        self.problem(join(&path, "table_name"), message);
+                        self.warnings.push(Warning {
+                            path: join(&path, "table_name"),
+                            rest: format!(
+                                ": ignored: table names are owned by migrations, the KV table is '{}' (got '{t}')",
+                                tables::KVSTORE
+                            ),
+                        });
                     }
                 }
                 BackendConfig::SqlPostgres(c) => {
@@ -235,33 +245,48 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// A store's backend: it must exist and be of the store's family.
+    /// A store's backend: it must exist, be served, and be of the store's family.
     fn store_backend(&mut self, store: &str, path: &str, name: &str, family: BackendFamily) {
-        if let Some(b) = self.backend(path, name)
-            && b.family() != family
-        {
-            let message = format!("store '{store}' needs a {family} backend, but '{name}' is {}", b.type_name());
-            self.problem(path, message);
+        match self.backend(path, name) {
+            Some(Found::Served(b)) if b.family() != family => {
+                let message = format!("store '{store}' needs a {family} backend, but '{name}' is {}", b.type_name());
+                self.problem(path, message);
+            }
+            Some(Found::Unserved(b)) => {
+                let served = match family {
+                    BackendFamily::Kv => "kv_sqlite or kv_postgres",
+                    BackendFamily::Sql => "sql_sqlite or sql_postgres",
+                };
+                let message = format!(
+                    "backend '{name}' is {}, which ferrostack does not serve; point store '{store}' at a {served} backend",
+                    b.type_name
+                );
+                self.problem(path, message);
+            }
+            _ => {}
         }
     }
 
     /// The named backend, or a problem at `path` listing those that exist.
-    fn backend(&mut self, path: &str, name: &str) -> Option<&'a BackendConfig> {
+    fn backend(&mut self, path: &str, name: &str) -> Option<Found<'a>> {
         let config = self.config;
-        let backends = &config.storage.backends;
-        match backends.get(name) {
-            Some(b) => Some(b),
-            None => {
-                let message = if backends.is_empty() {
-                    format!("unknown backend '{name}'; no backends are defined (storage.backends is empty)")
-                } else {
-                    let names: Vec<&str> = backends.keys().map(String::as_str).collect();
-                    format!("unknown backend '{name}'; backends defined: {}", names.join(", "))
-                };
-                self.problems.push(Problem::new(path, message));
-                None
-            }
+        let storage = &config.storage;
+        if let Some(b) = storage.backends.get(name) {
+            return Some(Found::Served(b));
         }
+        if let Some(b) = storage.unserved_backends.get(name) {
+            return Some(Found::Unserved(b));
+        }
+        let mut names: Vec<&str> =
+            storage.backends.keys().chain(storage.unserved_backends.keys()).map(String::as_str).collect();
+        names.sort_unstable();
+        let message = if names.is_empty() {
+            format!("unknown backend '{name}'; no backends are defined (storage.backends is empty)")
+        } else {
+            format!("unknown backend '{name}'; backends defined: {}", names.join(", "))
+        };
+        self.problems.push(Problem::new(path, message));
+        None
     }
 
     fn providers(&mut self) {
@@ -283,14 +308,6 @@ impl<'a> Validator<'a> {
                 }
                 if entry.provider_type.trim().is_empty() {
                     self.problem(join(&path, "provider_type"), "must not be empty");
-                } else if !SERVED_PROVIDER_TYPES.contains(&(api.as_str(), entry.provider_type.as_str())) {
-                    self.warnings.push(Warning {
-                        path: path.clone(),
-                        rest: format!(
-                            " ({id}): provider type {} is not served by ferrostack; the entry is accepted and its backend references are checked",
-                            entry.provider_type
-                        ),
-                    });
                 }
                 if api == "inference" {
                     crate::inference::validate_entry(entry, &path, &mut self.problems);
@@ -314,13 +331,16 @@ impl<'a> Validator<'a> {
                         None
                     };
                     let at = join(path, "backend");
-                    if let Some(b) = self.backend(&at, name)
+                    let found = self.backend(&at, name).map(|b| match b {
+                        Found::Served(b) => (b.family(), b.type_name().to_owned()),
+                        Found::Unserved(b) => (b.family(), b.type_name.clone()),
+                    });
+                    if let Some((found_family, type_name)) = found
                         && let Some((family, key)) = family
-                        && b.family() != family
+                        && found_family != family
                     {
                         let message = format!(
-                            "this reference needs a {family} backend (it has a {key}), but '{name}' is {}",
-                            b.type_name()
+                            "this reference needs a {family} backend (it has a {key}), but '{name}' is {type_name}"
                         );
                         self.problem(at, message);
                     }
@@ -338,6 +358,9 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// `models` and `registered_resources.models`: ids unique across both; the provider must be
+    /// an inference provider of the config. One that is disabled or of a type ferrostack does not
+    /// serve is not an error: the model is skipped (and listed in the coverage).
     fn models(&mut self) {
         let config = self.config;
         let inference: Vec<&str> = config
@@ -345,34 +368,40 @@ impl<'a> Validator<'a> {
             .get("inference")
             .map(|entries| entries.iter().map(|e| e.provider_id.as_str()).filter(|id| !id.trim().is_empty()).collect())
             .unwrap_or_default();
-        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-        for (i, m) in config.models.iter().enumerate() {
-            let path = join_index("models", i);
+        let mut seen: BTreeMap<&str, String> = BTreeMap::new();
+        for (path, m) in config.model_entries() {
             let id = m.model_id.as_str();
             if id.trim().is_empty() {
                 self.problem(join(&path, "model_id"), "must not be empty");
             } else if let Some(first) = seen.get(id) {
-                let message = format!("duplicate model_id '{id}' (also models[{first}])");
+                let message = format!("duplicate model_id '{id}' (also {first})");
                 self.problem(join(&path, "model_id"), message);
             } else {
-                seen.insert(id, i);
+                seen.insert(id, path.clone());
             }
-            if !inference.contains(&m.provider_id.as_str()) {
-                let message = if inference.is_empty() {
-                    format!(
-                        "unknown provider '{}'; no inference providers are defined (providers.inference)",
-                        m.provider_id
-                    )
-                } else {
-                    let mut ids = inference.clone();
-                    ids.sort_unstable();
-                    ids.dedup();
-                    format!("unknown provider '{}'; inference providers defined: {}", m.provider_id, ids.join(", "))
-                };
-                self.problem(join(&path, "provider_id"), message);
+            if !matches!(model_provider(config, self.disabled, &m.provider_id), ModelProvider::Unknown) {
+                continue;
             }
+            let message = if inference.is_empty() {
+                format!(
+                    "unknown provider '{}'; no inference providers are defined (providers.inference)",
+                    m.provider_id
+                )
+            } else {
+                let mut ids = inference.clone();
+                ids.sort_unstable();
+                ids.dedup();
+                format!("unknown provider '{}'; inference providers defined: {}", m.provider_id, ids.join(", "))
+            };
+            self.problem(join(&path, "provider_id"), message);
         }
     }
+}
+
+/// A backend found by name.
+enum Found<'a> {
+    Served(&'a BackendConfig),
+    Unserved(&'a UnservedBackend),
 }
 
 /// `storage.backends.<name>`, with an empty name shown as `""`.

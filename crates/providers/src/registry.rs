@@ -79,16 +79,17 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// One client per `providers.inference` entry of a served type (`remote::openai`,
-    /// `remote::vllm`, `remote::ollama`), and a route per model. Entries of other types are
-    /// skipped, and so are the models that name them (each with a warning in the log): the
-    /// config validation already warned about them.
+    /// One client per `providers.inference` entry of a served type (every type that speaks
+    /// OpenAI's chat-completions API, see [`ferrostack_config::InferenceProviderKind`]), and a
+    /// route per model of `models` and `registered_resources.models`. Entries of other types are
+    /// skipped, and so are the models that name them or a disabled provider: the config's
+    /// coverage already lists them in its one start-up warning.
     pub fn from_config(config: &RunConfig) -> Result<Self, ProviderError> {
         let mut clients = BTreeMap::new();
         for (i, entry) in config.providers.get("inference").into_iter().flatten().enumerate() {
             let path = format!("providers.inference[{i}]");
             match InferenceProviderConfig::from_entry(entry, &path) {
-                None => tracing::warn!(
+                None => tracing::debug!(
                     provider = entry.provider_id.as_str(),
                     provider_type = entry.provider_type.as_str(),
                     "inference provider type not served; its models are not available"
@@ -103,12 +104,12 @@ impl Providers {
             }
         }
         let mut providers = Self { clients, models: Vec::new(), by_id: BTreeMap::new() };
-        for m in &config.models {
+        for (_, m) in config.model_entries() {
             let Some(client) = providers.clients.get(&m.provider_id).cloned() else {
-                tracing::warn!(
+                tracing::debug!(
                     model = m.model_id.as_str(),
                     provider = m.provider_id.as_str(),
-                    "model skipped: its provider is not a served inference provider"
+                    "model skipped: its provider is disabled or not a served inference provider"
                 );
                 continue;
             };

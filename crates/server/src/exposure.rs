@@ -56,19 +56,10 @@ pub fn warnings(config: &RunConfig) -> Vec<String> {
                         .to_owned(),
                 );
             }
-            for claim in ["sub", "username"] {
-                let Some(category) = c.claims_mapping.get(claim).filter(|cat| *cat != IDENTITY_CATEGORY) else {
-                    continue;
-                };
-                if policy_tests_category(config, category) {
-                    out.push(format!(
-                        "claims_mapping files the '{claim}' claim under '{category}', which the access or route policy \
-                         tests: a user who picks a name equal to one of its values (e.g. 'admin') matches it; map \
-                         {claim} to '{IDENTITY_CATEGORY}' instead"
-                    ));
-                }
-            }
+            identity_claims(config, &c.claims_mapping, &["sub", "username"], &mut out);
         }
+        Some(AuthProviderConfig::GithubToken(c)) => identity_claims(config, &c.claims_mapping, &["login"], &mut out),
+        Some(AuthProviderConfig::Kubernetes(c)) => identity_claims(config, &c.claims_mapping, &["username"], &mut out),
         _ => {}
     }
     for entry in config.providers.get("inference").into_iter().flatten() {
@@ -117,6 +108,26 @@ pub fn warnings(config: &RunConfig) -> Vec<String> {
         }
     }
     out
+}
+
+/// A warning for each of `claims` (ones a user names themselves) that `mapping` files under a
+/// category the policy tests.
+fn identity_claims(
+    config: &RunConfig,
+    mapping: &std::collections::BTreeMap<String, String>,
+    claims: &[&str],
+    out: &mut Vec<String>,
+) {
+    for claim in claims {
+        let Some(category) = mapping.get(*claim).filter(|cat| *cat != IDENTITY_CATEGORY) else { continue };
+        if policy_tests_category(config, category) {
+            out.push(format!(
+                "claims_mapping files the '{claim}' claim under '{category}', which the access or route policy tests: \
+                 a user whose name equals one of its values (e.g. 'admin') matches it; map {claim} to \
+                 '{IDENTITY_CATEGORY}' instead"
+            ));
+        }
+    }
 }
 
 /// Whether any access rule in force (the default policy when none is configured) or route rule

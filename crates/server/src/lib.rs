@@ -27,7 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let env = Env::process();
     match cli.command {
         Command::Serve(args) => {
-            let Loaded { mut config, warnings } = load(args.config.as_deref(), &env)?;
+            let Loaded { mut config, warnings, coverage } = load(args.config.as_deref(), &env)?;
             if let Some(host) = args.host {
                 config.server.host = host;
             }
@@ -35,6 +35,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 config.server.port = port;
             }
             let telemetry = telemetry::init(&config.telemetry, &env)?;
+            // What is accepted and ignored is the first warning (one line); the whole picture
+            // (served, ignored, disabled by the environment) goes to the info log.
+            tracing::info!("run config: {coverage}");
             for w in warnings {
                 tracing::warn!("{w}");
             }
@@ -52,7 +55,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             served
         }
         Command::Migrate(args) => {
-            let Loaded { config, warnings } = load(args.config.as_deref(), &env)?;
+            let Loaded { config, warnings, .. } = load(args.config.as_deref(), &env)?;
             // Logs only: a one-shot command exports no telemetry.
             let logs = ferrostack_config::TelemetryConfig { enabled: false, ..config.telemetry.clone() };
             let _logging = telemetry::init(&logs, &env)?;
@@ -73,10 +76,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
         Command::Config { command: ConfigCommand::Check { file } } => {
-            let Loaded { config, warnings } = load(Some(&file), &env)?;
+            let Loaded { config, warnings, coverage } = load(Some(&file), &env)?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "# {}: valid", file.display())?;
-            for w in warnings.iter().chain(&exposure::warnings(&config)) {
+            writeln!(out, "# {coverage}")?;
+            // The coverage line already lists what is ignored; the other warnings follow.
+            let listed = coverage.warning();
+            for w in warnings.iter().filter(|w| Some(*w) != listed.as_ref()).chain(&exposure::warnings(&config)) {
                 writeln!(out, "# warning: {w}")?;
             }
             writeln!(out, "{}", serde_json::to_string_pretty(&config.redacted_json())?)?;

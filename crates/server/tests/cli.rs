@@ -17,6 +17,7 @@ fn main() -> ExitCode {
     ferrostack_testkit::run(vec![
         Test::plain("cli::config_check_prints_the_resolved_config_with_secrets_redacted", config_check_redacts),
         Test::plain("cli::bad_configs_exit_non_zero_naming_the_cause", bad_configs),
+        Test::plain("cli::config_check_of_llama_stack_configs_lists_served_and_ignored", llama_stack_configs),
         Test::plain("cli::serve_on_an_unreachable_database_fails_naming_the_backend", serve_unreachable),
         Test::plain("cli::serve_builtin_then_sigterm_stops_gracefully", serve_then_sigterm),
         Test::postgres("cli::serve_on_an_unknown_database_fails_naming_it", serve_unknown_database),
@@ -70,6 +71,33 @@ async fn config_check_redacts() {
     assert!(all.contains("********"), "the password shows as redacted: {all}");
     assert!(all.contains("remote::chromadb"), "the unserved provider is warned about: {all}");
     assert!(all.contains("\"port\": 5433"), "env values are substituted and coerced: {all}");
+}
+
+/// `config check` of the Llama Stack-shaped configs in `tests/llama-stack/`: valid, with one line
+/// saying what is served and what is accepted and ignored; the warning is not repeated.
+async fn llama_stack_configs() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/llama-stack");
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 3] = [
+        ("starter.yaml", &[("VLLM_URL", "http://vllm:8000/v1")], "inference provider vllm (remote::vllm)"),
+        (
+            "postgres-demo.yaml",
+            &[("INFERENCE_MODEL", "m"), ("VLLM_URL", "http://vllm:8000/v1")],
+            "authentication kubernetes",
+        ),
+        ("k8s-benchmark.yaml", &[("INFERENCE_MODEL", "m")], "authentication github_token"),
+    ];
+    for (name, env, served) in cases {
+        let path = format!("{dir}/{name}");
+        let out = ferrostack(&["config", "check", &path], env, home.path());
+        let all = text(&out);
+        assert!(out.status.success(), "{name}: {all}");
+        let line = all.lines().find(|l| l.starts_with("# served: ")).unwrap_or_else(|| panic!("{name}: {all}"));
+        assert!(line.contains(served), "{name}: {line}");
+        assert!(line.contains("; accepted and ignored: ") && line.contains("api safety"), "{name}: {line}");
+        assert!(!all.contains("# warning: accepted and ignored"), "{name}: listed once: {all}");
+    }
 }
 
 async fn bad_configs() {

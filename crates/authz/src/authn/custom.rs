@@ -6,6 +6,7 @@ use ferrostack_config::CustomAuthConfig;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::cache::{AuthCache, CacheKey};
 use super::claims::non_empty;
 use super::error::AuthError;
 use super::request::RequestInfo;
@@ -13,7 +14,10 @@ use crate::User;
 
 pub(crate) struct CustomEndpoint {
     endpoint: reqwest::Url,
+    /// Lower-case names of the request headers sent along.
+    forward_headers: Vec<String>,
     client: reqwest::Client,
+    cache: AuthCache,
 }
 
 /// What the endpoint answers with on success.
@@ -28,25 +32,31 @@ struct Answer {
 }
 
 impl CustomEndpoint {
-    pub(crate) fn new(endpoint: reqwest::Url, client: reqwest::Client) -> Self {
-        Self { endpoint, client }
-    }
-
     pub(crate) fn from_config(config: &CustomAuthConfig, client: reqwest::Client) -> Result<Self, String> {
         let endpoint = reqwest::Url::parse(&config.endpoint).map_err(|e| format!("custom.endpoint: {e}"))?;
-        Ok(Self::new(endpoint, client))
+        let forward_headers = config.forward_headers.iter().map(|h| h.to_ascii_lowercase()).collect();
+        Ok(Self { endpoint, forward_headers, client, cache: AuthCache::new(&config.cache) })
     }
 
     pub(crate) fn host(&self) -> &str {
         self.endpoint.host_str().unwrap_or("the authentication endpoint")
     }
 
-    #[tracing::instrument(name = "custom authentication", skip_all, fields(otel.kind = "client", server.address = self.host()))]
+    /// The user of `token` for `req`: a recent answer of the endpoint about the same token and
+    /// request summary (path, forwarded headers, query), else a new one.
     pub(crate) async fn authenticate(&self, token: &str, req: &RequestInfo) -> Result<User, AuthError> {
+        let summary = self.summary(req);
+        let key = CacheKey::of(&[token.as_bytes(), summary.to_string().as_bytes()]);
+        self.cache.get_or_ask(key, self.ask(token, summary)).await
+    }
+
+    /// What the endpoint is told about the request: its path, the allowed headers (never
+    /// `Authorization`, cookies only when an operator lists them) and the query parameters.
+    fn summary(&self, req: &RequestInfo) -> Value {
         let mut headers = Map::new();
         for (name, value) in &req.headers {
             let name = name.to_ascii_lowercase();
-            if name == "authorization" {
+            if name == "authorization" || !self.forward_headers.contains(&name) {
                 continue;
             }
             match headers.get_mut(&name) {
@@ -63,10 +73,12 @@ impl CustomEndpoint {
         for (k, v) in &req.query {
             params.entry(k.as_str()).or_default().push(v.as_str());
         }
-        let body = json!({
-            "api_key": token,
-            "request": {"path": req.path, "headers": headers, "params": params},
-        });
+        json!({"path": req.path, "headers": headers, "params": params})
+    }
+
+    #[tracing::instrument(name = "custom authentication", skip_all, fields(otel.kind = "client", server.address = self.host()))]
+    async fn ask(&self, token: &str, summary: Value) -> Result<User, AuthError> {
+        let body = json!({"api_key": token, "request": summary});
         let resp = self
             .client
             .post(self.endpoint.clone())

@@ -57,9 +57,6 @@ impl AuthError {
 /// Why an [`super::Authenticator`] cannot be built from its config (at start-up).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthSetupError {
-    /// The provider type is parsed but not served (`github_token`, `kubernetes`).
-    #[error("authentication provider type '{0}' is not served by ferrostack")]
-    Unserved(&'static str),
     /// The config is inconsistent (it did not pass validation).
     #[error("invalid authentication config: {0}")]
     Invalid(String),

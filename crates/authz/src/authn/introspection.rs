@@ -6,6 +6,7 @@ use ferrostack_config::IntrospectionConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
+use super::cache::{AuthCache, CacheKey};
 use super::claims::{map_claims, non_empty};
 use super::error::AuthError;
 use crate::User;
@@ -17,6 +18,7 @@ pub(crate) struct Introspector {
     send_secret_in_body: bool,
     claims_mapping: BTreeMap<String, String>,
     client: reqwest::Client,
+    cache: AuthCache,
 }
 
 impl Introspector {
@@ -24,6 +26,7 @@ impl Introspector {
         config: &IntrospectionConfig,
         claims_mapping: BTreeMap<String, String>,
         client: reqwest::Client,
+        cache: AuthCache,
     ) -> Result<Self, String> {
         let url = reqwest::Url::parse(&config.url).map_err(|e| format!("introspection.url: {e}"))?;
         Ok(Self {
@@ -33,6 +36,7 @@ impl Introspector {
             send_secret_in_body: config.send_secret_in_body,
             claims_mapping,
             client,
+            cache,
         })
     }
 
@@ -40,8 +44,13 @@ impl Introspector {
         self.url.host_str().unwrap_or("the introspection endpoint")
     }
 
-    #[tracing::instrument(name = "token introspection", skip_all, fields(otel.kind = "client", server.address = self.host()))]
+    /// The user of `token`: a recent answer of the endpoint, else a new one.
     pub(crate) async fn authenticate(&self, token: &str) -> Result<User, AuthError> {
+        self.cache.get_or_ask(CacheKey::of(&[token.as_bytes()]), self.ask(token)).await
+    }
+
+    #[tracing::instrument(name = "token introspection", skip_all, fields(otel.kind = "client", server.address = self.host()))]
+    async fn ask(&self, token: &str) -> Result<User, AuthError> {
         let secret = self.client_secret.expose_secret();
         let mut form: Vec<(&str, &str)> = vec![("token", token)];
         let mut request = self.client.post(self.url.clone());

@@ -6,14 +6,19 @@
 //! `e.status()` (401 or 503) with `e.message()`.
 //!
 //! Providers: `static` (tokens from the config), `oauth2_token` (JWT against a JWKS, or RFC 7662
-//! introspection), `custom` (POST to the operator's endpoint) and `upstream_header` (a trusted
-//! proxy names the caller). Tokens are never logged.
+//! introspection), `custom` (POST to the operator's endpoint), `github_token` (the GitHub API),
+//! `kubernetes` (the API server reviews the token) and `upstream_header` (a trusted proxy names
+//! the caller). The answers of remote identity providers are reused for a short time (see
+//! [`cache`](self) and `cache` in each provider's config). Tokens are never logged.
 
+mod cache;
 mod claims;
 mod custom;
 mod error;
+mod github;
 mod introspection;
 mod jwks;
+mod kubernetes;
 mod request;
 mod static_tokens;
 mod upstream;
@@ -44,6 +49,8 @@ enum Provider {
     Jwks(jwks::JwksVerifier),
     Introspection(introspection::Introspector),
     Custom(custom::CustomEndpoint),
+    Github(github::GithubToken),
+    Kubernetes(kubernetes::Kubernetes),
     UpstreamHeader(upstream::UpstreamHeader),
 }
 
@@ -54,9 +61,8 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// The authenticator of a validated provider config. Fails for the provider types ferrostack
-    /// does not serve, an unreadable `tls_cafile`, or an HTTP client that cannot be built. Does no
-    /// network I/O (the JWKS is fetched on first use).
+    /// The authenticator of a validated provider config. Fails for an unreadable `tls_cafile`, or
+    /// an HTTP client that cannot be built. Does no network I/O (the JWKS is fetched on first use).
     pub fn new(config: &AuthProviderConfig) -> Result<Self, AuthSetupError> {
         let provider = match config {
             AuthProviderConfig::Static(c) => Provider::Static(static_tokens::StaticTokens::new(c)),
@@ -66,8 +72,13 @@ impl Authenticator {
                 Provider::Custom(custom::CustomEndpoint::from_config(c, client).map_err(AuthSetupError::Invalid)?)
             }
             AuthProviderConfig::OAuth2Token(c) => oauth2(c)?,
-            AuthProviderConfig::GithubToken(_) | AuthProviderConfig::Kubernetes(_) => {
-                return Err(AuthSetupError::Unserved(config.type_name()));
+            AuthProviderConfig::GithubToken(c) => {
+                let client = http_client(c.timeout_ms, true, None)?;
+                Provider::Github(github::GithubToken::new(c, client).map_err(AuthSetupError::Invalid)?)
+            }
+            AuthProviderConfig::Kubernetes(c) => {
+                let client = http_client(c.timeout_ms, c.verify_tls, c.tls_cafile.as_deref())?;
+                Provider::Kubernetes(kubernetes::Kubernetes::new(c, client).map_err(AuthSetupError::Invalid)?)
             }
         };
         Ok(Self { inner: Arc::new(provider) })
@@ -79,6 +90,8 @@ impl Authenticator {
             Provider::Static(_) => "static",
             Provider::Jwks(_) | Provider::Introspection(_) => "oauth2_token",
             Provider::Custom(_) => "custom",
+            Provider::Github(_) => "github_token",
+            Provider::Kubernetes(_) => "kubernetes",
             Provider::UpstreamHeader(_) => "upstream_header",
         }
     }
@@ -141,6 +154,20 @@ impl Authenticator {
                 let token = req.bearer_token(&missing)?;
                 p.authenticate(token, req).await
             }
+            Provider::Github(p) => {
+                let missing = format!(
+                    "Authentication required. Please provide a valid GitHub token (a personal access token: \
+                     https://docs.github.com/en/authentication/keeping-your-account-and-data-secure/managing-your-personal-access-tokens) \
+                     validated by {}",
+                    p.host()
+                );
+                let token = req.bearer_token(&missing)?;
+                p.authenticate(token).await
+            }
+            Provider::Kubernetes(p) => {
+                let token = req.bearer_token("Authentication required")?;
+                p.authenticate(token).await
+            }
         }
     }
 }
@@ -153,7 +180,8 @@ fn oauth2(c: &OAuth2TokenConfig) -> Result<Provider, AuthSetupError> {
                 .map_err(AuthSetupError::Invalid)?,
         )),
         (None, Some(i)) => Ok(Provider::Introspection(
-            introspection::Introspector::new(i, c.claims_mapping.clone(), client).map_err(AuthSetupError::Invalid)?,
+            introspection::Introspector::new(i, c.claims_mapping.clone(), client, cache::AuthCache::new(&c.cache))
+                .map_err(AuthSetupError::Invalid)?,
         )),
         _ => Err(AuthSetupError::Invalid("oauth2_token needs exactly one of 'jwks' and 'introspection'".to_owned())),
     }

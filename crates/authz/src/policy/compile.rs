@@ -12,6 +12,7 @@
 //! | `user in owners C` | `owner_principal <> ''` and the owner's `C` list holds one of the caller's `C` values (JSONB `@>` on PostgreSQL, `json_each` on SQLite) |
 //! | resource `exact` | `id = $id` |
 //! | resource `type::*`, `regex:literal`, `regex:literal.*` | `left(id, n) = $prefix` / `substr(id, 1, n) = ?` |
+//! | any other `regex:re` | `($type_prefix \|\| id) ~ $translated` / `regexp(?, ? \|\| id)` (see [`super::regex_sql`]) |
 //!
 //! First-applying-rule order becomes a boolean chain: a permit rule is `guard OR rest`, a forbid
 //! rule `NOT guard AND rest` (with `NOT COALESCE(guard, FALSE)`, so a NULL never turns into a
@@ -22,6 +23,7 @@ use ferrostack_catalog::{Dialect, Sql, Value};
 use ferrostack_config::{AccessRule, Action, Condition, Conditions, Effect, ResourcePattern};
 
 use super::eval::{SQL_RECORD, effective};
+use super::regex_sql::{SqlRegex, translate};
 use crate::User;
 
 /// Owner column: the owner's principal, `''` for an unowned row (never NULL).
@@ -33,17 +35,18 @@ pub const ACCESS_ATTRIBUTES: &str = "access_attributes";
 /// Why a policy cannot be compiled for a table.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CompileError {
-    /// A `regex:` resource pattern whose outcome depends on the row id in a way SQL cannot test
-    /// exactly on both dialects.
+    /// A `regex:` resource pattern that cannot be translated exactly for PostgreSQL.
     #[error(
-        "the resource pattern regex:{pattern} cannot be applied to the rows of table {table} in SQL: only a literal \
-         (optionally followed by `.*`) is supported for SQL tables; use an exact id or a `type::*` pattern"
+        "the resource pattern regex:{pattern} cannot be applied to the rows of table {table} in SQL: it uses \
+         {construct}, which PostgreSQL's regular expressions cannot match exactly as ferrostack does"
     )]
     UnsupportedRegex {
         /// The regex (after `regex:`).
         pattern: String,
         /// The table.
         table: String,
+        /// What in it cannot be translated.
+        construct: String,
     },
 }
 
@@ -101,6 +104,13 @@ pub enum Predicate {
     IdEquals(String),
     /// `id` starts with the prefix (non-empty).
     IdStartsWith(String),
+    /// The regex matches at the start of `type_prefix || id` (the qualified id).
+    IdMatches {
+        /// `sql_record::<table>::`.
+        type_prefix: String,
+        /// The regex for each dialect.
+        regex: SqlRegex,
+    },
     /// Negation (NULL counts as false underneath).
     Not(Box<Predicate>),
     /// Conjunction (at least two operands).
@@ -249,8 +259,16 @@ fn resource_predicate(pattern: &ResourcePattern, type_prefix: &str, table: &str)
         }),
         ResourcePattern::TypePrefix(prefix) => Ok(starts_with(prefix, type_prefix)),
         ResourcePattern::Regex(re) => match literal_prefix_regex(re.source()) {
+            // A literal prefix: a starts-with test, which an index can serve.
             Some(prefix) => Ok(starts_with(&prefix, type_prefix)),
-            None => Err(CompileError::UnsupportedRegex { pattern: re.source().to_owned(), table: table.to_owned() }),
+            None => match translate(re.source()) {
+                Ok(regex) => Ok(Predicate::IdMatches { type_prefix: type_prefix.to_owned(), regex }),
+                Err(construct) => Err(CompileError::UnsupportedRegex {
+                    pattern: re.source().to_owned(),
+                    table: table.to_owned(),
+                    construct,
+                }),
+            },
         },
     }
 }
@@ -345,6 +363,27 @@ fn render(p: &Predicate, target: &Target<'_>, dialect: Dialect, sql: Sql) -> Sql
                 Dialect::Sqlite => sql.push(&format!(", 1, {n})")),
             };
             sql.push(" = ").bind(Value::Text(prefix.clone())).push(", FALSE)")
+        }
+        Predicate::IdMatches { type_prefix, regex } => {
+            let id = target.column(target.id_column);
+            match dialect {
+                Dialect::Postgres => sql
+                    .push("COALESCE((CAST(")
+                    .bind(Value::Text(type_prefix.clone()))
+                    .push(" AS TEXT) || ")
+                    .push(&id)
+                    .push(") ~ ")
+                    .bind(Value::Text(regex.postgres.clone()))
+                    .push(", FALSE)"),
+                Dialect::Sqlite => sql
+                    .push("COALESCE(regexp(")
+                    .bind(Value::Text(regex.rust.clone()))
+                    .push(", ")
+                    .bind(Value::Text(type_prefix.clone()))
+                    .push(" || ")
+                    .push(&id)
+                    .push("), FALSE)"),
+            }
         }
         Predicate::Not(inner) => render(inner, target, dialect, sql.push("NOT COALESCE(")).push(", FALSE)"),
         Predicate::And(items) | Predicate::Or(items) => {

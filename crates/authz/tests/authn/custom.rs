@@ -9,6 +9,7 @@ use crate::support::{attrs, authenticator, bearer, err, idp, nothing_listens, ok
 pub fn tests() -> Vec<Test> {
     vec![
         Test::plain("custom::ok_and_request_shape", ok_and_request_shape),
+        Test::plain("custom::only_allowed_headers_are_sent", only_allowed_headers),
         Test::plain("custom::non_200", non_200),
         Test::plain("custom::bad_body", bad_body),
         Test::plain("custom::timeout_is_503", timeout),
@@ -23,7 +24,10 @@ fn config(endpoint: &str) -> Authenticator {
 
 async fn ok_and_request_shape() {
     let s = idp().await;
-    let auth = config(&s.url("/custom"));
+    // Only the listed headers go to the endpoint (issue 18): these two are listed here.
+    let auth = authenticator(json!({
+        "type": "custom", "endpoint": s.url("/custom"), "timeout_ms": 2000, "forward_headers": ["X-Tenant", "x-multi"],
+    }));
     let req = RequestInfo::new("POST", "/v1/chat/completions")
         .with_header("Authorization", "Bearer good")
         .with_header("X-Tenant", "acme")
@@ -50,6 +54,20 @@ async fn ok_and_request_shape() {
     let user = ok(auth.authenticate(&bearer("plain")).await);
     assert_eq!(user.principal, "dave");
     assert_eq!(user.attributes, None);
+}
+
+async fn only_allowed_headers() {
+    let s = idp().await;
+    let auth = config(&s.url("/custom"));
+    let req = RequestInfo::new("GET", "/v1/models")
+        .with_header("Authorization", "Bearer good")
+        .with_header("Cookie", "session=secret")
+        .with_header("X-Api-Key", "other-service-key")
+        .with_header("User-Agent", "sdk/1")
+        .with_header("X-Request-Id", "r-1");
+    ok(auth.authenticate(&req).await);
+    let seen = s.idp.custom_seen.lock().unwrap().clone().unwrap();
+    assert_eq!(seen["request"]["headers"], json!({"user-agent": "sdk/1", "x-request-id": "r-1"}), "default allow-list");
 }
 
 async fn non_200() {

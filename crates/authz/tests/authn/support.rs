@@ -113,6 +113,20 @@ pub struct Idp {
     pub introspection_seen: Mutex<Option<Seen>>,
     /// Body of the last custom-endpoint request.
     pub custom_seen: Mutex<Option<Value>>,
+    /// Requests to the introspection endpoint.
+    pub introspection_hits: AtomicUsize,
+    /// Requests to the custom endpoint.
+    pub custom_hits: AtomicUsize,
+    /// Requests to the fake GitHub API's `/user`, and to `/user/orgs`.
+    pub github_user_hits: AtomicUsize,
+    pub github_orgs_hits: AtomicUsize,
+    /// Reviews asked of the fake Kubernetes API server.
+    pub kubernetes_hits: AtomicUsize,
+}
+
+/// How many times `counter` was hit.
+pub fn hits(counter: &AtomicUsize) -> usize {
+    counter.load(Ordering::SeqCst)
 }
 
 impl Idp {
@@ -148,6 +162,10 @@ pub async fn idp() -> Server {
             .route("/jwks-with-token", web::get().to(jwks_with_token))
             .route("/introspect", web::post().to(introspect))
             .route("/custom", web::post().to(custom))
+            .route("/github/user", web::get().to(github_user))
+            .route("/github/user/orgs", web::get().to(github_orgs))
+            .route("/k8s/apis/authentication.k8s.io/v1/selfsubjectreviews", web::post().to(self_subject_review))
+            .route("/k8s/apis/authentication.k8s.io/v1/tokenreviews", web::post().to(token_review))
             .route("/hang", web::to(hang))
     })
     .workers(1)
@@ -186,6 +204,7 @@ async fn introspect(req: HttpRequest, form: web::Form<HashMap<String, String>>, 
     let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let form = form.into_inner();
     let token = form.get("token").cloned().unwrap_or_default();
+    idp.introspection_hits.fetch_add(1, Ordering::SeqCst);
     *idp.introspection_seen.lock().unwrap() = Some((auth, form));
     if let Some(sub) = token.strip_prefix("active-") {
         return HttpResponse::Ok().json(json!({
@@ -212,6 +231,7 @@ async fn introspect(req: HttpRequest, form: web::Form<HashMap<String, String>>, 
 /// `bad-body` a body without principal, `not-json`.
 async fn custom(body: web::Json<Value>, idp: web::Data<Idp>) -> HttpResponse {
     let body = body.into_inner();
+    idp.custom_hits.fetch_add(1, Ordering::SeqCst);
     *idp.custom_seen.lock().unwrap() = Some(body.clone());
     let key = body["api_key"].as_str().unwrap_or_default().to_owned();
     if let Some(status) = key.strip_prefix("status-") {
@@ -226,6 +246,82 @@ async fn custom(body: web::Json<Value>, idp: web::Data<Idp>) -> HttpResponse {
         "bad-body" => HttpResponse::Ok().json(json!({"user": "eve"})),
         "bad-attributes" => HttpResponse::Ok().json(json!({"principal": "eve", "attributes": {"roles": "admin"}})),
         _ => HttpResponse::Ok().content_type("application/json").body("nope"),
+    }
+}
+
+fn bearer_of(req: &HttpRequest) -> String {
+    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    auth.strip_prefix("Bearer ").unwrap_or_default().to_owned()
+}
+
+/// The fake GitHub `/user`, by token: `gh-alice` (id 42), `gh-many` (150 organisations),
+/// `gh-orgs-fail` (organisations fail), `gh-status-<n>` that status, anything else 401.
+async fn github_user(req: HttpRequest, idp: web::Data<Idp>) -> HttpResponse {
+    idp.github_user_hits.fetch_add(1, Ordering::SeqCst);
+    let token = bearer_of(&req);
+    if let Some(status) = token.strip_prefix("gh-status-") {
+        let status = actix_web::http::StatusCode::from_u16(status.parse().unwrap()).unwrap();
+        return HttpResponse::build(status).json(json!({"message": "x"}));
+    }
+    match token.as_str() {
+        "gh-alice" => HttpResponse::Ok().json(json!({"login": "alice", "id": 42, "name": "Alice"})),
+        "gh-many" => HttpResponse::Ok().json(json!({"login": "many", "id": 7})),
+        "gh-orgs-fail" => HttpResponse::Ok().json(json!({"login": "lonely", "id": 8})),
+        _ => HttpResponse::Unauthorized().json(json!({"message": "Bad credentials"})),
+    }
+}
+
+/// The fake GitHub `/user/orgs`, paged by `per_page` and `page`.
+async fn github_orgs(req: HttpRequest, q: web::Query<HashMap<String, String>>, idp: web::Data<Idp>) -> HttpResponse {
+    idp.github_orgs_hits.fetch_add(1, Ordering::SeqCst);
+    let per_page: usize = q.get("per_page").and_then(|v| v.parse().ok()).unwrap_or(30);
+    let page: usize = q.get("page").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let all: Vec<String> = match bearer_of(&req).as_str() {
+        "gh-alice" => vec!["acme".into(), "widgets".into(), "acme".into()],
+        "gh-many" => (0..150).map(|i| format!("org{i}")).collect(),
+        _ => return HttpResponse::InternalServerError().finish(),
+    };
+    let start = (page - 1) * per_page;
+    let items: Vec<Value> = all.iter().skip(start).take(per_page).map(|o| json!({"login": o, "id": 1})).collect();
+    HttpResponse::Ok().json(items)
+}
+
+fn service_account_user() -> Value {
+    json!({"username": "system:serviceaccount:ml:app", "uid": "u-1", "groups": ["system:serviceaccounts", "team-a"]})
+}
+
+/// The fake API server's `SelfSubjectReview`, by the caller's token: `k8s-sa` a service account,
+/// `k8s-no-user` no user info, `k8s-status-<n>` that status, anything else 401.
+async fn self_subject_review(req: HttpRequest, body: web::Json<Value>, idp: web::Data<Idp>) -> HttpResponse {
+    idp.kubernetes_hits.fetch_add(1, Ordering::SeqCst);
+    assert_eq!(body["kind"], json!("SelfSubjectReview"));
+    assert_eq!(body["apiVersion"], json!("authentication.k8s.io/v1"));
+    let token = bearer_of(&req);
+    if let Some(status) = token.strip_prefix("k8s-status-") {
+        let status = actix_web::http::StatusCode::from_u16(status.parse().unwrap()).unwrap();
+        return HttpResponse::build(status).json(json!({"kind": "Status"}));
+    }
+    match token.as_str() {
+        "k8s-sa" => HttpResponse::Created()
+            .json(json!({"kind": "SelfSubjectReview", "status": {"userInfo": service_account_user()}})),
+        "k8s-no-user" => HttpResponse::Created().json(json!({"kind": "SelfSubjectReview", "status": {}})),
+        _ => HttpResponse::Unauthorized().json(json!({"kind": "Status", "code": 401})),
+    }
+}
+
+/// The fake API server's `TokenReview`: only ferrostack's own token (`own-token`) may ask; the
+/// reviewed token `k8s-sa` is a service account, any other is not authenticated.
+async fn token_review(req: HttpRequest, body: web::Json<Value>, idp: web::Data<Idp>) -> HttpResponse {
+    idp.kubernetes_hits.fetch_add(1, Ordering::SeqCst);
+    if bearer_of(&req) != "own-token" {
+        return HttpResponse::Unauthorized().finish();
+    }
+    assert_eq!(body["kind"], json!("TokenReview"));
+    match body["spec"]["token"].as_str() {
+        Some("k8s-sa") => HttpResponse::Created()
+            .json(json!({"kind": "TokenReview", "status": {"authenticated": true, "user": service_account_user()}})),
+        _ => HttpResponse::Created()
+            .json(json!({"kind": "TokenReview", "status": {"authenticated": false, "error": "invalid"}})),
     }
 }
 

@@ -1,6 +1,8 @@
 //! The compiler against the evaluator: for random policies and users, on a few hundred random
 //! rows inserted once per database, the compiled predicate selects exactly the rows the evaluator
-//! allows, for every action, on SQLite and PostgreSQL.
+//! allows, for every action, on SQLite and PostgreSQL. Resource patterns include random `regex:`
+//! patterns, so the translation of regexes to PostgreSQL (and the `regexp` function on SQLite) is
+//! proven against the evaluator's own regex engine.
 //!
 //! `FERROSTACK_PROPTEST_CASES` (default [`DEFAULT_CASES`]) and `FERROSTACK_PROPTEST_SEED` (a u64,
 //! default fixed) make runs reproducible. A failure is shrunk and the smallest failing policy and
@@ -98,7 +100,67 @@ fn resource_pattern() -> impl Strategy<Value = Option<ResourcePattern>> {
         ResourcePattern::Regex(Pattern::new("sql_record::it").unwrap()),
         ResourcePattern::Regex(Pattern::new("sql_record::other").unwrap()),
     ]);
-    prop_oneof![3 => Just(None), 1 => exact.prop_map(Some), 2 => fixed.prop_map(Some)]
+    let random = random_regex().prop_map(|re| {
+        Some(ResourcePattern::Regex(Pattern::new(&re).unwrap_or_else(|e| panic!("generated regex {re:?}: {e}"))))
+    });
+    prop_oneof![3 => Just(None), 1 => exact.prop_map(Some), 2 => fixed.prop_map(Some), 2 => random]
+}
+
+/// One piece of a random regex: a literal or a class, maybe repeated.
+fn regex_atom() -> impl Strategy<Value = String> {
+    let base = proptest::sample::select(vec![
+        "r",
+        "1",
+        "0",
+        "2",
+        "file-",
+        "x",
+        "-",
+        "items",
+        "::",
+        "[0-9]",
+        "[a-f0-9-]",
+        "[^r]",
+        "[rx]",
+        ".",
+        "[[:digit:]]",
+        "(?i:R)",
+        r"\-",
+        r"\d",
+    ]);
+    let repeat = proptest::sample::select(vec!["", "", "", "*", "+", "?", "{1,2}", "{0,3}", "{2}", "*?"]);
+    (base, repeat).prop_map(|(atom, q)| if q.is_empty() { atom.to_owned() } else { format!("(?:{atom}){q}") })
+}
+
+/// A sequence of pieces, or an alternation of two (maybe repeated).
+fn regex_part() -> impl Strategy<Value = String> {
+    let seq = || proptest::collection::vec(regex_atom(), 1..4).prop_map(|v| v.concat());
+    prop_oneof![
+        3 => seq(),
+        1 => (seq(), seq(), proptest::sample::select(vec!["", "*", "?", "+"]))
+            .prop_map(|(a, b, q)| format!("({a}|{b}){q}")),
+        1 => seq().prop_map(|a| format!("({a}|)")),
+    ]
+}
+
+/// A random regex over qualified ids: a start such as `sql_record::items::`, then random parts,
+/// maybe an end anchor. Every one is translatable; which ids it matches is up to chance.
+fn random_regex() -> impl Strategy<Value = String> {
+    let starts = vec![
+        format!("sql_record::{TABLE}::"),
+        "sql_record::".to_owned(),
+        String::new(),
+        ".*".to_owned(),
+        format!("sql_record::({TABLE}|other)::"),
+        "sql_record::it(e|a)ms::".to_owned(),
+        "[a-z_]+::[a-z]+::".to_owned(),
+    ];
+    (
+        proptest::sample::select(starts),
+        proptest::collection::vec(regex_part(), 1..3),
+        proptest::sample::select(vec!["", "", "$"]),
+    )
+        .prop_map(|(start, parts, end)| format!("{start}{}{end}", parts.concat()))
 }
 
 fn rule() -> impl Strategy<Value = AccessRule> {

@@ -79,7 +79,42 @@ pub fn tests() -> Vec<Test> {
             catalog.close().await;
         }));
     }
+    tests.push(Test::plain("sql::sqlite::regexp_function_is_registered", || async {
+        let s = sqlite_scratch().await;
+        sqlite_regexp(&s.db).await;
+        s.catalog.close().await;
+    }));
     tests
+}
+
+/// SQLite has a REGEXP operator but no function behind it: the catalog registers one on every
+/// connection, running Rust's regex (the access-policy compiler relies on it).
+async fn sqlite_regexp(db: &Db) {
+    let test = |pattern: Option<&str>, text: Option<&str>| {
+        Sql::new()
+            .push("SELECT ")
+            .bind(text.map_or(Value::Null, Value::from))
+            .push(" REGEXP ")
+            .bind(pattern.map_or(Value::Null, Value::from))
+            .push(" AS m")
+    };
+    for (pattern, text, want) in [
+        (r"\A(?:sql_record::t::file-[a-f0-9-]+)", "sql_record::t::file-0a-1", Some(true)),
+        (r"\A(?:sql_record::t::file-[a-f0-9-]+)", "sql_record::t::files", Some(false)),
+        ("b+", "abbc", Some(true)),
+        (r"\Ab", "abc", Some(false)),
+        ("é", "café", Some(true)),
+    ] {
+        let row = db.fetch_optional(test(Some(pattern), Some(text))).await.unwrap().unwrap();
+        let got: Option<bool> = row.get("m").unwrap();
+        assert_eq!(got, want, "{text} REGEXP {pattern}");
+    }
+    for (pattern, text) in [(None, Some("a")), (Some("a"), None)] {
+        let row = db.fetch_optional(test(pattern, text)).await.unwrap().unwrap();
+        assert_eq!(row.get::<Option<bool>>("m").unwrap(), None, "NULL in, NULL out");
+    }
+    let err = db.fetch_optional(test(Some("("), Some("a"))).await.expect_err("invalid regex");
+    assert!(err.to_string().contains("regex"), "{err}");
 }
 
 async fn count(db: &Db) -> i64 {

@@ -1,7 +1,7 @@
 //! `server.auth.provider_config`: every provider type, its defaults, its validation, and that its
 //! secrets never show.
 
-use ferrostack_config::{AuthProviderConfig, OAuth2TokenConfig};
+use ferrostack_config::{AuthCacheConfig, AuthProviderConfig, KubernetesReview, OAuth2TokenConfig};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
@@ -114,10 +114,57 @@ fn unknown_fields_and_types_are_refused() {
 }
 
 #[test]
-fn unserved_types_are_problems() {
-    for t in ["github_token", "kubernetes"] {
-        let p = problems(&with_provider(json!({"type": t, "api_server_url": "https://k"})), &[]);
-        assert_problem(&p, &format!("{P}.type"), &[t, "not served"], t);
+fn github_and_kubernetes_parse_with_the_reference_defaults() {
+    match provider(json!({"type": "github_token"})) {
+        AuthProviderConfig::GithubToken(c) => {
+            assert_eq!(c.github_api_base_url, "https://api.github.com");
+            assert_eq!(c.claims_mapping, ferrostack_config::default_github_claims_mapping());
+            assert_eq!(c.claims_mapping["login"], "users");
+            assert_eq!(c.claims_mapping["organizations"], "teams");
+            assert_eq!(c.cache, AuthCacheConfig::default());
+        }
+        other => panic!("{other:?}"),
+    }
+    match provider(json!({"type": "kubernetes", "api_server_url": "https://k:6443", "tls_cafile": "/ca.crt"})) {
+        AuthProviderConfig::Kubernetes(c) => {
+            assert_eq!(c.api_server_url, "https://k:6443");
+            assert!(c.verify_tls);
+            assert_eq!(c.tls_cafile.as_deref(), Some("/ca.crt"));
+            assert_eq!(c.review, KubernetesReview::SelfSubjectReview);
+            assert_eq!(c.claims_mapping["username"], "users");
+            assert_eq!(c.claims_mapping["groups"], "roles");
+        }
+        other => panic!("{other:?}"),
+    }
+    match provider(json!({"type": "kubernetes"})) {
+        AuthProviderConfig::Kubernetes(c) => assert_eq!(c.api_server_url, "https://kubernetes.default.svc"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn github_and_kubernetes_problems() {
+    #[rustfmt::skip]
+    let cases: &[(Value, &str, &[&str])] = &[
+        (json!({"type": "github_token", "github_api_base_url": "api.github.com"}), "github_api_base_url", &["not a valid URL"]),
+        (json!({"type": "github_token", "claims_mapping": {"login": ""}}), "claims_mapping.login", &["must not be empty"]),
+        (json!({"type": "github_token", "token": "x"}), "token", &["unknown field `token`"]),
+        (json!({"type": "kubernetes", "api_server_url": "ftp://k"}), "api_server_url", &["not a valid URL"]),
+        (json!({"type": "kubernetes", "claims_mapping": {"groups": " "}}), "claims_mapping.groups", &["must not be empty"]),
+        (json!({"type": "kubernetes", "review": "token_review", "token_file": ""}), "token_file", &["must not be empty"]),
+        (json!({"type": "kubernetes", "review": "subject_access_review"}), "review", &["unknown variant"]),
+        (json!({"type": "kubernetes", "cache": {"max_entries": 0}}), "cache.max_entries", &["between 1 and"]),
+        (json!({"type": "custom", "endpoint": "http://a", "forward_headers": ["Authorization"]}), "forward_headers[0]", &["Authorization"]),
+    ];
+    for (config, field, words) in cases {
+        let p = problems(&with_provider(config.clone()), &[]);
+        let at = format!("{P}.{field}");
+        if p.at(&at).is_some() {
+            assert_problem(&p, &at, words, field);
+        } else {
+            // serde's errors inside the internally tagged provider are reported at the provider.
+            assert!(words.iter().all(|w| p.to_string().contains(w)), "{field}: {p}");
+        }
     }
 }
 
@@ -312,6 +359,19 @@ fn docs_state_the_defaults() {
     assert!(row("audience").contains(&format!("`{}`", ferrostack_config::default_audience())));
     assert!(row("jwks.key_recheck_period").contains(&format!("`{}`", ferrostack_config::default_key_recheck_period())));
     assert!(row("timeout_ms").contains(&format!("`{}`", ferrostack_config::default_auth_timeout_ms())));
+    for (field, default) in [
+        ("cache.ttl_seconds", ferrostack_config::default_auth_cache_ttl_seconds().to_string()),
+        ("cache.negative_ttl_seconds", ferrostack_config::default_auth_cache_negative_ttl_seconds().to_string()),
+        ("cache.max_entries", ferrostack_config::default_auth_cache_max_entries().to_string()),
+        ("github_api_base_url", ferrostack_config::default_github_api_base_url()),
+        ("api_server_url", ferrostack_config::default_kubernetes_api_server_url()),
+        ("token_file", ferrostack_config::default_kubernetes_token_file()),
+    ] {
+        assert!(row(field).contains(&format!("`{default}`")), "{field}: {}", row(field));
+    }
+    for header in ferrostack_config::default_custom_forward_headers() {
+        assert!(row("forward_headers").contains(&format!("`{header}`")), "{header}");
+    }
     let mapping = row("claims_mapping");
     for (claim, category) in ferrostack_config::default_oauth2_claims_mapping() {
         assert!(mapping.contains(&format!("`{claim}`")) && mapping.contains(&format!("`{category}`")), "{claim}");

@@ -116,3 +116,22 @@ fn builtin_setup_is_described() {
         assert!(doc.contains(needle), "docs/configuration.md does not mention {needle}");
     }
 }
+
+/// `docs/migrating-from-llama-stack.md` names every served provider type and the served APIs.
+#[test]
+fn migration_guide_lists_what_is_served() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/migrating-from-llama-stack.md");
+    let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (_, provider_type) in fc::served_provider_types() {
+        assert!(doc.contains(&format!("| `{provider_type}` |")), "{provider_type} missing from the served table");
+    }
+    for kind in fc::InferenceProviderKind::all() {
+        if let Some(url) = kind.default_url() {
+            assert!(doc.contains(&format!("`{url}`")), "{}: default URL {url}", kind.type_name());
+        }
+    }
+    for section in ["registered_resources.models", "vector_stores", "server.tls_certfile", "github_token", "kubernetes"]
+    {
+        assert!(doc.contains(section), "{section}");
+    }
+}

@@ -78,9 +78,7 @@ fn named_backends_loads_unchanged() {
     );
     assert_eq!(
         l.warnings,
-        [
-            "providers.vector_io[0] (chromadb): provider type remote::chromadb is not served by ferrostack; the entry is accepted and its backend references are checked"
-        ]
+        ["accepted and ignored (not served by ferrostack): providers.vector_io[0] chromadb (remote::chromadb)"]
     );
 }
 

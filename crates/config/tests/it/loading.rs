@@ -225,7 +225,9 @@ fn type_errors_are_reported_with_their_path() {
 
 #[test]
 fn unknown_backend_type_lists_the_supported_ones() {
-    for ty in ["kv_redis", "kv_mongodb", "postgres"] {
+    // kv_redis and kv_mongodb are Llama Stack types: accepted since issue 17 (see
+    // unserved_backend_types_are_accepted_until_a_store_needs_them); anything else is unknown.
+    for ty in ["postgres", "kv_memcached"] {
         let p = problems(&format!("version: 2\nstorage:\n  backends:\n    b: {{type: {ty}, host: h}}\n"), &[]);
         assert_problem(
             &p,
@@ -233,13 +235,46 @@ fn unknown_backend_type_lists_the_supported_ones() {
             &[
                 &format!("unknown backend type '{ty}'"),
                 "kv_sqlite, kv_postgres, sql_sqlite, sql_postgres",
-                "kv_redis and kv_mongodb are not served",
+                "kv_redis and kv_mongodb are accepted but not served",
             ],
             ty,
         );
     }
     let p = problems("version: 2\nstorage:\n  backends:\n    b: {db_path: x}\n", &[]);
     assert_problem(&p, "storage.backends.b.type", &["missing field `type`", "kv_sqlite"], "no type");
+}
+
+#[test]
+fn unserved_backend_types_are_accepted_until_a_store_needs_them() {
+    let base = "version: 2\nstorage:\n  backends:\n    kv: {type: kv_sqlite, db_path: /d/kv.db}\n    sql: {type: sql_sqlite, db_path: /d/sql.db}\n    cache: {type: kv_redis, host: redis, port: 6379, password: hunter2}\n    docs: {type: kv_mongodb, host: mongo}\n  stores: {metadata: {backend: kv, namespace: registry}, inference: {backend: sql}, conversations: {backend: sql}, prompts: {backend: kv, namespace: p}, connectors: {backend: kv, namespace: c}}\n";
+    let providers = "providers:\n  vector_io:\n  - {provider_id: faiss, provider_type: inline::faiss, config: {persistence: {backend: cache, namespace: v}}}\n";
+    let l = load(&format!("{base}{providers}"), &[]);
+    assert!(l.config.storage.backends.keys().all(|k| k == "kv" || k == "sql"), "the catalog never sees them");
+    assert_eq!(l.config.storage.unserved_backends["cache"].type_name, "kv_redis");
+    assert!(!format!("{:?}", l.config.storage.unserved_backends).contains("hunter2"), "secrets redacted");
+    for listed in ["storage.backends.cache (kv_redis)", "storage.backends.docs (kv_mongodb)"] {
+        assert!(l.coverage.ignored.contains(&listed.to_owned()), "{:?}", l.coverage.ignored);
+    }
+
+    let wrong_family = "providers:\n  files:\n  - {provider_id: f, provider_type: inline::localfs, config: {metadata_store: {backend: docs, table_name: t}}}\n";
+    let p = problems(&format!("{base}{wrong_family}"), &[]);
+    assert_problem(
+        &p,
+        "providers.files[0].config.metadata_store.backend",
+        &["needs a sql_* backend", "kv_mongodb"],
+        "family",
+    );
+
+    let store = base.replace("metadata: {backend: kv,", "metadata: {backend: cache,");
+    let p = problems(&store, &[]);
+    assert_problem(
+        &p,
+        "storage.stores.metadata.backend",
+        &["'cache' is kv_redis", "does not serve", "kv_sqlite or kv_postgres"],
+        "store on redis",
+    );
+    let p = problems(&base.replace("metadata: {backend: kv,", "metadata: {backend: nope,"), &[]);
+    assert_problem(&p, "storage.stores.metadata.backend", &["backends defined: cache, docs, kv, sql"], "names");
 }
 
 #[test]

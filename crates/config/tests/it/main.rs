@@ -4,6 +4,7 @@ mod auth;
 mod docs;
 mod examples;
 mod inference;
+mod llama_stack;
 mod loading;
 mod policy;
 mod quirks;

@@ -33,8 +33,11 @@ fn top_level_keys_with_dots_are_split() {
     // The config crate reads top-level keys as paths: `server.port: 1` sets server.port.
     let l = load("version: 2\nserver.port: 1234\n", &[]);
     assert_eq!(l.config.server.port, 1234);
-    let p = problems("version: 2\nfoo.bar: 1\n", &[]);
-    assert_problem(&p, "foo", &["unknown field `foo`"], "dotted unknown key");
+    // An unknown section is accepted and listed as ignored (issue 17): under its first segment.
+    let l = load("version: 2\nfoo.bar: 1\n", &[]);
+    assert_eq!(l.coverage.ignored, ["foo"], "dotted unknown key");
+    let p = problems("version: 2\nservr.port: 1\n", &[]);
+    assert_problem(&p, "servr", &["unknown field `servr`", "`server`"], "dotted near miss");
 }
 
 #[test]
