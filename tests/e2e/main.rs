@@ -5,6 +5,7 @@
 
 mod auth;
 mod chat;
+mod errors;
 mod health;
 mod telemetry;
 
@@ -15,6 +16,7 @@ fn main() -> ExitCode {
     tests.extend(health::tests());
     tests.extend(auth::tests());
     tests.extend(chat::tests());
+    tests.extend(errors::tests());
     tests.extend(telemetry::tests());
     ferrostack_testkit::run(tests)
 }

@@ -91,6 +91,7 @@ pub fn chat_config(storage: Storage<'_>, upstream_url: &str, extra: &str) -> Run
         ("tools-model", "tools"),
         ("bad-model", "bad-request"),
         ("garbage-model", "garbage"),
+        ("unstorable-model", "no-created"),
         ("hold-model", "hold"),
     ]
     .iter()

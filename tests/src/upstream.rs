@@ -5,6 +5,7 @@
 //! - `tools`: a streamed answer made of tool-call fragments.
 //! - `bad-request`: 400 with an OpenAI error body naming `max_tokens`.
 //! - `garbage`: 200 with a body that is not JSON.
+//! - `no-created`: 200 with a completion that has no `created` (relayable JSON, not storable).
 //! - `hold`: streams one chunk, then holds the stream open until [`FakeUpstream::release`];
 //!   not streamed, answers only after the release.
 
@@ -99,6 +100,11 @@ async fn chat(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<Value
         "bad-request" => HttpResponse::BadRequest().json(json!({"error": {
             "message": "max_tokens is too large", "type": "invalid_request_error", "param": "max_tokens", "code": null}})),
         "garbage" => HttpResponse::Ok().content_type("application/json").body("this is not json"),
+        "no-created" if !stream => {
+            let mut answer = completion(&id, &model, "hello world");
+            answer.as_object_mut().map(|a| a.remove("created"));
+            HttpResponse::Ok().json(answer)
+        }
         "hold" if !stream => {
             shared.gate.notified().await;
             HttpResponse::Ok().json(completion(&id, &model, "late"))

@@ -52,8 +52,9 @@ pub async fn authenticate(
         (Some(authenticator), false) => match authenticator.authenticate(&request_info(&req)).await {
             Ok(user) => Some(user),
             Err(e) => {
-                tracing::info!(path = %path, status = e.status(), reason = %e, "request not authenticated");
-                return Ok(req.into_response(ApiError::from(e).error_response()));
+                let err = ApiError::from(e);
+                tracing::info!(path = %path, status = err.status().as_u16(), reason = %err, "request not authenticated");
+                return Ok(req.into_response(err.error_response()));
             }
         },
         _ => None,

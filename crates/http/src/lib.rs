@@ -20,7 +20,7 @@ use ferrostack_providers::Providers;
 use tokio_util::task::TaskTracker;
 
 pub use auth::{Caller, PUBLIC_PATHS, authenticate};
-pub use error::ApiError;
+pub use error::{ApiError, Code, RETRY_AFTER_SECONDS};
 pub use telemetry::{HttpTelemetry, REQUEST_ID_HEADER, RequestId, trace_request};
 
 /// What every handler can reach.
@@ -83,7 +83,7 @@ pub fn error_shape() -> ErrorHandlers<actix_web::body::BoxBody> {
             404 => ApiError::not_found(message),
             405 => ApiError::method_not_allowed(message),
             413 => ApiError::payload_too_large(message),
-            s if s >= 500 => ApiError::internal(&message),
+            s if s >= 500 => ApiError::internal(&format!("actix answered {status} without a body")),
             _ => ApiError::invalid_request(message, None),
         };
         let (req, _) = res.into_parts();

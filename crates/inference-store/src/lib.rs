@@ -16,7 +16,7 @@ mod queue;
 mod read;
 mod record;
 
-pub use error::{Error, ErrorKind};
+pub use error::Error;
 pub use queue::{QueueMetrics, ShutdownReport, Writers};
 pub use read::{ListPage, ListParams, MessagesPage, MessagesParams, Order};
 pub use record::StoredCompletion;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use actix_web::web::{self, Bytes};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
 use ferrostack_config::{InferenceProviderConfig, InferenceProviderKind};
-use ferrostack_providers::{ChunkStream, StreamEvent, UpstreamClient};
+use ferrostack_providers::{ChunkStream, ProviderError, StreamEvent, UpstreamClient};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -77,6 +77,20 @@ pub async fn upstream() -> Upstream {
 }
 
 /// A loopback URL where nothing listens.
+/// The HTTP status the http crate's code table gives `e` (pinned there too, with the exact
+/// body): the provider's own 4xx passed on, 404 unknown model, 502 unreachable / invalid /
+/// broken / provider 5xx, 504 timeout, 500 start-up errors.
+pub fn status(e: &ProviderError) -> u16 {
+    match e {
+        ProviderError::ModelNotFound { .. } => 404,
+        ProviderError::Unreachable { .. } | ProviderError::InvalidResponse { .. } | ProviderError::Broken { .. } => 502,
+        ProviderError::Timeout { .. } => 504,
+        ProviderError::Upstream { status, .. } if (400..500).contains(status) => *status,
+        ProviderError::Upstream { .. } => 502,
+        ProviderError::Config { .. } | ProviderError::Client { .. } => 500,
+    }
+}
+
 pub fn nothing_listens() -> String {
     format!("http://{}/v1", ferrostack_testkit::unused_loopback_addr())
 }

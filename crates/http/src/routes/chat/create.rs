@@ -72,7 +72,7 @@ async fn json(
         }
         Err(e) => {
             let err = ApiError::from(e);
-            call.finish(Some(err.code()));
+            call.finish(Some(err.code().as_str()));
             return Err(err);
         }
     };
@@ -129,7 +129,7 @@ async fn relay(
         Ok(s) => s,
         Err(e) => {
             let err = ApiError::from(e);
-            call.finish(Some(err.code()));
+            call.finish(Some(err.code().as_str()));
             let _ = opened.send(Err(err));
             return;
         }
@@ -160,8 +160,8 @@ async fn relay(
             Ok(StreamEvent::Done) => break,
             Err(e) => {
                 let err = ApiError::from(e);
-                failure = Some(err.code());
-                let _ = frames.send(sse_frame(&err.to_json())).await;
+                failure = Some(err.code().as_str());
+                let _ = frames.send(sse_frame(&err.to_sse_event())).await;
                 finished = false; // the stream is over for the client; no [DONE] after an error
                 break;
             }
