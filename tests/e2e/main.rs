@@ -7,6 +7,7 @@ mod auth;
 mod chat;
 mod errors;
 mod health;
+mod lists;
 mod telemetry;
 
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
     tests.extend(auth::tests());
     tests.extend(chat::tests());
     tests.extend(errors::tests());
+    tests.extend(lists::tests());
     tests.extend(telemetry::tests());
     ferrostack_testkit::run(tests)
 }

@@ -18,7 +18,7 @@ mod record;
 
 pub use error::Error;
 pub use queue::{QueueMetrics, ShutdownReport, Writers};
-pub use read::{ListPage, ListParams, MessagesPage, MessagesParams, Order};
+pub use read::{DEFAULT_LIMIT, ListPage, ListParams, MAX_LIMIT, MessagesPage, MessagesParams, Order};
 pub use record::StoredCompletion;
 
 use std::sync::Arc;

@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer};
+use actix_web::HttpServer;
 use anyhow::Context;
 use ferrostack_authz::Authenticator;
 use ferrostack_catalog::Catalog;
@@ -91,23 +90,14 @@ impl Application {
             runtime: tokio::runtime::Handle::current(),
             telemetry: ferrostack_http::HttpTelemetry::new(options.telemetry.meter(), options.telemetry.traces()),
         };
-        let mut server = HttpServer::new(move || {
-            App::new()
-                // Outermost last: errors from authentication come out in the one error shape too,
-                // and the request span wraps both (authentication is part of the request's time,
-                // and the span records the status the client actually got).
-                .wrap(from_fn(ferrostack_http::authenticate))
-                .wrap(ferrostack_http::error_shape())
-                .wrap(from_fn(ferrostack_http::trace_request))
-                .configure(ferrostack_http::configure(state.clone()))
-        })
-        // Signals are handled once, by the caller's cancellation token (see `run_until`).
-        .disable_signals()
-        // Streamed answers are many small writes spaced in time: with Nagle's algorithm each one
-        // after the first waits for the client's delayed ACK (~40 ms a stream, measured with
-        // scripts/bench.sh). Send them as they come.
-        .tcp_nodelay(true)
-        .shutdown_timeout(config.server.shutdown_timeout_seconds);
+        let mut server = HttpServer::new(move || ferrostack_http::app(state.clone()))
+            // Signals are handled once, by the caller's cancellation token (see `run_until`).
+            .disable_signals()
+            // Streamed answers are many small writes spaced in time: with Nagle's algorithm each one
+            // after the first waits for the client's delayed ACK (~40 ms a stream, measured with
+            // scripts/bench.sh). Send them as they come.
+            .tcp_nodelay(true)
+            .shutdown_timeout(config.server.shutdown_timeout_seconds);
         if let Some(workers) = config.server.workers {
             server = server.workers(workers);
         }

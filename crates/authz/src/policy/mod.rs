@@ -8,6 +8,7 @@
 
 mod compile;
 mod eval;
+mod page;
 mod store;
 
 pub use compile::{
@@ -17,4 +18,5 @@ pub use eval::{
     DEFAULT_CATEGORIES, Resource, SQL_RECORD, condition_holds, deciding_rule, default_policy, effective, is_allowed,
     is_route_allowed,
 };
+pub use page::ListPage;
 pub use store::{AuthorizedTable, Order, Page, StoreError, attributes_from_json};
