@@ -127,6 +127,23 @@ impl SqlitePool {
         self.run(f).await
     }
 
+    /// A pooled connection for a transaction held across awaits, with this process's writer
+    /// turn: the caller holds both until the transaction ends.
+    pub(crate) async fn take_for_transaction(
+        &self,
+    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, managed::Object<SqliteManager>), Error> {
+        let turn =
+            tokio::time::timeout(self.wait_timeout, Arc::clone(&self.writer).lock_owned()).await.map_err(|_| {
+                Error::PoolTimeout {
+                    backend: Arc::clone(&self.backend),
+                    waited: self.wait_timeout,
+                    pool_size: self.pool.status().max_size,
+                }
+            })?;
+        let conn = self.pool.get().await.map_err(|e| self.pool_error(e))?;
+        Ok((turn, conn))
+    }
+
     /// Run `f` with a pooled connection on the blocking thread pool, inside the caller's span.
     pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, Error>
     where

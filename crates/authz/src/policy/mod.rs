@@ -6,11 +6,14 @@
 //! (property-tested on PostgreSQL and SQLite). `docs/access-control.md` describes the language,
 //! the SQL and the store contract.
 
+mod child;
 mod compile;
 mod eval;
+mod list;
 mod page;
 mod store;
 
+pub use child::ChildTable;
 pub use compile::{
     ACCESS_ATTRIBUTES, CompileError, OWNER_PRINCIPAL, Predicate, Target, compile, literal_prefix_regex, predicate,
 };
@@ -19,4 +22,4 @@ pub use eval::{
     is_route_allowed,
 };
 pub use page::ListPage;
-pub use store::{AuthorizedTable, Order, Page, StoreError, attributes_from_json};
+pub use store::{AuthorizedTable, Key, Order, Page, StoreError, Upsert, attributes_from_json};

@@ -82,7 +82,10 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => Self::new(Code::NotFound, "not found"),
             StoreError::Forbidden { .. } => Self::new(Code::Forbidden, e.to_string()),
-            StoreError::OwnerColumn(_) | StoreError::NothingToSet | StoreError::Compile(_) => Self::internal(&e),
+            StoreError::OwnerColumn(_)
+            | StoreError::KeyArity { .. }
+            | StoreError::NothingToSet
+            | StoreError::Compile(_) => Self::internal(&e),
             StoreError::Db(e) => e.into(),
         }
     }
