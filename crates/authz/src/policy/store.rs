@@ -289,7 +289,13 @@ impl AuthorizedTable {
             .push(" ")
             .push_sql(dialect::on_conflict_update(conflict, replaced))
             .push(&format!(" WHERE {}.{owner_column} = excluded.{owner_column}", quote_ident(&self.table)));
-        Ok(Upsert { head: self.insert_head(columns), tail, width: columns.len() + 2 })
+        Ok(Upsert {
+            head: self.insert_head(columns),
+            tail,
+            width: columns.len() + 2,
+            table: Arc::clone(&self.table),
+            key: conflict.iter().map(|c| (*c).to_owned()).collect(),
+        })
     }
 
     fn insert_head(&self, columns: &[&str]) -> String {
@@ -545,6 +551,8 @@ pub struct Upsert {
     head: String,
     tail: Sql,
     width: usize,
+    table: Arc<str>,
+    key: Vec<String>,
 }
 
 impl Upsert {
@@ -567,6 +575,30 @@ impl Upsert {
                 values
             }))
             .push_sql(self.tail.clone())
+    }
+
+    /// `SELECT <key columns>, owner_principal FROM <table> WHERE <key> IN (...)`: who owns the
+    /// rows of these keys, after an upsert affected fewer rows than it was given, to tell which
+    /// keys belong to another owner. Internal to the writer: its answer is never shown to a
+    /// caller (only logged by key, and counted).
+    pub fn owners_sql(&self, keys: &[Vec<Value>]) -> Sql {
+        let columns: Vec<String> = self.key.iter().map(|c| quote_ident(c)).collect();
+        let mut sql = Sql::new().push(&format!(
+            "SELECT {}, {} FROM {} WHERE ({}) IN (",
+            columns.join(", "),
+            quote_ident(OWNER_PRINCIPAL),
+            quote_ident(&self.table),
+            columns.join(", ")
+        ));
+        for (i, key) in keys.iter().enumerate() {
+            sql = sql.push(if i == 0 { "(" } else { ", (" }).push_bind_list(key.iter().cloned()).push(")");
+        }
+        sql.push(")")
+    }
+
+    /// The key columns.
+    pub fn key_columns(&self) -> &[String] {
+        &self.key
     }
 }
 

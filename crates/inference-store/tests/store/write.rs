@@ -19,6 +19,7 @@ pub fn tests() -> Vec<Test> {
     t.extend(both("write::tiny_queue_many_producers", |env| Box::pin(tiny_queue(env))));
     t.extend(both("write::shutdown_drains", |env| Box::pin(shutdown_drains(env))));
     t.extend(both("write::batch_larger_than_bind_limit", |env| Box::pin(huge_batches(env))));
+    t.extend(both("write::dropped_writers_stop_their_tasks", |env| Box::pin(dropped_writers_stop(env))));
     t.push(Test::postgres("postgres::write::locked_table_backpressure", |pg| async move {
         locked_table_backpressure(Env::postgres(&pg).await).await;
     }));
@@ -147,6 +148,19 @@ async fn huge_batches(env: Env) {
 
 /// An `ACCESS EXCLUSIVE` lock held by the test: writers block, the queue fills, producers wait;
 /// after the release everything lands.
+/// A start-up that fails after the store started drops its `Writers` without a shutdown: the
+/// writer tasks stop anyway (nothing keeps running, nothing keeps the pool busy).
+async fn dropped_writers_stop(env: Env) {
+    let (store, writers) = env.start(&config(100, 2, 8, Durability::Async));
+    store.store(completion("kept", 0, "m"), None).await.unwrap();
+    flush(&store).await;
+    let tasks = writers.tasks();
+    assert!(!tasks.is_empty(), "the writer tasks run");
+    drop(writers);
+    tokio::time::timeout(Duration::from_secs(10), tasks.wait()).await.expect("the writer tasks stopped");
+    assert_eq!(env.count().await, 1);
+}
+
 async fn locked_table_backpressure(env: Env) {
     let (store, _writers) = env.start(&config(4, 2, 2, Durability::Async));
     let locker = env.pg.as_ref().unwrap().client().await;
@@ -162,10 +176,13 @@ async fn locked_table_backpressure(env: Env) {
         }));
     }
     let m = store.metrics();
+    // Wait on the producers that got through (`done`), not on the queue depth: the depth reaches
+    // 4 before the fourth producer has returned and counted itself.
     eventually("the queue is full and producers wait", Duration::from_secs(10), || async {
-        m.queue_depth() == 4 && m.producer_waits() > 0
+        done.load(Ordering::SeqCst) >= 4 && m.producer_waits() > 0
     })
     .await;
+    assert_eq!(m.queue_depth(), 4);
     assert_eq!(done.load(Ordering::SeqCst), 4, "only as many producers as the queue holds got through");
     assert_eq!(m.rows_written(), 0);
     locker.batch_execute("COMMIT").await.unwrap();
