@@ -129,7 +129,12 @@ pub fn tests() -> Vec<Test> {
                 let sql = sql.clone();
                 tokio::spawn(async move { sql.fetch_all(Sql::new().push("SELECT pg_sleep(1)::text AS s")).await })
             };
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Wait until the holder has the pool's only connection (not for a guessed 200 ms).
+            ferrostack_testkit::wait_for("the holder to take the only connection", Duration::from_secs(10), || async {
+                let status = sql.pool_status();
+                (status.size == 1 && status.available == 0).then_some(())
+            })
+            .await;
             let err = sql.fetch_all(Sql::new().push("SELECT 1 AS one")).await.unwrap_err();
             assert!(matches!(err, Error::PoolTimeout { pool_size: 1, .. }), "{err:?}");
             assert!(err.is_transient());

@@ -9,7 +9,9 @@ use ferrostack_inference_store::Error;
 use ferrostack_testkit::Test;
 
 use crate::both;
-use crate::support::{Env, completion, config, eventually, flush, sync_config, user};
+use ferrostack_testkit::wait_for;
+
+use crate::support::{Env, completion, config, flush, sync_config, user};
 
 pub fn tests() -> Vec<Test> {
     let mut t = Vec::new();
@@ -178,8 +180,8 @@ async fn locked_table_backpressure(env: Env) {
     let m = store.metrics();
     // Wait on the producers that got through (`done`), not on the queue depth: the depth reaches
     // 4 before the fourth producer has returned and counted itself.
-    eventually("the queue is full and producers wait", Duration::from_secs(10), || async {
-        done.load(Ordering::SeqCst) >= 4 && m.producer_waits() > 0
+    wait_for("the queue is full and producers wait", Duration::from_secs(10), || async {
+        (done.load(Ordering::SeqCst) >= 4 && m.producer_waits() > 0).then_some(())
     })
     .await;
     assert_eq!(m.queue_depth(), 4);
@@ -216,7 +218,7 @@ async fn database_outage(env: Env) {
         store.store(completion(&format!("out{i:02}"), i, "m"), Some(&alice)).await.unwrap();
     }
     let m = store.metrics();
-    eventually("writers are retrying", Duration::from_secs(20), || async { m.batch_retries() > 0 }).await;
+    wait_for("writers are retrying", Duration::from_secs(20), || async { (m.batch_retries() > 0).then_some(()) }).await;
     assert_eq!(m.rows_failed(), 0);
     admin.batch_execute(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true")).await.unwrap();
     flush(&store).await;
