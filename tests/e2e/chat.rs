@@ -350,7 +350,7 @@ async fn shutdown_under_load(storage: Storage<'_>) {
             let (client, url) = (client.clone(), url.clone());
             let mut body = chat("test-model");
             body["stream"] = json!(i % 2 == 0);
-            tokio::spawn(async move {
+            ferrostack_testkit::spawn(async move {
                 match client.post(&url).json(&body).send().await {
                     Ok(res) if res.status().is_success() => res.text().await.is_ok_and(|t| !t.contains("\"error\"")),
                     _ => false,

@@ -143,7 +143,7 @@ impl TestApp {
         let addr = app.local_addr();
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
-        let task = tokio::spawn(async move { app.run_until(token).await.map_err(|e| format!("{e:#}")) });
+        let task = ferrostack_testkit::spawn(async move { app.run_until(token).await.map_err(|e| format!("{e:#}")) });
         Ok(TestApp { base: format!("http://{addr}"), addr, http: reqwest::Client::new(), shutdown, task: Some(task) })
     }
 

@@ -49,7 +49,7 @@ impl FakeUpstream {
         let addr = server.addrs()[0];
         let server = server.run();
         let handle = server.handle();
-        tokio::spawn(server);
+        ferrostack_testkit::spawn(server);
         FakeUpstream { base_url: format!("http://{addr}/v1"), shared, handle }
     }
 
@@ -129,7 +129,7 @@ async fn chat(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<Value
                 chunk(&id, &model, json!({}), Some("stop")),
                 Bytes::from_static(b"data: [DONE]\n\n"),
             ];
-            tokio::spawn(async move {
+            ferrostack_testkit::spawn(async move {
                 // Registered before the first chunk leaves, so a release right after it is seen.
                 let released = shared.gate.notified();
                 tokio::pin!(released);

@@ -120,7 +120,8 @@ impl Application {
         let Self { server, addr, catalog, tasks, writers, grace } = self;
         tracing::info!(%addr, "ferrostack listening on http://{addr}");
         let handle = server.handle();
-        let mut serving = tokio::spawn(server);
+        // Tracked with the upstream tasks; it has ended by the time they are awaited (step 2).
+        let mut serving = tasks.spawn(server);
         let early = tokio::select! {
             res = &mut serving => Some(res),
             () = shutdown.cancelled() => None,
@@ -159,18 +160,18 @@ impl Application {
     }
 }
 
-/// Cancel `token` on the first SIGINT or SIGTERM.
-pub fn cancel_on_signals(token: CancellationToken) -> anyhow::Result<()> {
+/// Listen for SIGINT and SIGTERM now; the returned future cancels `token` on the first one.
+/// Poll it beside [`Application::run_until`] (no background task: nothing to track or leak).
+pub fn cancel_on_signals(token: CancellationToken) -> anyhow::Result<impl Future<Output = ()> + Send> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    tokio::spawn(async move {
+    Ok(async move {
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
         tracing::info!(signal = name, "signal received; shutting down");
         token.cancel();
-    });
-    Ok(())
+    })
 }

@@ -167,6 +167,18 @@ pub fn run(tests: Vec<Test>) -> ExitCode {
     libtest_mimic::run(&args, trials).exit_code()
 }
 
+/// Spawn a test's background task (a fake server, concurrent requests) on the test's runtime; it
+/// dies with the runtime when the test ends. The one place tests may spawn: production code uses
+/// a `TaskTracker` or a `JoinSet` (clippy.toml bans a raw `tokio::spawn`).
+#[expect(clippy::disallowed_methods, reason = "the tests' one spawn helper; the test's runtime owns the task")]
+pub fn spawn<F>(f: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(f)
+}
+
 /// Poll `f` until it returns `Some`, up to `timeout`; panics naming `what` when it never does.
 /// The one polling helper of the test suites: wait on a condition, never sleep for a guess.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
@@ -285,7 +297,7 @@ fn probe() -> Result<Postgres, String> {
 
 async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let (client, conn) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
+    spawn(async move {
         // The connection ends when the client is dropped; its error then is of no interest.
         let _ = conn.await;
     });

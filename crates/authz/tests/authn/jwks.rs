@@ -170,7 +170,7 @@ async fn unknown_kid() {
     let mut tasks = Vec::new();
     for i in 0..50 {
         let auth = auth.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(ferrostack_testkit::spawn(async move {
             auth.authenticate(&bearer(&sign(&KEYS.rsa, &format!("flood-{i}"), &claims("a")))).await
         }));
     }

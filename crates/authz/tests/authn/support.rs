@@ -155,7 +155,7 @@ pub async fn idp() -> Server {
     .bind(("127.0.0.1", 0))
     .unwrap();
     let addr = server.addrs()[0];
-    tokio::spawn(server.run());
+    ferrostack_testkit::spawn(server.run());
     Server { idp, base: format!("http://{addr}") }
 }
 

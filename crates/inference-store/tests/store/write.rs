@@ -82,7 +82,7 @@ async fn sync_visible(env: Env) {
     let mut handles = Vec::new();
     for i in 0..40 {
         let (store, alice) = (store.clone(), alice.clone());
-        handles.push(tokio::spawn(async move {
+        handles.push(ferrostack_testkit::spawn(async move {
             let id = format!("s{i}");
             store.store(completion(&id, i, "m"), Some(&alice)).await.unwrap();
             // Returned: committed, so visible right away.
@@ -104,7 +104,7 @@ async fn tiny_queue(env: Env) {
     let mut handles = Vec::new();
     for p in 0..40 {
         let (store, alice) = (store.clone(), alice.clone());
-        handles.push(tokio::spawn(async move {
+        handles.push(ferrostack_testkit::spawn(async move {
             for i in 0..10 {
                 store.store(completion(&format!("p{p:02}-{i}"), i, "m"), Some(&alice)).await.unwrap();
             }
@@ -172,7 +172,7 @@ async fn locked_table_backpressure(env: Env) {
     let mut handles = Vec::new();
     for p in 0..20 {
         let (store, alice, done) = (store.clone(), alice.clone(), Arc::clone(&done));
-        handles.push(tokio::spawn(async move {
+        handles.push(ferrostack_testkit::spawn(async move {
             store.store(completion(&format!("lk{p:02}"), p, "m"), Some(&alice)).await.unwrap();
             done.fetch_add(1, Ordering::SeqCst);
         }));

@@ -72,11 +72,10 @@ pub async fn upstream() -> Upstream {
     .bind(("127.0.0.1", 0))
     .unwrap();
     let addr = server.addrs()[0];
-    tokio::spawn(server.run());
+    ferrostack_testkit::spawn(server.run());
     Upstream { fake, base: format!("http://{addr}") }
 }
 
-/// A loopback URL where nothing listens.
 /// The HTTP status the http crate's code table gives `e` (pinned there too, with the exact
 /// body): the provider's own 4xx passed on, 404 unknown model, 502 unreachable / invalid /
 /// broken / provider 5xx, 504 timeout, 500 start-up errors.
@@ -91,6 +90,7 @@ pub fn status(e: &ProviderError) -> u16 {
     }
 }
 
+/// A loopback URL where nothing listens.
 pub fn nothing_listens() -> String {
     format!("http://{}/v1", ferrostack_testkit::unused_loopback_addr())
 }
