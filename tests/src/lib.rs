@@ -1,10 +1,9 @@
 //! Helpers for ferrostack's end-to-end tests: build a run config through the real loader, start
 //! the real server in-process on port 0, and talk to it over real HTTP.
 
-#![expect(clippy::expect_used, reason = "test support: a set-up that fails must fail the test")]
-
 pub mod otlp;
-pub mod upstream;
+/// The one fake OpenAI upstream of the test suites.
+pub use ferrostack_testkit::upstream;
 
 use std::net::SocketAddr;
 
@@ -88,7 +87,7 @@ pub fn postgres_config(db: &TestDatabase) -> RunConfig {
 pub fn chat_config(storage: Storage<'_>, upstream_url: &str, extra: &str) -> RunConfig {
     let models = [
         ("test-model", "echo"),
-        ("tools-model", "tools"),
+        ("tools-model", "tool-call"),
         ("bad-model", "bad-request"),
         ("garbage-model", "garbage"),
         ("unstorable-model", "no-created"),

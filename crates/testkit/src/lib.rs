@@ -8,6 +8,8 @@
 //!   `postgres://postgres@127.0.0.1:5432/postgres`; [`Postgres::fresh_database`] creates a
 //!   `test_<uuid>` database that is dropped when the guard is.
 
+pub mod upstream;
+
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::OnceLock;

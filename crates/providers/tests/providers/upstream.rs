@@ -74,7 +74,7 @@ pub fn tests() -> Vec<Test> {
             // The fake sends the rest only after the first chunk arrived here.
             let first = stream.next().await.unwrap().unwrap();
             assert_eq!(first, StreamEvent::Chunk(hello_chunks()[1].clone()));
-            up.fake.gate.notify_one();
+            up.fake.release_one();
             let (events, err) = collect(stream).await;
             assert!(err.is_none(), "{err:?}");
             assert_eq!(events, vec![StreamEvent::Chunk(hello_chunks()[3].clone()), StreamEvent::Done]);
@@ -209,7 +209,7 @@ pub fn tests() -> Vec<Test> {
             let mut stream = client.chat_completion_stream(body("m", true), &Default::default()).await.unwrap();
             let first = stream.next().await.unwrap().unwrap();
             assert_eq!(first, StreamEvent::Chunk(hello_chunks()[1].clone()));
-            up.fake.gate.notify_one();
+            up.fake.release_one();
             let (events, err) = collect(stream).await;
             assert_eq!(events, vec![], "the half event is not yielded");
             let err = err.expect("the break surfaces as an error item");
