@@ -37,7 +37,7 @@ impl FromRequest for Caller {
 
 /// The middleware: authenticate (unless the path is public or authentication is off), then apply
 /// the route policy (to every path, public ones included, as the reference does), then record the
-/// [`Caller`] for handlers. Install with `actix_web::middleware::from_fn(ferrostack_http::authenticate)`.
+/// [`Caller`] for handlers. [`crate::app`] installs it.
 pub async fn authenticate(
     req: ServiceRequest,
     next: Next<BoxBody>,

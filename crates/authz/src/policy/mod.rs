@@ -12,6 +12,7 @@ mod eval;
 mod list;
 mod page;
 mod store;
+mod upsert;
 
 pub use child::ChildTable;
 pub use compile::{
@@ -22,4 +23,5 @@ pub use eval::{
     is_route_allowed,
 };
 pub use page::ListPage;
-pub use store::{AuthorizedTable, Key, Order, Page, StoreError, Upsert, attributes_from_json};
+pub use store::{AuthorizedTable, Key, Order, Page, StoreError, attributes_from_json};
+pub use upsert::Upsert;

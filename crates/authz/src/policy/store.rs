@@ -7,7 +7,7 @@
 //!
 //! - insert: `owner_principal` / `access_attributes` from the caller (anonymous: `''` and JSON
 //!   null; a user without attributes: JSON null); the batch writer's same-owner-only upsert
-//!   ([`Upsert`]) is built here too, once;
+//!   ([`super::Upsert`], in `upsert.rs`) is built by this layer too, once;
 //! - select / list: the read predicate ANDed on; a row the caller may not read does not exist for
 //!   them, and LIMIT / `has_more` are exact because nothing is filtered after the query;
 //! - update / delete: the update / delete predicate ANDed onto the statement itself (no window
@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ferrostack_catalog::sql::dialect::{self, quote_ident};
+use ferrostack_catalog::sql::dialect::quote_ident;
 use ferrostack_catalog::{Db, Dialect, Executor, Row, Sql, Value};
 use ferrostack_config::{AccessRule, Action};
 
@@ -277,28 +277,7 @@ impl AuthorizedTable {
         Ok(Resource::sql_record(&self.table, &id, Self::owner_of(row)?))
     }
 
-    /// The same-owner-only upsert of `columns` (the owner columns are appended), conflicting on
-    /// `conflict` and replacing `replaced` only where the stored row has the same owner; build it
-    /// once, then [`Upsert::rows`] per batch.
-    pub fn upsert(&self, columns: &[&str], conflict: &[&str], replaced: &[&str]) -> Result<Upsert, StoreError> {
-        if let Some(c) = columns.iter().chain(replaced).find(|c| is_owner_column(c)) {
-            return Err(StoreError::OwnerColumn((*c).to_owned()));
-        }
-        let owner_column = quote_ident(OWNER_PRINCIPAL);
-        let tail = Sql::new()
-            .push(" ")
-            .push_sql(dialect::on_conflict_update(conflict, replaced))
-            .push(&format!(" WHERE {}.{owner_column} = excluded.{owner_column}", quote_ident(&self.table)));
-        Ok(Upsert {
-            head: self.insert_head(columns),
-            tail,
-            width: columns.len() + 2,
-            table: Arc::clone(&self.table),
-            key: conflict.iter().map(|c| (*c).to_owned()).collect(),
-        })
-    }
-
-    fn insert_head(&self, columns: &[&str]) -> String {
+    pub(super) fn insert_head(&self, columns: &[&str]) -> String {
         let mut names: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
         names.push(quote_ident(OWNER_PRINCIPAL));
         names.push(quote_ident(ACCESS_ATTRIBUTES));
@@ -545,64 +524,7 @@ impl AuthorizedTable {
     }
 }
 
-/// The same-owner-only upsert of a table, built once by [`AuthorizedTable::upsert`].
-#[derive(Debug, Clone)]
-pub struct Upsert {
-    head: String,
-    tail: Sql,
-    width: usize,
-    table: Arc<str>,
-    key: Vec<String>,
-}
-
-impl Upsert {
-    /// Values bound per row (the table's columns and the two owner columns), for sizing batches
-    /// under the bind limits.
-    pub fn width(&self) -> usize {
-        self.width
-    }
-
-    /// `INSERT ... VALUES (...), ... ON CONFLICT (...) DO UPDATE SET ... WHERE <same owner>`: each
-    /// row its values and its own caller's owner columns ([`AuthorizedTable::owner_values`]).
-    /// A row whose key belongs to another owner's row leaves that row untouched (and counts as
-    /// not affected).
-    pub fn rows<'a>(&self, rows: impl IntoIterator<Item = (Vec<Value>, &'a (Value, Value))>) -> Sql {
-        Sql::new()
-            .push(&self.head)
-            .push_values(rows.into_iter().map(|(mut values, (principal, attributes))| {
-                values.push(principal.clone());
-                values.push(attributes.clone());
-                values
-            }))
-            .push_sql(self.tail.clone())
-    }
-
-    /// `SELECT <key columns>, owner_principal FROM <table> WHERE <key> IN (...)`: who owns the
-    /// rows of these keys, after an upsert affected fewer rows than it was given, to tell which
-    /// keys belong to another owner. Internal to the writer: its answer is never shown to a
-    /// caller (only logged by key, and counted).
-    pub fn owners_sql(&self, keys: &[Vec<Value>]) -> Sql {
-        let columns: Vec<String> = self.key.iter().map(|c| quote_ident(c)).collect();
-        let mut sql = Sql::new().push(&format!(
-            "SELECT {}, {} FROM {} WHERE ({}) IN (",
-            columns.join(", "),
-            quote_ident(OWNER_PRINCIPAL),
-            quote_ident(&self.table),
-            columns.join(", ")
-        ));
-        for (i, key) in keys.iter().enumerate() {
-            sql = sql.push(if i == 0 { "(" } else { ", (" }).push_bind_list(key.iter().cloned()).push(")");
-        }
-        sql.push(")")
-    }
-
-    /// The key columns.
-    pub fn key_columns(&self) -> &[String] {
-        &self.key
-    }
-}
-
-fn is_owner_column(column: &str) -> bool {
+pub(super) fn is_owner_column(column: &str) -> bool {
     column == OWNER_PRINCIPAL || column == ACCESS_ATTRIBUTES
 }
 
