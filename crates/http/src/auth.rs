@@ -53,7 +53,11 @@ pub async fn authenticate(
             Ok(user) => Some(user),
             Err(e) => {
                 let err = ApiError::from(e);
-                tracing::info!(path = %path, status = err.status().as_u16(), reason = %err, "request not authenticated");
+                // A refusal is worth a line here; an identity provider that is down (5xx) is
+                // logged once, by `error_response`.
+                if !err.status().is_server_error() {
+                    tracing::info!(path = %path, status = err.status().as_u16(), reason = %err, "request not authenticated");
+                }
                 return Ok(req.into_response(err.error_response()));
             }
         },
