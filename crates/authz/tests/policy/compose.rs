@@ -15,6 +15,7 @@ pub fn tests() -> Vec<Test> {
         ("compose_child_rows_are_seen_through_their_parent", |s| Box::pin(child_through_parent(s))),
         ("compose_cascade_deletes_parent_and_children_or_nothing", |s| Box::pin(cascade(s))),
         ("compose_several_tables_in_one_transaction", |s| Box::pin(atomic_across_tables(s))),
+        ("compose_concurrent_transactions_both_commit", |s| Box::pin(concurrent(s))),
     ];
     both(cases)
 }
@@ -198,4 +199,30 @@ async fn atomic_across_tables(s: Scratch) {
     tx.commit().await.unwrap();
     let title = convs.get(Some(&alice), "title", "c1").await.unwrap().unwrap().get::<String>("title").unwrap();
     assert_eq!((title.as_str(), count(&s, "conv_items").await), ("new", 1));
+}
+
+/// Two transactions at once: both commit. On SQLite the second waits for the first's writer turn
+/// (held until the first committed), so it sees the first's row.
+async fn concurrent(s: Scratch) {
+    create_tables(&s).await;
+    let (convs, _) = tables(&s, Vec::new());
+    let alice = user("alice", &[]);
+    let mut first = s.db.begin().await.unwrap();
+    convs.insert_in(&mut first, Some(&alice), &CONV, vec![conv("c1", 1)]).await.unwrap();
+    let second = {
+        let (convs, alice) = (convs.clone(), alice.clone());
+        ferrostack_testkit::spawn(async move {
+            let mut tx = convs.db().begin().await.unwrap();
+            convs.insert_in(&mut tx, Some(&alice), &CONV, vec![conv("c2", 2)]).await.unwrap();
+            let sees_c1 = convs.get_in(&mut tx, Some(&alice), "id", "c1").await.unwrap().is_some();
+            tx.commit().await.unwrap();
+            sees_c1
+        })
+    };
+    first.commit().await.unwrap();
+    let sees_c1 = second.await.unwrap();
+    assert_eq!(count(&s, "convs").await, 2, "both committed");
+    if s.dialect() == Dialect::Sqlite {
+        assert!(sees_c1, "on SQLite the second began after the first committed");
+    }
 }

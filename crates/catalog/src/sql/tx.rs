@@ -57,7 +57,7 @@ enum Command {
 
 enum Inner {
     Postgres { client: Option<Box<deadpool_postgres::Object>> },
-    Sqlite { commands: std::sync::mpsc::Sender<Command>, _turn: tokio::sync::OwnedMutexGuard<()> },
+    Sqlite { commands: std::sync::mpsc::Sender<Command> },
 }
 
 /// One open transaction; see the module docs. Commit with [`Tx::commit`]; dropping it rolls back.
@@ -87,9 +87,14 @@ impl Db {
                 let (commands, rx) = std::sync::mpsc::channel();
                 let (ready_tx, ready_rx) = oneshot::channel();
                 let span = tracing::Span::current();
-                tokio::task::spawn_blocking(move || span.in_scope(|| sqlite_thread(conn, &rx, ready_tx)));
+                // The thread holds the writer turn until its transaction is committed or rolled
+                // back, so the next writer never meets this one's lock.
+                tokio::task::spawn_blocking(move || {
+                    span.in_scope(|| sqlite_thread(conn, &rx, ready_tx));
+                    drop(turn);
+                });
                 ready_rx.await.map_err(|_| self.tx_gone()).and_then(|r| r.map_err(|e| self.sqlite(e)))?;
-                Inner::Sqlite { commands, _turn: turn }
+                Inner::Sqlite { commands }
             }
         };
         Ok(Tx { db: self.clone(), inner })
