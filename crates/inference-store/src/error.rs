@@ -62,6 +62,9 @@ pub enum Error {
         /// The completion id.
         id: String,
     },
+    /// The batch writer cannot start on the table (at start-up).
+    #[error("cannot start the inference store's writer: {0}")]
+    Start(#[source] ferrostack_writer::StartError),
     /// The authorized store layer or the database failed.
     #[error(transparent)]
     Store(StoreError),

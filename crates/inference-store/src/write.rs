@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ferrostack_authz::{AuthorizedTable, StoreError, User};
 use ferrostack_catalog::{Db, Value};
 use ferrostack_config::{AccessRule, InferenceStoreConfig};
-use ferrostack_writer::{QueueMetrics, StartError, WriteError, WriteRow, Writer, WriterConfig};
+use ferrostack_writer::{QueueMetrics, WriteError, WriteRow, Writer, WriterConfig};
 
 use crate::record::{COLUMNS, StoredCompletion};
 use crate::{Error, InferenceStore, TABLE};
@@ -45,10 +45,7 @@ impl InferenceStore {
     ) -> Result<(InferenceStore, Writers), Error> {
         let table = AuthorizedTable::new(db, TABLE, "id", "created", policy)
             .map_err(|e| Error::Store(StoreError::Compile(e)))?;
-        let (writer, writers) = Writer::start(&table, &WriterConfig::from(config)).map_err(|e| match e {
-            StartError::Upsert(e) => Error::Store(e),
-            StartError::WrongTable { .. } => Error::InvalidCompletion(e.to_string()),
-        })?;
+        let (writer, writers) = Writer::start(&table, &WriterConfig::from(config)).map_err(Error::Start)?;
         Ok((InferenceStore { table, writer }, writers))
     }
 

@@ -71,7 +71,7 @@ impl From<ferrostack_inference_store::Error> for ApiError {
             E::InvalidCompletion(_) => Self::new(Code::UpstreamInvalid, format!("upstream returned {message}")),
             E::ShuttingDown => Self::new(Code::ServiceUnavailable, message),
             E::IdTaken { .. } => Self::new(Code::Conflict, message),
-            E::WriteFailed { .. } => Self::internal(&message),
+            E::WriteFailed { .. } | E::Start(_) => Self::internal(&message),
             E::Store(e) => e.into(),
         }
     }
