@@ -48,7 +48,7 @@ fn mock_upstream() -> String {
     };
     let (server, addrs) = ferrostack_mock_upstream::bind(config).expect("bind the mock upstream");
     let addr: SocketAddr = addrs[0];
-    tokio::spawn(server);
+    ferrostack_testkit::spawn(server);
     format!("http://{addr}/v1")
 }
 

@@ -5,7 +5,9 @@
 
 mod auth;
 mod chat;
+mod errors;
 mod health;
+mod lists;
 mod llama_stack;
 mod replicas;
 mod security;
@@ -23,6 +25,8 @@ fn main() -> ExitCode {
     tests.extend(auth::tests());
     tests.extend(chat::tests());
     tests.extend(security::tests());
+    tests.extend(errors::tests());
+    tests.extend(lists::tests());
     tests.extend(telemetry::tests());
     tests.extend(replicas::tests());
     tests.extend(llama_stack::tests());

@@ -396,7 +396,7 @@ async fn sigterm_under_load(pg: Postgres) {
     let workers: Vec<_> = (0..8)
         .map(|w| {
             let (http, url, answered) = (http.clone(), format!("{a}/v1/chat/completions"), Arc::clone(&answered));
-            tokio::spawn(async move {
+            ferrostack_testkit::spawn(async move {
                 let mut ids = Vec::new();
                 for i in 0..PER_WORKER {
                     match complete_answer(&http, &url, (w + i) % 2 == 0).await {
@@ -415,7 +415,7 @@ async fn sigterm_under_load(pg: Postgres) {
     let one_gone = Arc::new(AtomicBool::new(false));
     let other = {
         let (http, url, one_gone) = (http.clone(), format!("{b}/v1/chat/completions"), Arc::clone(&one_gone));
-        tokio::spawn(async move {
+        ferrostack_testkit::spawn(async move {
             let (mut ok, mut failed, mut after) = (Vec::new(), 0, 0);
             // Until replica one is gone, then 20 more; two minutes at most.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(120);

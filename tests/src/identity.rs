@@ -41,7 +41,7 @@ impl FakeIdentity {
         let addr = server.addrs()[0];
         let server = server.run();
         let handle = server.handle();
-        tokio::spawn(server);
+        ferrostack_testkit::spawn(server);
         FakeIdentity { base: format!("http://{addr}"), calls, handle }
     }
 

@@ -5,7 +5,8 @@
 
 pub mod identity;
 pub mod otlp;
-pub mod upstream;
+/// The one fake OpenAI upstream of the test suites.
+pub use ferrostack_testkit::upstream;
 
 use std::net::SocketAddr;
 
@@ -90,9 +91,10 @@ pub fn postgres_config(db: &TestDatabase) -> RunConfig {
 pub fn chat_config(storage: Storage<'_>, upstream_url: &str, extra: &str) -> RunConfig {
     let models = [
         ("test-model", "echo"),
-        ("tools-model", "tools"),
+        ("tools-model", "tool-call"),
         ("bad-model", "bad-request"),
         ("garbage-model", "garbage"),
+        ("unstorable-model", "no-created"),
         ("hold-model", "hold"),
         ("repeat-model", "repeat-id"),
         ("premium-model", "echo"),
@@ -146,7 +148,7 @@ impl TestApp {
         let addr = app.local_addr();
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
-        let task = tokio::spawn(async move { app.run_until(token).await.map_err(|e| format!("{e:#}")) });
+        let task = ferrostack_testkit::spawn(async move { app.run_until(token).await.map_err(|e| format!("{e:#}")) });
         Ok(TestApp { base: format!("http://{addr}"), addr, http: reqwest::Client::new(), shutdown, task: Some(task) })
     }
 
@@ -187,23 +189,7 @@ impl Drop for TestApp {
     }
 }
 
-/// Poll `f` until it returns `Some`, up to `timeout`; panics naming `what` when it never does.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: std::time::Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
+pub use ferrostack_testkit::wait_for;
 
 /// Send one request over a plain TCP connection exactly as written: no client normalises the
 /// path (HTTP clients resolve `.` / `..` segments and some decode `%2e`), which is the point when

@@ -109,7 +109,7 @@ impl OtlpReceiver {
         let addr = server.addrs()[0];
         let server = server.run();
         let handle = server.handle();
-        tokio::spawn(server);
+        ferrostack_testkit::spawn(server);
         OtlpReceiver { endpoint: format!("http://{addr}"), received, handle }
     }
 

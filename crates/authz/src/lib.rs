@@ -12,5 +12,5 @@ pub mod policy;
 mod user;
 
 pub use authn::{AuthError, AuthSetupError, Authenticator, RequestInfo};
-pub use policy::{AuthorizedTable, Resource, StoreError, is_allowed, is_route_allowed};
+pub use policy::{AuthorizedTable, ChildTable, Key, Resource, StoreError, is_allowed, is_route_allowed};
 pub use user::User;

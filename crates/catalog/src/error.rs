@@ -256,6 +256,16 @@ impl Error {
         }
     }
 
+    /// Whether the database is unavailable rather than the statement wrong: no connection could
+    /// be made or none was free in time, the pool is closed, the error is transient
+    /// ([`Error::is_transient`]), or the statement was cancelled by a timeout (PostgreSQL
+    /// `57014`, e.g. `statement_timeout`). Clients are told to retry later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Connect { .. } | Error::PoolTimeout { .. } | Error::Closed { .. })
+            || self.is_transient()
+            || self.sql_state() == Some("57014")
+    }
+
     /// Whether a unique or primary-key constraint rejected the statement (PostgreSQL `23505`,
     /// SQLite `SQLITE_CONSTRAINT_UNIQUE` / `_PRIMARYKEY`).
     pub fn is_unique_violation(&self) -> bool {

@@ -261,15 +261,19 @@ fn sqlite_history(conn: &mut rusqlite::Connection, backend: &Arc<BackendDescript
 async fn migrate_postgres(pg: &PgPool) -> Result<Vec<MigrationInfo>, Error> {
     let backend = &pg.desc;
     let connect_error = |e| Error::Connect { backend: Arc::clone(backend), cause: Cause::Postgres(e) };
-    // The connection task ends when the client is dropped (at the end of this function).
-    let (mut client, connection) = match pg.tls.connector.clone() {
+    // The connection task ends when the client is dropped (at the end of this function); the
+    // set aborts it if this function is left early.
+    let mut connection = tokio::task::JoinSet::new();
+    let mut client = match pg.tls.connector.clone() {
         Some(tls) => {
-            let (client, connection) = pg.config.connect(tls).await.map_err(connect_error)?;
-            (client, tokio::spawn(connection))
+            let (client, conn) = pg.config.connect(tls).await.map_err(connect_error)?;
+            connection.spawn(conn);
+            client
         }
         None => {
-            let (client, connection) = pg.config.connect(NoTls).await.map_err(connect_error)?;
-            (client, tokio::spawn(connection))
+            let (client, conn) = pg.config.connect(NoTls).await.map_err(connect_error)?;
+            connection.spawn(conn);
+            client
         }
     };
     let query_error = |e| Error::Query { backend: Arc::clone(backend), cause: Cause::Postgres(e) };
@@ -293,7 +297,7 @@ async fn migrate_postgres(pg: &PgPool) -> Result<Vec<MigrationInfo>, Error> {
         tracing::warn!(backend = %backend, error = %e, "releasing the migration lock failed; it ends with the session");
     }
     drop(client);
-    let _ = connection.await;
+    let _ = connection.join_next().await;
     result
 }
 

@@ -188,11 +188,7 @@ impl InFlight {
 
     /// Prepare `text`, through the connection's statement cache, which stays bounded.
     pub(crate) async fn prepare(&mut self, text: &str) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
-        let client = self.client();
-        if client.statement_cache.size() >= STATEMENT_CACHE_LIMIT {
-            client.statement_cache.clear();
-        }
-        client.prepare_cached(text).await
+        prepare_bounded(self.client(), text).await
     }
 
     /// The statements are over (whatever their outcome): hand the connection back to the pool.
@@ -207,22 +203,42 @@ impl Drop for InFlight {
         if !self.armed {
             return; // back to the pool
         }
-        let client = deadpool_postgres::Object::take(client);
-        let token = client.cancel_token();
-        let tls = self.tls.take();
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        tracing::info!("statement abandoned by its caller: cancelling it and closing its connection");
-        runtime.spawn(async move {
-            let cancelled = match tls {
-                Some(tls) => token.cancel_query(tls).await,
-                None => token.cancel_query(NoTls).await,
-            };
-            if let Err(e) = cancelled {
-                tracing::warn!(error = %e, "cannot cancel an abandoned statement; closing its connection");
-            }
-            drop(client);
-        });
+        abandon(client, self.tls.take());
     }
+}
+
+/// Prepare `text` on `client` through its statement cache, emptying the cache first when it holds
+/// [`STATEMENT_CACHE_LIMIT`] statements.
+pub(crate) async fn prepare_bounded(
+    client: &deadpool_postgres::Object,
+    text: &str,
+) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+    if client.statement_cache.size() >= STATEMENT_CACHE_LIMIT {
+        client.statement_cache.clear();
+    }
+    client.prepare_cached(text).await
+}
+
+/// A connection whose caller went away mid-use: detach it from the pool, cancel what the server
+/// runs for it, then close it (an open transaction is rolled back by the server). Never handed
+/// back: a late cancel would hit the next caller's statement.
+pub(crate) fn abandon(client: deadpool_postgres::Object, tls: Option<tokio_postgres_rustls::MakeRustlsConnect>) {
+    let client = deadpool_postgres::Object::take(client);
+    let token = client.cancel_token();
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    tracing::info!("statement abandoned by its caller: cancelling it and closing its connection");
+    // Detached on purpose: a cancel request is one short round trip, bounded by the connect
+    // timeout, and nothing waits for it.
+    runtime.spawn(async move {
+        let cancelled = match tls {
+            Some(tls) => token.cancel_query(tls).await,
+            None => token.cancel_query(NoTls).await,
+        };
+        if let Err(e) = cancelled {
+            tracing::warn!(error = %e, "cannot cancel an abandoned statement; closing its connection");
+        }
+        drop(client);
+    });
 }
 
 /// A deadpool-postgres pool with the settings it was built from.
@@ -319,6 +335,11 @@ impl PgPool {
     }
 
     /// A pooled connection for one use, watched: see [`InFlight`].
+    /// The TLS connector of this pool's connections (for cancel requests).
+    pub(crate) fn tls_connector(&self) -> Option<tokio_postgres_rustls::MakeRustlsConnect> {
+        self.tls.connector.clone()
+    }
+
     pub(crate) async fn get_watched(&self) -> Result<InFlight, Error> {
         let client = self.get().await?;
         Ok(InFlight { client: Some(client), tls: self.tls.connector.clone(), armed: true })

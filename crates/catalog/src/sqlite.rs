@@ -20,7 +20,7 @@ const STATEMENT_CACHE_CAPACITY: usize = 64;
 
 /// SQLite virtual-machine steps between two checks of the deadline and of the caller's presence:
 /// a few microseconds of work, so an interrupt lands within a millisecond.
-const PROGRESS_CHECK_STEPS: std::ffi::c_int = 1_000;
+pub(crate) const PROGRESS_CHECK_STEPS: std::ffi::c_int = 1_000;
 
 /// How to open a connection to one SQLite file.
 #[derive(Debug)]
@@ -179,6 +179,28 @@ impl SqlitePool {
                 pool_size: self.pool.status().max_size,
             })?;
         self.run(f).await
+    }
+
+    /// A pooled connection for a transaction held across awaits, with this process's writer
+    /// turn: the caller holds both until the transaction ends.
+    /// The backend's statement timeout, if any.
+    pub(crate) fn statement_timeout(&self) -> Option<Duration> {
+        self.statement_timeout
+    }
+
+    pub(crate) async fn take_for_transaction(
+        &self,
+    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, managed::Object<SqliteManager>), Error> {
+        let turn =
+            tokio::time::timeout(self.wait_timeout, Arc::clone(&self.writer).lock_owned()).await.map_err(|_| {
+                Error::PoolTimeout {
+                    backend: Arc::clone(&self.backend),
+                    waited: self.wait_timeout,
+                    pool_size: self.pool.status().max_size,
+                }
+            })?;
+        let conn = self.pool.get().await.map_err(|e| self.pool_error(e))?;
+        Ok((turn, conn))
     }
 
     /// Run `f` with a pooled connection on the blocking thread pool, inside the caller's span.

@@ -266,7 +266,8 @@ pub struct SqliteBackendConfig {
     pub statement_timeout_ms: u64,
 }
 
-/// How the connection to PostgreSQL is secured. Only `disable` is served in this build.
+/// How the connection to PostgreSQL is secured, with libpq's `sslmode` meanings (the catalog's
+/// `tls` module serves every mode; trust anchors are `ca_cert_path`, else the system's store).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
@@ -283,8 +284,9 @@ pub enum SslMode {
     VerifyFull,
 }
 
-/// A PostgreSQL backend (`kv_postgres`, `sql_postgres`).
-#[derive(Clone, Deserialize, Serialize)]
+/// A PostgreSQL backend (`kv_postgres`, `sql_postgres`). `Debug` is derived: the password is a
+/// `SecretString`, which prints redacted.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresBackendConfig {
     /// Server host name or address.
@@ -337,27 +339,6 @@ pub struct PostgresBackendConfig {
     /// connection without it.
     #[serde(default = "default_statement_timeout_ms")]
     pub statement_timeout_ms: u64,
-}
-
-impl fmt::Debug for PostgresBackendConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresBackendConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("db", &self.db)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| REDACTED))
-            .field("ssl_mode", &self.ssl_mode)
-            .field("ca_cert_path", &self.ca_cert_path)
-            .field("table_name", &self.table_name)
-            .field("pool_size", &self.pool_size)
-            .field("pool_recycle", &self.pool_recycle)
-            .field("pool_pre_ping", &self.pool_pre_ping)
-            .field("wait_timeout_ms", &self.wait_timeout_ms)
-            .field("create_timeout_ms", &self.create_timeout_ms)
-            .field("statement_timeout_ms", &self.statement_timeout_ms)
-            .finish_non_exhaustive()
-    }
 }
 
 impl PostgresBackendConfig {

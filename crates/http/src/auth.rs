@@ -37,7 +37,7 @@ impl FromRequest for Caller {
 
 /// The middleware: authenticate (unless the path is public or authentication is off), then apply
 /// the route policy (to every path, public ones included, as the reference does), then record the
-/// [`Caller`] for handlers. Install with `actix_web::middleware::from_fn(ferrostack_http::authenticate)`.
+/// [`Caller`] for handlers. [`crate::app`] installs it.
 pub async fn authenticate(
     req: ServiceRequest,
     next: Next<BoxBody>,
@@ -61,8 +61,13 @@ pub async fn authenticate(
         (Some(authenticator), false) => match authenticator.authenticate(&request_info(&req)).await {
             Ok(user) => Some(user),
             Err(e) => {
-                tracing::info!(path = %path, status = e.status(), reason = %e, "request not authenticated");
-                return Ok(req.into_response(ApiError::from(e).error_response()));
+                let err = ApiError::from(e);
+                // A refusal is worth a line here; an identity provider that is down (5xx) is
+                // logged once, by `error_response`.
+                if !err.status().is_server_error() {
+                    tracing::info!(path = %path, status = err.status().as_u16(), reason = %err, "request not authenticated");
+                }
+                return Ok(req.into_response(err.error_response()));
             }
         },
         _ => None,

@@ -3,13 +3,15 @@
 
 mod auth;
 mod error;
+mod list;
 mod routes;
 mod telemetry;
 
-use actix_web::dev::ServiceResponse;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, from_fn};
+use actix_web::{App, HttpRequest, HttpResponse, ResponseError, web};
 use std::sync::Arc;
 
 use ferrostack_authz::{Authenticator, Resource, is_allowed};
@@ -19,10 +21,11 @@ use ferrostack_inference_store::InferenceStore;
 use ferrostack_providers::{ModelRoute, ProviderError, Providers};
 use tokio_util::task::TaskTracker;
 
-pub use auth::{Caller, PUBLIC_PATHS, authenticate};
-pub use error::ApiError;
+pub use auth::{Caller, PUBLIC_PATHS};
+pub use error::{ApiError, Code, RETRY_AFTER_SECONDS};
+pub use list::{ListQuery, ListSpec, MAX_METADATA_FILTERS, Order, Page};
 pub use routes::health::{READINESS_CACHE_TTL, ReadinessCache};
-pub use telemetry::{HttpTelemetry, REQUEST_ID_HEADER, RequestId, trace_request};
+pub use telemetry::{HttpTelemetry, REQUEST_ID_HEADER, RequestId};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -74,8 +77,31 @@ impl AppState {
 /// Largest JSON body accepted, in bytes; larger bodies get 413.
 pub const MAX_JSON_BODY_BYTES: usize = 16 * 1024 * 1024;
 
+/// The whole app: ferrostack's routes with its middlewares, in the order they must run. Build one
+/// per actix worker: `HttpServer::new(move || ferrostack_http::app(state.clone()))`.
+pub fn app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        // Outermost last: errors from authentication come out in the one error shape too, and
+        // the request span wraps both (authentication is part of the request's time, and the
+        // span records the status the client actually got).
+        .wrap(from_fn(auth::authenticate))
+        .wrap(error_shape())
+        .wrap(from_fn(telemetry::trace_request))
+        .configure(configure(state))
+}
+
 /// Register ferrostack's routes and error handling on an actix `App`.
-pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
+fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(web::Data::new(state))
             .app_data(web::JsonConfig::default().limit(MAX_JSON_BODY_BYTES).error_handler(json_error))
@@ -91,8 +117,8 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
 }
 
 /// Middleware that rewrites actix's own bodiless error responses (e.g. 405 from a route guard)
-/// into the one error shape. Wrap the `App` with it.
-pub fn error_shape() -> ErrorHandlers<actix_web::body::BoxBody> {
+/// into the one error shape.
+fn error_shape() -> ErrorHandlers<actix_web::body::BoxBody> {
     ErrorHandlers::new().default_handler(|res: ServiceResponse| {
         let has_json = res
             .response()
@@ -108,7 +134,7 @@ pub fn error_shape() -> ErrorHandlers<actix_web::body::BoxBody> {
             404 => ApiError::not_found(message),
             405 => ApiError::method_not_allowed(message),
             413 => ApiError::payload_too_large(message),
-            s if s >= 500 => ApiError::internal(&message),
+            s if s >= 500 => ApiError::internal(&format!("actix answered {status} without a body")),
             _ => ApiError::invalid_request(message, None),
         };
         let (req, _) = res.into_parts();

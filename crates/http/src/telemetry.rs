@@ -128,7 +128,7 @@ impl Extractor for HeaderExtractor<'_> {
 }
 
 /// The root span of every request. Install it outermost, so that authentication and the error
-/// shape run inside it: `App::new().wrap(...).wrap(from_fn(ferrostack_http::trace_request))`.
+/// shape run inside it: [`crate::app`] installs it last (outermost).
 pub async fn trace_request<B: MessageBody>(
     req: ServiceRequest,
     next: Next<B>,

@@ -62,7 +62,7 @@ async fn queued(db: &Db, rows: usize, producers: usize, batch: usize, writers: u
     let mut tasks = Vec::new();
     for p in 0..producers {
         let store = store.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(ferrostack_testkit::spawn(async move {
             let user = User::new(format!("user{p}"), BTreeMap::new());
             for i in (p..rows).step_by(producers) {
                 store.store(completion(i), Some(&user)).await?;
@@ -85,7 +85,7 @@ async fn direct(db: &Db, rows: usize, producers: usize) -> Result<f64, Box<dyn E
     let mut tasks = Vec::new();
     for p in 0..producers {
         let db = db.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(ferrostack_testkit::spawn(async move {
             for i in (p..rows).step_by(producers) {
                 let c = completion(i);
                 let sql = Sql::new()

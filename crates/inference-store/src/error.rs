@@ -1,21 +1,7 @@
-//! The inference store's error type.
+//! The inference store's error type: what went wrong, typed. The HTTP status of each variant is
+//! chosen by the http crate's code table, nowhere else.
 
 use ferrostack_authz::StoreError;
-
-/// How an HTTP handler should answer an [`Error`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The request is wrong (400): a bad parameter, an unknown cursor.
-    BadRequest,
-    /// The completion does not exist or the caller may not read it (the two are not told apart).
-    NotFound,
-    /// The caller may read the completion but not change it (403).
-    Forbidden,
-    /// The store is shutting down (503).
-    Unavailable,
-    /// The database failed, or a write could not be completed (500).
-    Internal,
-}
 
 /// What can go wrong in the inference store. Messages never contain message contents.
 #[derive(Debug, thiserror::Error)]
@@ -76,26 +62,15 @@ pub enum Error {
         /// The completion id.
         id: String,
     },
+    /// The batch writer cannot start on the table (at start-up).
+    #[error("cannot start the inference store's writer: {0}")]
+    Start(#[source] ferrostack_writer::StartError),
     /// The authorized store layer or the database failed.
     #[error(transparent)]
     Store(StoreError),
 }
 
 impl Error {
-    /// How to answer it.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            Error::AfterNotFound { .. }
-            | Error::CursorNotFound { .. }
-            | Error::InvalidParam { .. }
-            | Error::InvalidCompletion(_) => ErrorKind::BadRequest,
-            Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::Forbidden { .. } => ErrorKind::Forbidden,
-            Error::ShuttingDown => ErrorKind::Unavailable,
-            Error::WriteFailed { .. } | Error::IdTaken { .. } | Error::Store(_) => ErrorKind::Internal,
-        }
-    }
-
     /// The request parameter at fault, for OpenAI's `param` field.
     pub fn param(&self) -> Option<&'static str> {
         match self {

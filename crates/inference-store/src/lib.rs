@@ -1,9 +1,9 @@
 //! ferrostack's inference store: stored chat completions.
 //!
-//! - The write path ([`InferenceStore::store`]): a bounded queue drained by batch writers, each
-//!   batch one multi-row `INSERT ... ON CONFLICT` in one transaction, transient errors retried
-//!   with backoff, poison rows isolated by bisection, `durability: sync` as group commit, and a
-//!   draining [`Writers::shutdown`]. Counters for telemetry in [`QueueMetrics`].
+//! - The write path ([`InferenceStore::store`]): the generic batch writer ([`ferrostack_writer`])
+//!   with [`StoredCompletion`] as its row: a bounded queue, batches as one multi-row
+//!   owner-stamped upsert in one transaction, retries, poison-row bisection, `durability: sync`
+//!   as group commit, a draining `Writers::shutdown`. Counters for telemetry in [`QueueMetrics`].
 //! - The read API ([`InferenceStore::list`], [`InferenceStore::get`],
 //!   [`InferenceStore::messages`], [`InferenceStore::update_metadata`],
 //!   [`InferenceStore::delete`]): every statement goes through the authorized store layer
@@ -12,18 +12,18 @@
 //! The table (`inference_store`) is created by the migrations `V2__inference_store`.
 
 mod error;
-mod queue;
 mod read;
 mod record;
+mod write;
 
-pub use error::{Error, ErrorKind};
-pub use queue::{QueueMetrics, ShutdownReport, Writers};
-pub use read::{ListPage, ListParams, MessagesPage, MessagesParams, Order};
+pub use error::Error;
+pub use ferrostack_writer::{QueueMetrics, ShutdownReport};
+pub use read::{DEFAULT_LIMIT, ListPage, ListParams, MAX_LIMIT, MessagesPage, MessagesParams, Order};
 pub use record::StoredCompletion;
-
-use std::sync::Arc;
+pub use write::Writers;
 
 use ferrostack_authz::AuthorizedTable;
+use ferrostack_writer::Writer;
 
 /// The table the migrations create.
 pub const TABLE: &str = ferrostack_config::tables::INFERENCE;
@@ -34,5 +34,5 @@ pub const TABLE: &str = ferrostack_config::tables::INFERENCE;
 #[derive(Debug, Clone)]
 pub struct InferenceStore {
     table: AuthorizedTable,
-    queue: Arc<queue::Shared>,
+    writer: Writer<StoredCompletion>,
 }

@@ -5,7 +5,6 @@
 use ferrostack_authz::{StoreError, User};
 use ferrostack_catalog::sql::dialect;
 use ferrostack_catalog::{Sql, Value};
-use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
 use crate::record::{SELECT_COLUMNS, StoredCompletion};
@@ -33,21 +32,8 @@ pub struct ListParams {
     pub metadata: Vec<(String, String)>,
 }
 
-/// One page of completions (`{object: "list", data, first_id, last_id, has_more}` when
-/// serialized; the ids are `""` when the page is empty).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ListPage {
-    /// Always `"list"`.
-    pub object: &'static str,
-    /// The completions, in order.
-    pub data: Vec<StoredCompletion>,
-    /// Id of the first one, `""` when empty.
-    pub first_id: String,
-    /// Id of the last one, `""` when empty.
-    pub last_id: String,
-    /// Whether more follow.
-    pub has_more: bool,
-}
+/// One page of completions (`{object: "list", data, first_id, last_id, has_more}`).
+pub type ListPage = ferrostack_authz::policy::ListPage<StoredCompletion>;
 
 /// Parameters of `GET /v1/chat/completions/{id}/messages`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,19 +47,7 @@ pub struct MessagesParams {
 }
 
 /// One page of messages (`{object: "list", data, first_id, last_id, has_more}`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MessagesPage {
-    /// Always `"list"`.
-    pub object: &'static str,
-    /// The message objects, in order.
-    pub data: Vec<Json>,
-    /// Id of the first one, `""` when empty.
-    pub first_id: String,
-    /// Id of the last one, `""` when empty.
-    pub last_id: String,
-    /// Whether more follow.
-    pub has_more: bool,
-}
+pub type MessagesPage = ferrostack_authz::policy::ListPage<Json>;
 
 fn limit(given: Option<u32>) -> Result<u32, Error> {
     match given {
@@ -116,13 +90,7 @@ impl InferenceStore {
         let page =
             self.table.list(caller, SELECT_COLUMNS, filter, params.after.as_deref(), limit, params.order).await?;
         let data = page.rows.iter().map(StoredCompletion::from_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(ListPage {
-            object: "list",
-            first_id: data.first().map(|c| c.id.clone()).unwrap_or_default(),
-            last_id: data.last().map(|c| c.id.clone()).unwrap_or_default(),
-            data,
-            has_more: page.has_more,
-        })
+        Ok(ListPage::new(data, page.has_more, |c| &c.id))
     }
 
     /// The completion, if it exists and the caller may read it.
@@ -158,9 +126,7 @@ impl InferenceStore {
         let rest: Vec<Json> = messages.into_iter().skip(start).collect();
         let has_more = rest.len() > limit;
         let data: Vec<Json> = rest.into_iter().take(limit).collect();
-        let id_of =
-            |m: Option<&Json>| m.and_then(|m| m.get("id")).and_then(Json::as_str).unwrap_or_default().to_owned();
-        Ok(MessagesPage { object: "list", first_id: id_of(data.first()), last_id: id_of(data.last()), data, has_more })
+        Ok(MessagesPage::new(data, has_more, |m| m.get("id").and_then(Json::as_str).unwrap_or_default()))
     }
 
     /// Replace the completion's metadata (OpenAI's update); the owner is unchanged. Returns the

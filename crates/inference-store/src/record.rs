@@ -7,7 +7,7 @@ use serde_json::{Map, Value as Json, json};
 use crate::Error;
 
 /// The columns the store writes and reads, in order (the owner columns are added by the
-/// authorized store layer or the write queue).
+/// authorized store layer).
 pub(crate) const COLUMNS: [&str; 7] =
     ["id", "created", "model", "choices", "input_messages", "metadata", "upstream_id"];
 /// [`COLUMNS`] as a select list.

@@ -335,10 +335,11 @@ pub async fn run(label: &str, options: &Options) -> anyhow::Result<Report> {
     let end = options.duration.map(|d| measure_from + d);
     // Requests still to be measured (only with a request count).
     let budget = Arc::new(AtomicI64::new(options.requests.map_or(i64::MAX, |n| i64::try_from(n).unwrap_or(i64::MAX))));
-    let mut tasks = Vec::with_capacity(options.concurrency);
+    // A set: every worker is joined below, and aborted if this function is left early.
+    let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..options.concurrency {
         let (client, options, budget) = (client.clone(), options.clone(), Arc::clone(&budget));
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut samples = Samples::default();
             loop {
                 let now = Instant::now();
@@ -370,11 +371,11 @@ pub async fn run(label: &str, options: &Options) -> anyhow::Result<Report> {
                 }
             }
             samples
-        }));
+        });
     }
     let mut all = Samples::default();
-    for task in tasks {
-        all.merge(task.await?);
+    while let Some(task) = tasks.join_next().await {
+        all.merge(task?);
     }
     let seconds = Instant::now().saturating_duration_since(measure_from).as_secs_f64().max(f64::EPSILON);
     let requests = all.ok + all.errors.values().sum::<u64>();
@@ -396,11 +397,15 @@ pub async fn run(label: &str, options: &Options) -> anyhow::Result<Report> {
 /// Rows in ferrostack's `inference_store` table.
 pub async fn count_rows(database_url: &str) -> anyhow::Result<u64> {
     let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
-    let connection = tokio::spawn(connection);
+    let mut connection = {
+        let mut set = tokio::task::JoinSet::new();
+        set.spawn(connection);
+        set
+    };
     let row = client.query_one("SELECT count(*) FROM inference_store", &[]).await?;
     let n: i64 = row.get(0);
     drop(client);
-    let _ = connection.await;
+    let _ = connection.join_next().await;
     Ok(u64::try_from(n)?)
 }
 

@@ -9,7 +9,7 @@ use ferrostack_mock_upstream::{Config, bind};
 
 async fn mock(config: Config) -> String {
     let (server, addrs) = bind(config).unwrap();
-    tokio::spawn(server);
+    ferrostack_testkit::spawn(server);
     format!("http://{}", addrs[0])
 }
 

@@ -17,13 +17,16 @@ async fn main() -> anyhow::Result<()> {
         out.flush()?;
     }
     let handle = server.handle();
-    let running = tokio::spawn(server);
+    let mut running = tokio::task::JoinSet::new();
+    running.spawn(server);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
     handle.stop(false).await;
-    running.await??;
+    if let Some(served) = running.join_next().await {
+        served??;
+    }
     Ok(())
 }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 async fn start(config: Config) -> String {
     let (server, addrs) = bind(config).unwrap();
-    tokio::spawn(server);
+    ferrostack_testkit::spawn(server);
     format!("http://{}", addrs[0])
 }
 

@@ -234,7 +234,7 @@ fn log_outcome(provider: &str, stream: bool, started: Instant, error: Option<&Pr
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match error {
         None => tracing::debug!(provider, stream, elapsed_ms, "upstream answered"),
-        Some(e) => tracing::debug!(provider, stream, elapsed_ms, status = e.status(), error = %e, "upstream failed"),
+        Some(e) => tracing::debug!(provider, stream, elapsed_ms, error = %e, "upstream failed"),
     }
 }
 

@@ -1,11 +1,11 @@
-//! Every way an inference call can fail, and the HTTP status each one answers with.
+//! Every way an inference call can fail. The HTTP status of each is chosen by the http crate's
+//! code table, nowhere else.
 
 use ferrostack_config::Problem;
 
 /// A failure of the model registry or of an upstream provider.
 ///
-/// [`ProviderError::status`] is the status the HTTP layer answers with; `Display` is the message
-/// for the client. Messages never carry an API key or the content of a request.
+/// `Display` is the message for the client; the HTTP layer picks the status. Messages never carry an API key or the content of a request.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// The requested model is not registered (404).
@@ -100,20 +100,6 @@ fn problems_text(problems: &[Problem]) -> String {
 }
 
 impl ProviderError {
-    /// The HTTP status for the client: 404 unknown model, 502 unreachable / upstream 5xx /
-    /// invalid answer / broken connection, 504 timeout, the upstream's own status for a 4xx,
-    /// 500 for start-up errors.
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::ModelNotFound { .. } => 404,
-            Self::Unreachable { .. } | Self::InvalidResponse { .. } | Self::Broken { .. } => 502,
-            Self::Timeout { .. } => 504,
-            Self::Upstream { status, .. } if (400..500).contains(status) => *status,
-            Self::Upstream { .. } => 502,
-            Self::Config { .. } | Self::Client { .. } => 500,
-        }
-    }
-
     /// The provider involved, when there is one.
     pub fn provider(&self) -> Option<&str> {
         match self {

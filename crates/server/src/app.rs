@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer};
+use actix_web::HttpServer;
 use anyhow::Context;
 use ferrostack_authz::Authenticator;
 use ferrostack_catalog::Catalog;
@@ -96,23 +95,14 @@ impl Application {
             telemetry: ferrostack_http::HttpTelemetry::new(options.telemetry.meter(), options.telemetry.traces()),
             readiness: Arc::default(),
         };
-        let mut server = HttpServer::new(move || {
-            App::new()
-                // Outermost last: errors from authentication come out in the one error shape too,
-                // and the request span wraps both (authentication is part of the request's time,
-                // and the span records the status the client actually got).
-                .wrap(from_fn(ferrostack_http::authenticate))
-                .wrap(ferrostack_http::error_shape())
-                .wrap(from_fn(ferrostack_http::trace_request))
-                .configure(ferrostack_http::configure(state.clone()))
-        })
-        // Signals are handled once, by the caller's cancellation token (see `run_until`).
-        .disable_signals()
-        // Streamed answers are many small writes spaced in time: with Nagle's algorithm each one
-        // after the first waits for the client's delayed ACK (~40 ms a stream, measured with
-        // scripts/bench.sh). Send them as they come.
-        .tcp_nodelay(true)
-        .shutdown_timeout(config.server.shutdown_timeout_seconds);
+        let mut server = HttpServer::new(move || ferrostack_http::app(state.clone()))
+            // Signals are handled once, by the caller's cancellation token (see `run_until`).
+            .disable_signals()
+            // Streamed answers are many small writes spaced in time: with Nagle's algorithm each one
+            // after the first waits for the client's delayed ACK (~40 ms a stream, measured with
+            // scripts/bench.sh). Send them as they come.
+            .tcp_nodelay(true)
+            .shutdown_timeout(config.server.shutdown_timeout_seconds);
         if let Some(workers) = config.server.workers {
             server = server.workers(workers);
         }
@@ -135,7 +125,8 @@ impl Application {
         let Self { server, addr, catalog, tasks, writers, grace } = self;
         tracing::info!(%addr, "ferrostack listening on http://{addr}");
         let handle = server.handle();
-        let mut serving = tokio::spawn(server);
+        // Tracked with the upstream tasks; it has ended by the time they are awaited (step 2).
+        let mut serving = tasks.spawn(server);
         let early = tokio::select! {
             res = &mut serving => Some(res),
             () = shutdown.cancelled() => None,
@@ -174,18 +165,18 @@ impl Application {
     }
 }
 
-/// Cancel `token` on the first SIGINT or SIGTERM.
-pub fn cancel_on_signals(token: CancellationToken) -> anyhow::Result<()> {
+/// Listen for SIGINT and SIGTERM now; the returned future cancels `token` on the first one.
+/// Poll it beside [`Application::run_until`] (no background task: nothing to track or leak).
+pub fn cancel_on_signals(token: CancellationToken) -> anyhow::Result<impl Future<Output = ()> + Send> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    tokio::spawn(async move {
+    Ok(async move {
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
         tracing::info!(signal = name, "signal received; shutting down");
         token.cancel();
-    });
-    Ok(())
+    })
 }

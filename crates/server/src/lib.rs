@@ -42,11 +42,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 tracing::warn!("{w}");
             }
             let shutdown = CancellationToken::new();
-            cancel_on_signals(shutdown.clone())?;
+            let signals = cancel_on_signals(shutdown.clone())?;
             let options = ServeOptions { auto_migrate: args.auto_migrate, telemetry: telemetry.telemetry() };
             let served = match Application::build(&config, &options).await {
-                // Steps 1 to 4 of the shutdown order are in `run_until`.
-                Ok(app) => app.run_until(shutdown).await,
+                // Steps 1 to 4 of the shutdown order are in `run_until`; a signal cancels
+                // `shutdown`, and `run_until` then shuts down in order.
+                Ok(app) => {
+                    let run = app.run_until(shutdown);
+                    tokio::pin!(run);
+                    tokio::select! {
+                        served = &mut run => served,
+                        () = signals => run.await,
+                    }
+                }
                 Err(e) => Err(e),
             };
             // 5. Last: flush the final spans and metrics (start-up failures included) and stop

@@ -282,7 +282,7 @@ async fn fake_upstream() -> (String, actix_web::dev::ServerHandle) {
     let addr = server.addrs()[0];
     let server = server.run();
     let handle = server.handle();
-    tokio::spawn(server);
+    ferrostack_testkit::spawn(server);
     (format!("http://{addr}/v1"), handle)
 }
 

@@ -8,6 +8,8 @@
 //!   `postgres://postgres@127.0.0.1:5432/postgres`; [`Postgres::fresh_database`] creates a
 //!   `test_<uuid>` database that is dropped when the guard is.
 
+pub mod upstream;
+
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::OnceLock;
@@ -36,11 +38,12 @@ pub struct Test {
     name: String,
     needs: Needs,
     body: Body,
+    skip: Option<String>,
 }
 
 impl std::fmt::Debug for Test {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Test").field("name", &self.name).field("needs", &self.needs).finish()
+        f.debug_struct("Test").field("name", &self.name).field("needs", &self.needs).field("skip", &self.skip).finish()
     }
 }
 
@@ -51,7 +54,25 @@ impl Test {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()>,
     {
-        Self { name: name.into(), needs: Needs::Nothing, body: Box::new(move |_| block_on(f())) }
+        Self { name: name.into(), needs: Needs::Nothing, body: Box::new(move |_| block_on(f())), skip: None }
+    }
+
+    /// A test that needs nothing, on a current-thread Tokio runtime: the one kind where
+    /// `tokio::time::pause` / `advance` may move the clock (instead of waiting on a real one).
+    pub fn current_thread<F, Fut>(name: impl Into<String>, f: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()>,
+    {
+        let body = move |_| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failed::from(format!("cannot build a Tokio runtime: {e}")))?;
+            rt.block_on(f());
+            Ok(())
+        };
+        Self { name: name.into(), needs: Needs::Nothing, body: Box::new(body), skip: None }
     }
 
     /// A test that needs PostgreSQL; the body runs on its own Tokio runtime.
@@ -67,7 +88,16 @@ impl Test {
                 Some(pg) => block_on(f(pg)),
                 None => Err(Failed::from("no PostgreSQL for a test that needs one")),
             }),
+            skip: None,
         }
+    }
+
+    /// Report the test as skipped (libtest's "ignored"), not passed, when `reason` is given: for
+    /// a test whose tool is missing on this machine. Decide with [`postgres_required`] in mind:
+    /// where a test must run (CI), pass `None` and let it fail.
+    pub fn skip_when(mut self, reason: Option<String>) -> Self {
+        self.skip = reason;
+        self
     }
 
     /// The test's name.
@@ -129,10 +159,45 @@ pub fn run(tests: Vec<Test>) -> ExitCode {
             let needs_pg = t.needs == Needs::Postgres;
             let server = if needs_pg { server.clone() } else { None };
             let body = t.body;
-            Trial::test(t.name, move || body(server)).with_ignored_flag(needs_pg && skip)
+            if let Some(reason) = &t.skip {
+                eprintln!("*** SKIPPING {}: {reason}", t.name);
+            }
+            let ignored = (needs_pg && skip) || t.skip.is_some();
+            Trial::test(t.name, move || body(server)).with_ignored_flag(ignored)
         })
         .collect();
     libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// Spawn a test's background task (a fake server, concurrent requests) on the test's runtime; it
+/// dies with the runtime when the test ends. The one place tests may spawn: production code uses
+/// a `TaskTracker` or a `JoinSet` (clippy.toml bans a raw `tokio::spawn`).
+#[expect(clippy::disallowed_methods, reason = "the tests' one spawn helper; the test's runtime owns the task")]
+pub fn spawn<F>(f: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(f)
+}
+
+/// Poll `f` until it returns `Some`, up to `timeout`; panics naming `what` when it never does.
+/// The one polling helper of the test suites: wait on a condition, never sleep for a guess.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A loopback address where nothing listens (a port the OS just handed out and took back), for
@@ -234,7 +299,7 @@ fn probe() -> Result<Postgres, String> {
 
 async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let (client, conn) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
+    spawn(async move {
         // The connection ends when the client is dropped; its error then is of no interest.
         let _ = conn.await;
     });

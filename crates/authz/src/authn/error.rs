@@ -1,7 +1,8 @@
 //! Why a request is not authenticated, and why an [`super::Authenticator`] cannot be built.
 
-/// Why a request is not authenticated. The HTTP layer answers [`AuthError::status`] with
-/// `{"error": {"message": <AuthError::message>, ...}}`. No variant ever carries the token.
+/// Why a request is not authenticated. The HTTP layer's code table picks the status (401, or 503
+/// when the identity provider is down) and answers `{"error": {"message": <AuthError::message>,
+/// ...}}`. No variant ever carries the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// No `Authorization` header (or, for `upstream_header`, no principal header). 401; the message
@@ -24,14 +25,6 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// The HTTP status to answer with: 401, or 503 when the identity provider is unreachable.
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::MissingCredentials(_) | Self::InvalidHeaderFormat | Self::Rejected(_) => 401,
-            Self::Unavailable | Self::Timeout => 503,
-        }
-    }
-
     /// The message for the error body.
     pub fn message(&self) -> String {
         self.to_string()

@@ -9,7 +9,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Tokio's clock (the same as std's at run time): tests move it with a paused runtime instead of
+// waiting out the recheck period.
+use tokio::time::Instant;
 
 use ferrostack_config::JwksConfig;
 use jsonwebtoken::errors::ErrorKind;

@@ -2,8 +2,8 @@
 //!
 //! An [`Authenticator`] is built once at start-up from `server.auth.provider_config` and cloned
 //! into every worker (clones share one HTTP client and one key cache). For each request the HTTP
-//! layer builds a [`RequestInfo`] and calls [`Authenticator::authenticate`]; on `Err(e)` it answers
-//! `e.status()` (401 or 503) with `e.message()`.
+//! layer builds a [`RequestInfo`] and calls [`Authenticator::authenticate`]; on `Err(e)` its code table
+//! answers 401 (or 503 when the identity provider is down) with `e.message()`.
 //!
 //! Providers: `static` (tokens from the config), `oauth2_token` (JWT against a JWKS, or RFC 7662
 //! introspection), `custom` (POST to the operator's endpoint), `github_token` (the GitHub API),

@@ -6,11 +6,16 @@
 //! (property-tested on PostgreSQL and SQLite). `docs/access-control.md` describes the language,
 //! the SQL and the store contract.
 
+mod child;
 mod compile;
 mod eval;
+mod list;
+mod page;
 mod regex_sql;
 mod store;
+mod upsert;
 
+pub use child::ChildTable;
 pub use compile::{
     ACCESS_ATTRIBUTES, CompileError, OWNER_PRINCIPAL, Predicate, Target, compile, literal_prefix_regex, predicate,
 };
@@ -18,5 +23,7 @@ pub use eval::{
     DEFAULT_CATEGORIES, Resource, SQL_RECORD, condition_holds, deciding_rule, default_policy, effective, is_allowed,
     is_route_allowed,
 };
+pub use page::ListPage;
 pub use regex_sql::{SqlRegex, translate as translate_regex};
-pub use store::{AuthorizedTable, Order, Page, StoreError, attributes_from_json};
+pub use store::{AuthorizedTable, Key, Order, Page, StoreError, attributes_from_json};
+pub use upsert::Upsert;

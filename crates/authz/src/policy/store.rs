@@ -2,25 +2,32 @@
 //! [`AuthorizedTable`], which stamps the owner on insert and ANDs the compiled policy predicate
 //! onto the caller's own conditions on select, update and delete (STYLE.md 14).
 //!
-//! The table is the store's: it names its table, its id and `created` columns and writes its
+//! The table is the store's: it names its table, its key and `created` columns and writes its
 //! own column lists and where-clauses with [`Sql`]. This layer adds only the ownership plumbing:
 //!
 //! - insert: `owner_principal` / `access_attributes` from the caller (anonymous: `''` and JSON
-//!   null; a user without attributes: JSON null);
+//!   null; a user without attributes: JSON null); the batch writer's same-owner-only upsert
+//!   ([`super::Upsert`], in `upsert.rs`) is built by this layer too, once;
 //! - select / list: the read predicate ANDed on; a row the caller may not read does not exist for
 //!   them, and LIMIT / `has_more` are exact because nothing is filtered after the query;
 //! - update / delete: the update / delete predicate ANDed onto the statement itself (no window
 //!   between a check and the write); the owner columns can never be set; a row the caller can
 //!   read but not change is [`StoreError::Forbidden`], one they cannot read [`StoreError::NotFound`].
+//!
+//! Composition: every statement exists as a builder (`*_sql`, returning [`Sql`]) and as a method
+//! that runs it on an [`Executor`] (`*_in`): a [`ferrostack_catalog::Tx`] runs several authorized
+//! statements, on several tables, in one transaction; the methods without `_in` run on the pool.
+//! Keys may be composite ([`Key`]: a child row identified by its parent's id and its own), and a
+//! table whose rows have no owner of their own is read through its parent ([`super::ChildTable`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ferrostack_catalog::sql::dialect::quote_ident;
-use ferrostack_catalog::{Db, Dialect, Row, Sql, Value};
+use ferrostack_catalog::{Db, Dialect, Executor, Row, Sql, Value};
 use ferrostack_config::{AccessRule, Action};
 
-use super::compile::{ACCESS_ATTRIBUTES, CompileError, OWNER_PRINCIPAL, Predicate, Target, compile, predicate};
+use super::compile::{ACCESS_ATTRIBUTES, CompileError, OWNER_PRINCIPAL, Target, compile};
 use super::eval::Resource;
 use crate::User;
 
@@ -43,6 +50,16 @@ pub enum StoreError {
     /// An update tried to set an owner column; ownership never changes.
     #[error("column {0} holds the owner and cannot be updated")]
     OwnerColumn(String),
+    /// A key with as many values as the table has key columns was expected.
+    #[error("table {table} has {expected} key columns, the key given has {got} values")]
+    KeyArity {
+        /// The table.
+        table: String,
+        /// Key columns of the table.
+        expected: usize,
+        /// Values given.
+        got: usize,
+    },
     /// An update with nothing to set.
     #[error("an update needs at least one column to set")]
     NothingToSet,
@@ -54,7 +71,7 @@ pub enum StoreError {
     Db(#[from] ferrostack_catalog::Error),
 }
 
-/// Sort order of [`AuthorizedTable::list`] on (created, id).
+/// Sort order of lists on (created, id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Order {
     /// Oldest first.
@@ -64,7 +81,7 @@ pub enum Order {
     Desc,
 }
 
-/// One page of [`AuthorizedTable::list`].
+/// The rows of one page of [`AuthorizedTable::list`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
     /// At most `limit` rows, in order.
@@ -73,12 +90,55 @@ pub struct Page {
     pub has_more: bool,
 }
 
+impl Page {
+    /// The page of `rows`, fetched with `limit + 1`: the extra row only says that more follow.
+    pub(super) fn of(mut rows: Vec<Row>, limit: u32) -> Self {
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        Self { rows, has_more }
+    }
+}
+
+/// The values identifying one row, one per key column, in the table's key order: an id
+/// (`"chatcmpl-1"`), or a parent's id and the row's own (`("conv_1", "msg_3")`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Key(pub Vec<Value>);
+
+impl Key {
+    /// The row's own id as text (the last key value), for messages and policy resources.
+    pub fn own_id(&self) -> String {
+        match self.0.last() {
+            Some(Value::Text(s)) => s.clone(),
+            Some(Value::Int(i)) => i.to_string(),
+            _ => String::new(),
+        }
+    }
+}
+
+impl From<&str> for Key {
+    fn from(id: &str) -> Self {
+        Key(vec![Value::from(id)])
+    }
+}
+
+impl From<&String> for Key {
+    fn from(id: &String) -> Self {
+        Key(vec![Value::from(id.as_str())])
+    }
+}
+
+impl From<(&str, &str)> for Key {
+    fn from((parent, id): (&str, &str)) -> Self {
+        Key(vec![Value::from(parent), Value::from(id)])
+    }
+}
+
 /// A tenant table under the access policy. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuthorizedTable {
     db: Db,
     table: Arc<str>,
-    id_column: Arc<str>,
+    key: Arc<[Arc<str>]>,
     created_column: Arc<str>,
     policy: Arc<[AccessRule]>,
 }
@@ -94,10 +154,23 @@ impl AuthorizedTable {
         created_column: &str,
         policy: impl Into<Arc<[AccessRule]>>,
     ) -> Result<Self, CompileError> {
+        Self::with_key(db, table, &[id_column], created_column, policy)
+    }
+
+    /// Like [`AuthorizedTable::new`], with a composite key: rows identified by `key` (e.g.
+    /// `["conversation_id", "id"]`), ordered by (`created_column`, last key column). The policy's
+    /// resource id is the last key column.
+    pub fn with_key(
+        db: Db,
+        table: &str,
+        key: &[&str],
+        created_column: &str,
+        policy: impl Into<Arc<[AccessRule]>>,
+    ) -> Result<Self, CompileError> {
         let this = Self {
             db,
             table: table.into(),
-            id_column: id_column.into(),
+            key: key.iter().map(|c| Arc::from(*c)).collect(),
             created_column: created_column.into(),
             policy: policy.into(),
         };
@@ -129,12 +202,18 @@ impl AuthorizedTable {
         &self.policy
     }
 
-    fn target(&self) -> Target<'_> {
-        Target::new(&self.table, &self.id_column)
+    /// The column holding the row's own id (the last key column).
+    pub fn id_column(&self) -> &str {
+        self.key.last().map_or("id", |c| c)
     }
 
-    fn id(&self) -> String {
-        quote_ident(&self.id_column)
+    /// The `created` column lists are ordered by.
+    pub fn created_column(&self) -> &str {
+        &self.created_column
+    }
+
+    pub(super) fn target(&self) -> Target<'_> {
+        Target::new(&self.table, self.id_column())
     }
 
     /// The compiled predicate for `user` doing `action` on this table, to AND onto a statement
@@ -145,6 +224,26 @@ impl AuthorizedTable {
             None => self.target(),
         };
         compile(&self.policy, action, &target, user, self.db.dialect())
+    }
+
+    /// `k1 = $1 AND k2 = $2 ...` for `key`.
+    pub fn key_filter(&self, key: impl Into<Key>) -> Result<Sql, StoreError> {
+        let key = key.into();
+        if key.0.len() != self.key.len() {
+            return Err(StoreError::KeyArity {
+                table: self.table.to_string(),
+                expected: self.key.len(),
+                got: key.0.len(),
+            });
+        }
+        let mut sql = Sql::new();
+        for (i, (column, value)) in self.key.iter().zip(key.0).enumerate() {
+            if i > 0 {
+                sql = sql.push(" AND ");
+            }
+            sql = sql.push_ident(column).push(" = ").bind(value);
+        }
+        Ok(sql)
     }
 
     /// The owner-column values an insert by `user` stamps: (`owner_principal`,
@@ -174,45 +273,78 @@ impl AuthorizedTable {
 
     /// The row as a policy resource (`sql_record::<table>::<id>`).
     pub fn resource_of(&self, row: &Row) -> Result<Resource, ferrostack_catalog::Error> {
-        let id: String = row.get(&self.id_column)?;
+        let id: String = row.get(self.id_column())?;
         Ok(Resource::sql_record(&self.table, &id, Self::owner_of(row)?))
     }
 
-    /// Insert rows owned by `user`: `columns` are the store's, each row one value per column;
-    /// the owner columns are appended. No permission check (as in the reference, creating is
-    /// not policed here). Rows inserted.
+    pub(super) fn insert_head(&self, columns: &[&str]) -> String {
+        let mut names: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+        names.push(quote_ident(OWNER_PRINCIPAL));
+        names.push(quote_ident(ACCESS_ATTRIBUTES));
+        format!("INSERT INTO {} ({}) ", quote_ident(&self.table), names.join(", "))
+    }
+
+    /// `INSERT INTO <table> (<columns>, owner columns) VALUES ...`, every row owned by `user`.
+    /// No permission check (as in the reference, creating is not policed here).
+    pub fn insert_sql(&self, user: Option<&User>, columns: &[&str], rows: Vec<Vec<Value>>) -> Result<Sql, StoreError> {
+        if let Some(c) = columns.iter().find(|c| is_owner_column(c)) {
+            return Err(StoreError::OwnerColumn((*c).to_owned()));
+        }
+        let (principal, attributes) = Self::owner_values(user);
+        let rows = rows.into_iter().map(|mut r| {
+            r.push(principal.clone());
+            r.push(attributes.clone());
+            r
+        });
+        Ok(Sql::new().push(&self.insert_head(columns)).push_values(rows))
+    }
+
+    /// Insert rows owned by `user` (see [`AuthorizedTable::insert_sql`]); rows inserted.
+    pub async fn insert_in(
+        &self,
+        ex: &mut impl Executor,
+        user: Option<&User>,
+        columns: &[&str],
+        rows: Vec<Vec<Value>>,
+    ) -> Result<u64, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        Ok(ex.execute(self.insert_sql(user, columns, rows)?).await?)
+    }
+
+    /// [`AuthorizedTable::insert_in`] on the pool.
     pub async fn insert(
         &self,
         user: Option<&User>,
         columns: &[&str],
         rows: Vec<Vec<Value>>,
     ) -> Result<u64, StoreError> {
-        if let Some(c) = columns.iter().find(|c| is_owner_column(c)) {
-            return Err(StoreError::OwnerColumn((*c).to_owned()));
-        }
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let (principal, attributes) = Self::owner_values(user);
-        let mut names: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
-        names.push(quote_ident(OWNER_PRINCIPAL));
-        names.push(quote_ident(ACCESS_ATTRIBUTES));
-        let rows = rows.into_iter().map(|mut r| {
-            r.push(principal.clone());
-            r.push(attributes.clone());
-            r
-        });
-        let sql = Sql::new()
-            .push("INSERT INTO ")
-            .push_ident(&self.table)
-            .push(&format!(" ({}) ", names.join(", ")))
-            .push_values(rows);
-        Ok(self.db.execute(sql).await?)
+        self.insert_in(&mut self.db.clone(), user, columns, rows).await
     }
 
-    /// `SELECT <columns> FROM <table> WHERE (<where>) AND <read predicate> <tail>`: `columns`
+    /// `SELECT <columns> FROM <table> WHERE (<filter>) AND <read predicate> <tail>`: `columns`
     /// and `tail` (ORDER BY, LIMIT, ...) are the store's SQL; `filter` its conditions (an empty
     /// `Sql` means none).
+    pub fn select_sql(&self, user: Option<&User>, columns: &str, filter: Sql, tail: Sql) -> Result<Sql, StoreError> {
+        let sql = Sql::new().push("SELECT ").push(columns).push(" FROM ").push_ident(&self.table).push(" WHERE ");
+        let sql = self.and_predicate(sql, filter, Action::Read, user)?;
+        Ok(if tail.is_empty() { sql } else { sql.push(" ").push_sql(tail) })
+    }
+
+    /// Run [`AuthorizedTable::select_sql`].
+    pub async fn select_in(
+        &self,
+        ex: &mut impl Executor,
+        user: Option<&User>,
+        columns: &str,
+        filter: Sql,
+        tail: Sql,
+    ) -> Result<Vec<Row>, StoreError> {
+        Ok(ex.fetch_all(self.select_sql(user, columns, filter, tail)?).await?)
+    }
+
+    /// [`AuthorizedTable::select_in`] on the pool.
     pub async fn select(
         &self,
         user: Option<&User>,
@@ -220,152 +352,35 @@ impl AuthorizedTable {
         filter: Sql,
         tail: Sql,
     ) -> Result<Vec<Row>, StoreError> {
-        let sql = Sql::new().push("SELECT ").push(columns).push(" FROM ").push_ident(&self.table).push(" WHERE ");
-        let sql = self.and_predicate(sql, filter, Action::Read, user)?;
-        let sql = if tail.is_empty() { sql } else { sql.push(" ").push_sql(tail) };
-        Ok(self.db.fetch_all(sql).await?)
+        self.select_in(&mut self.db.clone(), user, columns, filter, tail).await
     }
 
-    /// The row with this id, if the caller may read it (`None`: missing or not readable).
-    pub async fn get(&self, user: Option<&User>, columns: &str, id: &str) -> Result<Option<Row>, StoreError> {
-        let filter = Sql::new().push(&self.id()).push(" = ").bind(id);
-        Ok(self.select(user, columns, filter, Sql::new().push("LIMIT 1")).await?.into_iter().next())
+    /// The row with this key, if the caller may read it (`None`: missing or not readable).
+    pub async fn get_in(
+        &self,
+        ex: &mut impl Executor,
+        user: Option<&User>,
+        columns: &str,
+        key: impl Into<Key>,
+    ) -> Result<Option<Row>, StoreError> {
+        let filter = self.key_filter(key)?;
+        let tail = Sql::new().push("LIMIT 1");
+        Ok(self.select_in(ex, user, columns, filter, tail).await?.into_iter().next())
     }
 
-    /// One page in (created, id) order, after the row with id `after` when given (which must be
-    /// readable by the caller: otherwise the page is empty). `limit + 1` rows are fetched, so
-    /// `has_more` is exact.
-    pub async fn list(
+    /// [`AuthorizedTable::get_in`] on the pool.
+    pub async fn get(
         &self,
         user: Option<&User>,
         columns: &str,
-        filter: Sql,
-        after: Option<&str>,
-        limit: u32,
-        order: Order,
-    ) -> Result<Page, StoreError> {
-        let created = quote_ident(&self.created_column);
-        let id = self.id();
-        let (cmp, dir) = match order {
-            Order::Asc => (">", "ASC"),
-            Order::Desc => ("<", "DESC"),
-        };
-        let mut filter = if filter.is_empty() { Sql::new().push("TRUE") } else { filter };
-        if let Some(after) = after {
-            let cursor = Sql::new()
-                .push(&format!("SELECT {created}, {id} FROM "))
-                .push_ident(&self.table)
-                .push(&format!(" WHERE {id} = "))
-                .bind(after)
-                .push(" AND ")
-                .push_sql(self.predicate(Action::Read, user, None)?);
-            filter = Sql::new()
-                .push("(")
-                .push_sql(filter)
-                .push(&format!(") AND ({created}, {id}) {cmp} ("))
-                .push_sql(cursor)
-                .push(")");
-        }
-        let fetch = u64::from(limit) + 1;
-        let order_by = format!("ORDER BY {created} {dir}, {id} {dir} LIMIT {fetch}");
-        let mut rows = match self.readable_owners(user)? {
-            // The caller may read exactly the rows of a few owners (the default policy for a
-            // caller without attributes: their own and the unowned ones). An ORDER BY over
-            // `owner = $1 OR owner = ''` cannot use the (owner, created, id) index and walks the
-            // table instead; one ordered, limited scan per owner, merged, is O(page). Each branch
-            // is the policy's own predicate narrowed to one owner, and the owners are distinct,
-            // so no row is added or repeated.
-            Some(owners) if owners.len() > 1 => {
-                let owner_column = quote_ident(OWNER_PRINCIPAL);
-                let mut branches = Sql::new();
-                for (i, owner) in owners.into_iter().enumerate() {
-                    if i > 0 {
-                        branches = branches.push(" UNION ALL ");
-                    }
-                    branches = branches
-                        .push(&format!(
-                            "SELECT * FROM (SELECT {columns}, {created} AS page_created, {id} AS page_id FROM "
-                        ))
-                        .push_ident(&self.table)
-                        .push(" WHERE (")
-                        .push_sql(filter.clone())
-                        .push(&format!(") AND {owner_column} = "))
-                        .bind(owner)
-                        .push(&format!(" {order_by}) AS branch{i}"));
-                }
-                let sql = Sql::new()
-                    .push("SELECT * FROM (")
-                    .push_sql(branches)
-                    .push(&format!(") AS page ORDER BY page_created {dir}, page_id {dir} LIMIT {fetch}"));
-                self.db.fetch_all(sql).await?
-            }
-            _ => self.select(user, columns, filter, Sql::new().push(&order_by)).await?,
-        };
-        let has_more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        Ok(Page { rows, has_more })
+        key: impl Into<Key>,
+    ) -> Result<Option<Row>, StoreError> {
+        self.get_in(&mut self.db.clone(), user, columns, key).await
     }
 
-    /// The owners whose rows, and only whose rows, the caller may read, when the policy folds to
-    /// that for this caller (`None` otherwise). `''` stands for unowned rows.
-    fn readable_owners(&self, user: Option<&User>) -> Result<Option<Vec<String>>, StoreError> {
-        let tree = predicate(&self.policy, Action::Read, &self.table, user)?;
-        let Predicate::Or(items) = tree else { return Ok(None) };
-        let mut owners = Vec::with_capacity(items.len());
-        for item in items {
-            match item {
-                Predicate::OwnerIs(principal) => owners.push(principal),
-                Predicate::Unowned => owners.push(String::new()),
-                _ => return Ok(None),
-            }
-        }
-        owners.sort();
-        owners.dedup();
-        Ok(Some(owners))
-    }
-
-    /// `UPDATE <table> SET ... WHERE (<where>) AND <update predicate>`: rows updated. Rows the
-    /// caller may not update are left alone (use [`AuthorizedTable::update_one`] to tell "not
-    /// found" from "forbidden"). The owner columns cannot be set.
-    pub async fn update_where(
-        &self,
-        user: Option<&User>,
-        set: Vec<(&str, Value)>,
-        filter: Sql,
-    ) -> Result<u64, StoreError> {
-        let sql = self.update_sql(user, set, filter)?;
-        Ok(self.db.execute(sql).await?)
-    }
-
-    /// Update the row with this id: [`StoreError::NotFound`] when it is missing or unreadable,
-    /// [`StoreError::Forbidden`] when readable but not updatable.
-    pub async fn update_one(&self, user: Option<&User>, id: &str, set: Vec<(&str, Value)>) -> Result<(), StoreError> {
-        let filter = Sql::new().push(&self.id()).push(" = ").bind(id);
-        let sql = self.update_sql(user, set, filter)?;
-        if self.db.execute(sql).await? > 0 {
-            return Ok(());
-        }
-        Err(self.why_not(user, id, Action::Update).await?)
-    }
-
-    /// `DELETE FROM <table> WHERE (<where>) AND <delete predicate>`: rows deleted.
-    pub async fn delete_where(&self, user: Option<&User>, filter: Sql) -> Result<u64, StoreError> {
-        let sql = Sql::new().push("DELETE FROM ").push_ident(&self.table).push(" WHERE ");
-        let sql = self.and_predicate(sql, filter, Action::Delete, user)?;
-        Ok(self.db.execute(sql).await?)
-    }
-
-    /// Delete the row with this id: [`StoreError::NotFound`] when it is missing or unreadable,
-    /// [`StoreError::Forbidden`] when readable but not deletable.
-    pub async fn delete_one(&self, user: Option<&User>, id: &str) -> Result<(), StoreError> {
-        let filter = Sql::new().push(&self.id()).push(" = ").bind(id);
-        if self.delete_where(user, filter).await? > 0 {
-            return Ok(());
-        }
-        Err(self.why_not(user, id, Action::Delete).await?)
-    }
-
-    fn update_sql(&self, user: Option<&User>, set: Vec<(&str, Value)>, filter: Sql) -> Result<Sql, StoreError> {
+    /// `UPDATE <table> SET ... WHERE (<filter>) AND <update predicate>`. The owner columns
+    /// cannot be set.
+    pub fn update_sql(&self, user: Option<&User>, set: Vec<(&str, Value)>, filter: Sql) -> Result<Sql, StoreError> {
         if let Some((c, _)) = set.iter().find(|(c, _)| is_owner_column(c)) {
             return Err(StoreError::OwnerColumn((*c).to_owned()));
         }
@@ -382,6 +397,105 @@ impl AuthorizedTable {
         self.and_predicate(sql.push(" WHERE "), filter, Action::Update, user)
     }
 
+    /// Rows updated by [`AuthorizedTable::update_sql`]. Rows the caller may not update are left
+    /// alone (use [`AuthorizedTable::update_one`] to tell "not found" from "forbidden").
+    pub async fn update_where(
+        &self,
+        user: Option<&User>,
+        set: Vec<(&str, Value)>,
+        filter: Sql,
+    ) -> Result<u64, StoreError> {
+        Ok(self.db.execute(self.update_sql(user, set, filter)?).await?)
+    }
+
+    /// Update the row with this key: [`StoreError::NotFound`] when it is missing or unreadable,
+    /// [`StoreError::Forbidden`] when readable but not updatable.
+    pub async fn update_one_in(
+        &self,
+        ex: &mut impl Executor,
+        user: Option<&User>,
+        key: impl Into<Key>,
+        set: Vec<(&str, Value)>,
+    ) -> Result<(), StoreError> {
+        let key = key.into();
+        let sql = self.update_sql(user, set, self.key_filter(key.clone())?)?;
+        if ex.execute(sql).await? > 0 {
+            return Ok(());
+        }
+        Err(self.why_not(ex, user, key, Action::Update).await?)
+    }
+
+    /// [`AuthorizedTable::update_one_in`] on the pool.
+    pub async fn update_one(
+        &self,
+        user: Option<&User>,
+        key: impl Into<Key>,
+        set: Vec<(&str, Value)>,
+    ) -> Result<(), StoreError> {
+        self.update_one_in(&mut self.db.clone(), user, key, set).await
+    }
+
+    /// `DELETE FROM <table> WHERE (<filter>) AND <delete predicate>`.
+    pub fn delete_sql(&self, user: Option<&User>, filter: Sql) -> Result<Sql, StoreError> {
+        let sql = Sql::new().push("DELETE FROM ").push_ident(&self.table).push(" WHERE ");
+        self.and_predicate(sql, filter, Action::Delete, user)
+    }
+
+    /// Rows deleted by [`AuthorizedTable::delete_sql`].
+    pub async fn delete_where_in(
+        &self,
+        ex: &mut impl Executor,
+        user: Option<&User>,
+        filter: Sql,
+    ) -> Result<u64, StoreError> {
+        Ok(ex.execute(self.delete_sql(user, filter)?).await?)
+    }
+
+    /// [`AuthorizedTable::delete_where_in`] on the pool.
+    pub async fn delete_where(&self, user: Option<&User>, filter: Sql) -> Result<u64, StoreError> {
+        self.delete_where_in(&mut self.db.clone(), user, filter).await
+    }
+
+    /// Delete the row with this key: [`StoreError::NotFound`] when it is missing or unreadable,
+    /// [`StoreError::Forbidden`] when readable but not deletable.
+    pub async fn delete_one_in(
+        &self,
+        ex: &mut impl Executor,
+        user: Option<&User>,
+        key: impl Into<Key>,
+    ) -> Result<(), StoreError> {
+        let key = key.into();
+        if self.delete_where_in(ex, user, self.key_filter(key.clone())?).await? > 0 {
+            return Ok(());
+        }
+        Err(self.why_not(ex, user, key, Action::Delete).await?)
+    }
+
+    /// [`AuthorizedTable::delete_one_in`] on the pool.
+    pub async fn delete_one(&self, user: Option<&User>, key: impl Into<Key>) -> Result<(), StoreError> {
+        self.delete_one_in(&mut self.db.clone(), user, key).await
+    }
+
+    /// The row with this key, for `action`: `Ok` when the caller may do it, else the error to
+    /// answer (NotFound unless readable, then Forbidden). For a check before a statement on
+    /// another table in the same transaction (appending a conversation's items).
+    pub async fn check_in(
+        &self,
+        ex: &mut impl Executor,
+        user: Option<&User>,
+        key: impl Into<Key>,
+        action: Action,
+    ) -> Result<(), StoreError> {
+        let key = key.into();
+        let filter = self.key_filter(key.clone())?;
+        let sql = Sql::new().push("SELECT 1 AS one FROM ").push_ident(&self.table).push(" WHERE ");
+        let sql = self.and_predicate(sql, filter, action, user)?.push(" LIMIT 1");
+        if !ex.fetch_all(sql).await?.is_empty() {
+            return Ok(());
+        }
+        Err(self.why_not(ex, user, key, action).await?)
+    }
+
     /// `sql` + `(<filter>) AND <predicate>`.
     fn and_predicate(&self, sql: Sql, filter: Sql, action: Action, user: Option<&User>) -> Result<Sql, StoreError> {
         let predicate = self.predicate(action, user, None)?;
@@ -390,20 +504,27 @@ impl AuthorizedTable {
     }
 
     /// After a write touched nothing: NotFound unless the caller can read the row.
-    async fn why_not(&self, user: Option<&User>, id: &str, action: Action) -> Result<StoreError, StoreError> {
-        let readable = self.get(user, "1 AS one", id).await?.is_some();
+    async fn why_not(
+        &self,
+        ex: &mut impl Executor,
+        user: Option<&User>,
+        key: Key,
+        action: Action,
+    ) -> Result<StoreError, StoreError> {
+        let id = key.own_id();
+        let readable = self.get_in(ex, user, "1 AS one", key).await?.is_some();
         Ok(match (readable, user) {
             (true, Some(u)) => StoreError::Forbidden {
                 principal: u.principal.clone(),
                 action,
-                resource: Resource::sql_record(&self.table, id, None).qualified_id,
+                resource: Resource::sql_record(&self.table, &id, None).qualified_id,
             },
             _ => StoreError::NotFound,
         })
     }
 }
 
-fn is_owner_column(column: &str) -> bool {
+pub(super) fn is_owner_column(column: &str) -> bool {
     column == OWNER_PRINCIPAL || column == ACCESS_ATTRIBUTES
 }
 

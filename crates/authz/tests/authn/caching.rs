@@ -7,7 +7,7 @@ use ferrostack_authz::authn::{Authenticator, RequestInfo};
 use ferrostack_testkit::Test;
 use serde_json::{Value, json};
 
-use crate::support::{Server, authenticator, bearer, hits, idp};
+use crate::support::{Server, authenticator, bearer, hits, idp, status};
 
 pub fn tests() -> Vec<Test> {
     vec![
@@ -46,7 +46,7 @@ async fn counts(kind: &str, good: &str, bad: &str, counter: fn(&Server) -> &Atom
     }
     assert_eq!(hits(counter(&s)), 1, "{kind}: accepted token asked once");
     for _ in 0..3 {
-        assert_eq!(auth.authenticate(&bearer(bad)).await.map_err(|e| e.status()), Err(401), "{kind}: {bad}");
+        assert_eq!(auth.authenticate(&bearer(bad)).await.map_err(|e| status(&e)), Err(401), "{kind}: {bad}");
     }
     assert_eq!(hits(counter(&s)), 2, "{kind}: refusal cached too (briefly)");
 
@@ -103,7 +103,7 @@ async fn failures_not_cached() {
     let s = idp().await;
     let auth = provider("github", &s, Value::Null);
     for _ in 0..2 {
-        assert_eq!(auth.authenticate(&bearer("gh-status-500")).await.map_err(|e| e.status()), Err(503));
+        assert_eq!(auth.authenticate(&bearer("gh-status-500")).await.map_err(|e| status(&e)), Err(503));
     }
     assert_eq!(hits(&s.idp.github_user_hits), 2);
 }

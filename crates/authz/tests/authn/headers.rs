@@ -117,7 +117,7 @@ async fn statuses() {
         (AuthError::Timeout, 503, "Authentication service timeout"),
     ];
     for (e, status, message) in cases {
-        assert_eq!(e.status(), status);
+        assert_eq!(crate::support::status(&e), status);
         assert_eq!(e.message(), message);
     }
 }

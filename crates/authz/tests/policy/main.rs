@@ -7,6 +7,7 @@
 #![expect(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
 
 mod acceptance;
+mod compose;
 mod hostile;
 mod property;
 mod support;
@@ -18,6 +19,7 @@ fn main() -> ExitCode {
     let mut tests = Vec::new();
     tests.extend(unit::tests());
     tests.extend(acceptance::tests());
+    tests.extend(compose::tests());
     tests.extend(hostile::tests());
     tests.extend(property::tests());
     ferrostack_testkit::run(tests)

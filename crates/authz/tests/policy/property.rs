@@ -1,8 +1,11 @@
 //! The compiler against the evaluator: for random policies and users, on a few hundred random
 //! rows inserted once per database, the compiled predicate selects exactly the rows the evaluator
-//! allows, for every action, on SQLite and PostgreSQL. Resource patterns include random `regex:`
-//! patterns, so the translation of regexes to PostgreSQL (and the `regexp` function on SQLite) is
-//! proven against the evaluator's own regex engine.
+//! allows, for every action, on SQLite and PostgreSQL; and paging through
+//! [`AuthorizedTable::list`] (both orders, several page sizes, the per-owner UNION plan included)
+//! yields exactly those rows, in (created, id) order, each once, with `has_more` true on every
+//! page but the last. Resource patterns include random `regex:` patterns, so the translation of
+//! regexes to PostgreSQL (and the `regexp` function on SQLite) is proven against the evaluator's
+//! own regex engine.
 //!
 //! `FERROSTACK_PROPTEST_CASES` (default [`DEFAULT_CASES`]) and `FERROSTACK_PROPTEST_SEED` (a u64,
 //! default fixed) make runs reproducible. A failure is shrunk and the smallest failing policy and
@@ -11,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use ferrostack_authz::User;
-use ferrostack_authz::policy::{Resource, Target, compile, is_allowed};
+use ferrostack_authz::policy::{AuthorizedTable, Order, Resource, Target, compile, is_allowed};
 use ferrostack_catalog::{Db, Sql, Value};
 use ferrostack_config::{AccessRule, Action, Condition, Conditions, Effect, Pattern, ResourcePattern, Scope};
 use ferrostack_testkit::Test;
@@ -261,6 +264,84 @@ pub async fn check(db: &Db, rows: &[StoredRow], policy: &[AccessRule], user: &Us
     Ok(())
 }
 
+/// `(created, id)` of each row as inserted by [`insert_rows`].
+fn created_of(rows: &[StoredRow]) -> Vec<(i64, String)> {
+    rows.chunks(100).flat_map(|chunk| chunk.iter().enumerate().map(|(i, r)| (i as i64, r.id.clone()))).collect()
+}
+
+/// Page through `table.list` as `user`; where the pages differ from the evaluator's readable
+/// rows in (created, id) order, described.
+pub async fn check_pages(
+    table: &AuthorizedTable,
+    rows: &[StoredRow],
+    user: &User,
+    limit: u32,
+    order: Order,
+) -> Result<(), String> {
+    let keys = created_of(rows);
+    let mut expected: Vec<(i64, String)> = rows
+        .iter()
+        .zip(&keys)
+        .filter(|(r, _)| {
+            is_allowed(table.policy(), Action::Read, &Resource::sql_record(TABLE, &r.id, r.owner.clone()), Some(user))
+        })
+        .map(|(_, k)| k.clone())
+        .collect();
+    expected.sort();
+    if order == Order::Desc {
+        expected.reverse();
+    }
+    let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+    let mut got = Vec::new();
+    let mut after: Option<String> = None;
+    for page_number in 0.. {
+        let page = table
+            .list(Some(user), "id", Sql::new(), after.as_deref(), limit, order)
+            .await
+            .map_err(|e| format!("list failed: {e}"))?;
+        let ids: Vec<String> = page.rows.iter().map(|r| r.get::<String>("id").unwrap()).collect();
+        if ids.len() > limit as usize || (page.has_more && ids.len() != limit as usize) {
+            return Err(format!("page {page_number}: {} rows, has_more {}, limit {limit}", ids.len(), page.has_more));
+        }
+        got.extend(ids);
+        if !page.has_more {
+            break;
+        }
+        after = got.last().cloned();
+        if got.len() > rows.len() {
+            return Err(format!("pages never end: {} rows so far", got.len()));
+        }
+    }
+    if got != expected {
+        let first_difference = got.iter().zip(&expected).position(|(a, b)| a != b);
+        return Err(format!(
+            "pages of {limit} ({order:?}) give {} rows, the evaluator {}; first difference at {first_difference:?}",
+            got.len(),
+            expected.len()
+        ));
+    }
+    Ok(())
+}
+
+/// [`check`], then [`check_pages`] for this policy and user and, so that the per-owner UNION plan
+/// is exercised in every case, for the default policy and the user without attributes.
+async fn check_all(
+    scratch: &Scratch,
+    rows: &[StoredRow],
+    policy: &[AccessRule],
+    user: &User,
+    case: u32,
+) -> Result<(), String> {
+    check(&scratch.db, rows, policy, user).await?;
+    let limit = [40, 100, 301][case as usize % 3];
+    let order = if case.is_multiple_of(2) { Order::Desc } else { Order::Asc };
+    check_pages(&scratch.table(policy.to_vec()), rows, user, limit, order).await?;
+    let bare = User { principal: user.principal.clone(), attributes: None };
+    check_pages(&scratch.table(Vec::new()), rows, &bare, limit, order)
+        .await
+        .map_err(|e| format!("default policy, no attributes: {e}"))
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
@@ -276,7 +357,7 @@ async fn run(scratch: Scratch) {
     for case in 0..cases {
         let mut tree = strategy.new_tree(&mut runner).unwrap();
         let (policy, user) = tree.current();
-        let Err(first) = check(&scratch.db, &rows, &policy, &user).await else { continue };
+        let Err(first) = check_all(&scratch, &rows, &policy, &user, case).await else { continue };
         // Shrink: simplify while it still fails, complicate back when it passes.
         let mut smallest = (policy, user, first);
         let mut steps = 0;
@@ -284,7 +365,7 @@ async fn run(scratch: Scratch) {
         while simplified && steps < 2000 {
             steps += 1;
             let (policy, user) = tree.current();
-            match check(&scratch.db, &rows, &policy, &user).await {
+            match check_all(&scratch, &rows, &policy, &user, case).await {
                 Err(message) => {
                     smallest = (policy, user, message);
                     simplified = tree.simplify();
@@ -299,5 +380,9 @@ async fn run(scratch: Scratch) {
             scratch.dialect()
         );
     }
-    eprintln!("{:?}: {cases} cases x 4 actions on {ROWS} rows agree ({:.1?})", scratch.dialect(), started.elapsed());
+    eprintln!(
+        "{:?}: {cases} cases x 4 actions and paged lists on {ROWS} rows agree ({:.1?})",
+        scratch.dialect(),
+        started.elapsed()
+    );
 }

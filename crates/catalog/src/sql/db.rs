@@ -39,6 +39,14 @@ impl Db {
         &self.backend.desc
     }
 
+    pub(super) fn description(&self) -> &Arc<BackendDescription> {
+        &self.backend.desc
+    }
+
+    pub(super) fn pool(&self) -> &Pool {
+        &self.backend.pool
+    }
+
     /// The pool's state now.
     pub fn pool_status(&self) -> PoolStatus {
         self.backend.status()
@@ -58,7 +66,7 @@ impl Db {
 
     /// Text and values for this dialect, checked against the bind limit; records the text on
     /// the current span.
-    fn prepare(&self, sql: Sql) -> Result<(String, Vec<Value>), Error> {
+    pub(super) fn prepare_statement(&self, sql: Sql) -> Result<(String, Vec<Value>), Error> {
         let (text, values) = sql.into_parts(self.dialect());
         let max = match self.dialect() {
             Dialect::Postgres => MAX_BINDS_POSTGRES,
@@ -80,7 +88,7 @@ impl Db {
         db.operation.name = %sql.summary().0, db.collection.name = sql.summary().1,
         backend = %self.backend.desc.name, db.statement = Empty, db.rows = Empty))]
     pub async fn fetch_all(&self, sql: Sql) -> Result<Vec<Row>, Error> {
-        let (text, values) = self.prepare(sql)?;
+        let (text, values) = self.prepare_statement(sql)?;
         let rows = match &self.backend.pool {
             Pool::Postgres(pg) => {
                 let mut conn = pg.get_watched().await?;
@@ -112,7 +120,7 @@ impl Db {
         db.operation.name = %sql.summary().0, db.collection.name = sql.summary().1,
         backend = %self.backend.desc.name, db.statement = Empty, db.rows = Empty))]
     pub async fn execute(&self, sql: Sql) -> Result<u64, Error> {
-        let (text, values) = self.prepare(sql)?;
+        let (text, values) = self.prepare_statement(sql)?;
         let count = match &self.backend.pool {
             Pool::Postgres(pg) => {
                 let mut conn = pg.get_watched().await?;
@@ -144,7 +152,7 @@ impl Db {
         if statements.is_empty() {
             return Ok(Vec::new());
         }
-        let prepared = statements.into_iter().map(|sql| self.prepare(sql)).collect::<Result<Vec<_>, _>>()?;
+        let prepared = statements.into_iter().map(|sql| self.prepare_statement(sql)).collect::<Result<Vec<_>, _>>()?;
         match &self.backend.pool {
             Pool::Postgres(pg) => {
                 let mut conn = pg.get_watched().await?;

@@ -7,9 +7,11 @@ mod db;
 pub mod dialect;
 mod postgres;
 mod sqlite;
+mod tx;
 mod value;
 
 pub use db::Db;
+pub use tx::{Executor, Tx};
 pub use value::{FromValue, Row, Value};
 
 use ferrostack_config::Dialect;

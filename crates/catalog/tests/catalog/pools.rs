@@ -41,7 +41,7 @@ async fn assert_bounded(catalog: &Catalog, backend: &str, slow: Sql) {
     let max_seen = Arc::new(AtomicUsize::new(0));
     let watcher = {
         let (db, done, max_seen) = (db.clone(), Arc::clone(&done), Arc::clone(&max_seen));
-        tokio::spawn(async move {
+        ferrostack_testkit::spawn(async move {
             while !done.load(Ordering::Relaxed) {
                 max_seen.fetch_max(db.pool_status().size, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -127,9 +127,16 @@ pub fn tests() -> Vec<Test> {
             let sql = catalog.sql("sql").unwrap();
             let holder = {
                 let sql = sql.clone();
-                tokio::spawn(async move { sql.fetch_all(Sql::new().push("SELECT pg_sleep(1)::text AS s")).await })
+                ferrostack_testkit::spawn(async move {
+                    sql.fetch_all(Sql::new().push("SELECT pg_sleep(1)::text AS s")).await
+                })
             };
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Wait until the holder has the pool's only connection (not for a guessed 200 ms).
+            ferrostack_testkit::wait_for("the holder to take the only connection", Duration::from_secs(10), || async {
+                let status = sql.pool_status();
+                (status.size == 1 && status.available == 0).then_some(())
+            })
+            .await;
             let err = sql.fetch_all(Sql::new().push("SELECT 1 AS one")).await.unwrap_err();
             assert!(matches!(err, Error::PoolTimeout { pool_size: 1, .. }), "{err:?}");
             assert!(err.is_transient());

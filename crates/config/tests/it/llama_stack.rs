@@ -164,7 +164,7 @@ fn postgres_demo_with_kubernetes_auth() {
     let Some(AuthProviderConfig::Kubernetes(k)) = &l.config.server.auth.provider_config else { panic!("kubernetes") };
     assert_eq!(k.api_server_url, "https://kubernetes.default.svc");
     assert_eq!(k.tls_cafile, None, "an empty CA variable is no CA file");
-    assert_eq!(l.config.server.auth.access_policy.len(), 3);
+    assert_eq!(l.config.server.auth.access_policy.len(), 4);
     // The reference's KV table name is ignored, with its own warning.
     assert!(
         l.warnings.iter().any(|w| w.starts_with("storage.backends.kv_default.table_name: ignored")),

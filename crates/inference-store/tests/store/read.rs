@@ -109,7 +109,7 @@ async fn ties_on_created(env: Env) {
     let mut handles = Vec::new();
     for i in 0..50 {
         let (store, alice) = (store.clone(), alice.clone());
-        handles.push(tokio::spawn(async move {
+        handles.push(ferrostack_testkit::spawn(async move {
             let id = format!("tie-{:02}", (i * 37) % 50);
             store.store(completion(&id, 1_700_000_000, "m"), Some(&alice)).await.unwrap();
         }));

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferrostack_authz::User;
 use ferrostack_catalog::{Catalog, Db, Sql};
@@ -134,22 +134,6 @@ pub fn user(name: &str) -> User {
 
 pub fn user_in(name: &str, category: &str, value: &str) -> User {
     User::new(name, BTreeMap::from([(category.to_owned(), vec![value.to_owned()])]))
-}
-
-/// Poll `check` until it holds or `within` passes (then panic with `what`).
-pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Flush with a deadline.

@@ -9,7 +9,9 @@ use ferrostack_inference_store::Error;
 use ferrostack_testkit::Test;
 
 use crate::both;
-use crate::support::{Env, completion, config, eventually, flush, sync_config, user};
+use ferrostack_testkit::wait_for;
+
+use crate::support::{Env, completion, config, flush, sync_config, user};
 
 pub fn tests() -> Vec<Test> {
     let mut t = Vec::new();
@@ -19,6 +21,7 @@ pub fn tests() -> Vec<Test> {
     t.extend(both("write::tiny_queue_many_producers", |env| Box::pin(tiny_queue(env))));
     t.extend(both("write::shutdown_drains", |env| Box::pin(shutdown_drains(env))));
     t.extend(both("write::batch_larger_than_bind_limit", |env| Box::pin(huge_batches(env))));
+    t.extend(both("write::dropped_writers_stop_their_tasks", |env| Box::pin(dropped_writers_stop(env))));
     t.push(Test::postgres("postgres::write::locked_table_backpressure", |pg| async move {
         locked_table_backpressure(Env::postgres(&pg).await).await;
     }));
@@ -79,7 +82,7 @@ async fn sync_visible(env: Env) {
     let mut handles = Vec::new();
     for i in 0..40 {
         let (store, alice) = (store.clone(), alice.clone());
-        handles.push(tokio::spawn(async move {
+        handles.push(ferrostack_testkit::spawn(async move {
             let id = format!("s{i}");
             store.store(completion(&id, i, "m"), Some(&alice)).await.unwrap();
             // Returned: committed, so visible right away.
@@ -101,7 +104,7 @@ async fn tiny_queue(env: Env) {
     let mut handles = Vec::new();
     for p in 0..40 {
         let (store, alice) = (store.clone(), alice.clone());
-        handles.push(tokio::spawn(async move {
+        handles.push(ferrostack_testkit::spawn(async move {
             for i in 0..10 {
                 store.store(completion(&format!("p{p:02}-{i}"), i, "m"), Some(&alice)).await.unwrap();
             }
@@ -147,6 +150,19 @@ async fn huge_batches(env: Env) {
 
 /// An `ACCESS EXCLUSIVE` lock held by the test: writers block, the queue fills, producers wait;
 /// after the release everything lands.
+/// A start-up that fails after the store started drops its `Writers` without a shutdown: the
+/// writer tasks stop anyway (nothing keeps running, nothing keeps the pool busy).
+async fn dropped_writers_stop(env: Env) {
+    let (store, writers) = env.start(&config(100, 2, 8, Durability::Async));
+    store.store(completion("kept", 0, "m"), None).await.unwrap();
+    flush(&store).await;
+    let tasks = writers.tasks();
+    assert!(!tasks.is_empty(), "the writer tasks run");
+    drop(writers);
+    tokio::time::timeout(Duration::from_secs(10), tasks.wait()).await.expect("the writer tasks stopped");
+    assert_eq!(env.count().await, 1);
+}
+
 async fn locked_table_backpressure(env: Env) {
     let (store, _writers) = env.start(&config(4, 2, 2, Durability::Async));
     let locker = env.pg.as_ref().unwrap().client().await;
@@ -156,16 +172,19 @@ async fn locked_table_backpressure(env: Env) {
     let mut handles = Vec::new();
     for p in 0..20 {
         let (store, alice, done) = (store.clone(), alice.clone(), Arc::clone(&done));
-        handles.push(tokio::spawn(async move {
+        handles.push(ferrostack_testkit::spawn(async move {
             store.store(completion(&format!("lk{p:02}"), p, "m"), Some(&alice)).await.unwrap();
             done.fetch_add(1, Ordering::SeqCst);
         }));
     }
     let m = store.metrics();
-    eventually("the queue is full and producers wait", Duration::from_secs(10), || async {
-        m.queue_depth() == 4 && m.producer_waits() > 0
+    // Wait on the producers that got through (`done`), not on the queue depth: the depth reaches
+    // 4 before the fourth producer has returned and counted itself.
+    wait_for("the queue is full and producers wait", Duration::from_secs(10), || async {
+        (done.load(Ordering::SeqCst) >= 4 && m.producer_waits() > 0).then_some(())
     })
     .await;
+    assert_eq!(m.queue_depth(), 4);
     assert_eq!(done.load(Ordering::SeqCst), 4, "only as many producers as the queue holds got through");
     assert_eq!(m.rows_written(), 0);
     locker.batch_execute("COMMIT").await.unwrap();
@@ -199,7 +218,7 @@ async fn database_outage(env: Env) {
         store.store(completion(&format!("out{i:02}"), i, "m"), Some(&alice)).await.unwrap();
     }
     let m = store.metrics();
-    eventually("writers are retrying", Duration::from_secs(20), || async { m.batch_retries() > 0 }).await;
+    wait_for("writers are retrying", Duration::from_secs(20), || async { (m.batch_retries() > 0).then_some(()) }).await;
     assert_eq!(m.rows_failed(), 0);
     admin.batch_execute(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true")).await.unwrap();
     flush(&store).await;

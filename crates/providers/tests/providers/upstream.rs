@@ -15,7 +15,7 @@ fn body(model: &str, stream: bool) -> Value {
 }
 
 fn assert_upstream(err: &ProviderError, status: u16, message: &str, case: &str) {
-    assert_eq!(err.status(), status, "{case}: {err:?}");
+    assert_eq!(crate::support::status(err), status, "{case}: {err:?}");
     assert!(err.to_string().contains(message), "{case}: {err}");
 }
 
@@ -74,7 +74,7 @@ pub fn tests() -> Vec<Test> {
             // The fake sends the rest only after the first chunk arrived here.
             let first = stream.next().await.unwrap().unwrap();
             assert_eq!(first, StreamEvent::Chunk(hello_chunks()[1].clone()));
-            up.fake.gate.notify_one();
+            up.fake.release_one();
             let (events, err) = collect(stream).await;
             assert!(err.is_none(), "{err:?}");
             assert_eq!(events, vec![StreamEvent::Chunk(hello_chunks()[3].clone()), StreamEvent::Done]);
@@ -156,7 +156,7 @@ pub fn tests() -> Vec<Test> {
                 let err = up.client(scenario, None).chat_completion(body("m", false), &Default::default()).await;
                 let err = err.unwrap_err();
                 assert!(matches!(err, ProviderError::InvalidResponse { .. }), "{scenario}: {err:?}");
-                assert_eq!(err.status(), 502);
+                assert_eq!(crate::support::status(&err), 502);
                 assert_eq!(err.to_string(), "upstream returned an invalid response");
             }
             // A stream request answered with a JSON body that is not an event stream.
@@ -178,10 +178,10 @@ pub fn tests() -> Vec<Test> {
             let client = UpstreamClient::new("closed", &config).unwrap();
             let err = client.chat_completion(body("m", false), &Default::default()).await.unwrap_err();
             assert!(matches!(err, ProviderError::Unreachable { .. }), "{err:?}");
-            assert_eq!(err.status(), 502);
+            assert_eq!(crate::support::status(&err), 502);
             assert_eq!(err.to_string(), "upstream provider closed unreachable");
             let err = client.chat_completion_stream(body("m", true), &Default::default()).await;
-            assert_eq!(err.map(|_| ()).unwrap_err().status(), 502);
+            assert_eq!(crate::support::status(&err.map(|_| ()).unwrap_err()), 502);
         }),
         Test::plain("upstream::slow_upstream_is_504", || async {
             let up = upstream().await;
@@ -189,10 +189,10 @@ pub fn tests() -> Vec<Test> {
             let started = Instant::now();
             let err = client.chat_completion(body("m", false), &Default::default()).await.unwrap_err();
             assert!(matches!(err, ProviderError::Timeout { .. }), "{err:?}");
-            assert_eq!(err.status(), 504);
+            assert_eq!(crate::support::status(&err), 504);
             assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
             let err = client.chat_completion_stream(body("m", true), &Default::default()).await;
-            assert_eq!(err.map(|_| ()).unwrap_err().status(), 504);
+            assert_eq!(crate::support::status(&err.map(|_| ()).unwrap_err()), 504);
         }),
         Test::plain("upstream::stream_stalling_mid_way_ends_with_a_timeout", || async {
             let up = upstream().await;
@@ -201,7 +201,7 @@ pub fn tests() -> Vec<Test> {
             let (events, err) = collect(stream).await;
             assert_eq!(chunks(&events), vec![hello_chunks()[1].clone()]);
             let err = err.unwrap();
-            assert_eq!(err.status(), 504, "{err:?}");
+            assert_eq!(crate::support::status(&err), 504, "{err:?}");
         }),
         Test::plain("upstream::stream_breaking_mid_way_ends_with_an_error", || async {
             let up = upstream().await;
@@ -209,11 +209,11 @@ pub fn tests() -> Vec<Test> {
             let mut stream = client.chat_completion_stream(body("m", true), &Default::default()).await.unwrap();
             let first = stream.next().await.unwrap().unwrap();
             assert_eq!(first, StreamEvent::Chunk(hello_chunks()[1].clone()));
-            up.fake.gate.notify_one();
+            up.fake.release_one();
             let (events, err) = collect(stream).await;
             assert_eq!(events, vec![], "the half event is not yielded");
             let err = err.expect("the break surfaces as an error item");
-            assert_eq!(err.status(), 502, "{err:?}");
+            assert_eq!(crate::support::status(&err), 502, "{err:?}");
         }),
         Test::plain("upstream::error_event_mid_stream", || async {
             let up = upstream().await;
@@ -223,7 +223,7 @@ pub fn tests() -> Vec<Test> {
             assert_eq!(chunks(&events), vec![hello_chunks()[1].clone()], "nothing after the error event");
             let err = err.unwrap();
             assert!(matches!(err, ProviderError::Upstream { status: 500, .. }), "{err:?}");
-            assert_eq!(err.status(), 502);
+            assert_eq!(crate::support::status(&err), 502);
             assert!(err.to_string().contains("the engine ran out of memory"), "{err}");
         }),
     ]

@@ -128,7 +128,7 @@ models:
             assert_eq!(qwen.client().base_url(), "http://localhost:11434/v1");
             let err = providers.resolve("gpt-9").unwrap_err();
             assert!(matches!(&err, ProviderError::ModelNotFound { model } if model == "gpt-9"));
-            assert_eq!(err.status(), 404);
+            assert_eq!(crate::support::status(&err), 404);
             assert_eq!(err.to_string(), "model 'gpt-9' not found");
             assert!(providers.resolve("unserved").is_err());
 

@@ -57,25 +57,36 @@ pub(crate) async fn create(
         }),
         _ => None,
     };
+    let proxied = Proxied { route, body, headers, model: info.model, store, call };
     if info.stream {
-        stream(&state, route, body, headers, info.model, store, call).await
+        stream(&state, proxied).await
     } else {
-        let span = call.span();
-        let task =
-            state.tasks.spawn_on(json(route, body, headers, info.model, store, call).instrument(span), &state.runtime);
+        let span = proxied.call.span();
+        let task = state.tasks.spawn_on(json(proxied).instrument(span), &state.runtime);
         let completion = task.await.map_err(|e| ApiError::internal(&e))??;
         Ok(HttpResponse::Ok().json(completion))
     }
 }
 
-async fn json(
+/// One proxied call's inputs, captured from the request and moved into the task that makes it.
+#[derive(Debug)]
+struct Proxied {
+    /// The model's provider.
     route: ModelRoute,
+    /// The request body, forwarded as the client sent it.
     body: Value,
+    /// Trace context and request id for the upstream.
     headers: ForwardHeaders,
+    /// The model id the client asked for (the answer's `model` is rewritten to it).
     model: String,
+    /// Where and for whom to store the answer; `None` with `store: false` or the store off.
     store: Option<StoreRequest>,
+    /// The upstream call's span and metrics.
     call: UpstreamCall,
-) -> Result<Value, ApiError> {
+}
+
+async fn json(proxied: Proxied) -> Result<Value, ApiError> {
+    let Proxied { route, body, headers, model, store, call } = proxied;
     let mut completion = match route.chat_completion(body, &headers).await {
         Ok(completion) => {
             call.finish(None);
@@ -83,7 +94,7 @@ async fn json(
         }
         Err(e) => {
             let err = ApiError::from(e);
-            call.finish(Some(err.code()));
+            call.finish(Some(err.code().as_str()));
             return Err(err);
         }
     };
@@ -100,22 +111,11 @@ async fn json(
     Ok(completion)
 }
 
-async fn stream(
-    state: &AppState,
-    route: ModelRoute,
-    body: Value,
-    headers: ForwardHeaders,
-    model: String,
-    store: Option<StoreRequest>,
-    call: UpstreamCall,
-) -> Result<HttpResponse, ApiError> {
+async fn stream(state: &AppState, proxied: Proxied) -> Result<HttpResponse, ApiError> {
     let (opened_tx, opened_rx) = oneshot::channel();
     let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(RELAY_BUFFER);
-    let span = call.span();
-    state.tasks.spawn_on(
-        relay(route, body, headers, model, store, call, opened_tx, frames_tx).instrument(span),
-        &state.runtime,
-    );
+    let span = proxied.call.span();
+    state.tasks.spawn_on(relay(proxied, opened_tx, frames_tx).instrument(span), &state.runtime);
     // Failures before the first chunk (unknown upstream, refused, 4xx) get their own status.
     opened_rx.await.map_err(|e| ApiError::internal(&e))??;
     let body = futures_util::stream::poll_fn(move |cx| frames_rx.poll_recv(cx).map(|f| f.map(Ok::<_, ApiError>)));
@@ -129,22 +129,13 @@ async fn stream(
 /// Read the upstream stream, relay each chunk as an SSE frame, assemble the completion, and store
 /// it when the stream ends, also when the client went away. A failure mid-stream ends the stream
 /// with an SSE error event.
-#[expect(clippy::too_many_arguments, reason = "one task's inputs, moved in once")]
-async fn relay(
-    route: ModelRoute,
-    body: Value,
-    headers: ForwardHeaders,
-    model: String,
-    store: Option<StoreRequest>,
-    mut call: UpstreamCall,
-    opened: oneshot::Sender<Result<(), ApiError>>,
-    frames: mpsc::Sender<Bytes>,
-) {
+async fn relay(proxied: Proxied, opened: oneshot::Sender<Result<(), ApiError>>, frames: mpsc::Sender<Bytes>) {
+    let Proxied { route, body, headers, model, store, mut call } = proxied;
     let mut upstream = match route.chat_completion_stream(body, &headers).await {
         Ok(s) => s,
         Err(e) => {
             let err = ApiError::from(e);
-            call.finish(Some(err.code()));
+            call.finish(Some(err.code().as_str()));
             let _ = opened.send(Err(err));
             return;
         }
@@ -183,8 +174,8 @@ async fn relay(
             Ok(StreamEvent::Done) => break,
             Err(e) => {
                 let err = ApiError::from(e);
-                failure = Some(err.code());
-                let _ = frames.send(sse_frame(&err.to_json())).await;
+                failure = Some(err.code().as_str());
+                let _ = frames.send(sse_frame(&err.to_sse_event())).await;
                 finished = false; // the stream is over for the client; no [DONE] after an error
                 break;
             }

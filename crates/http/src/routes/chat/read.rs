@@ -2,11 +2,12 @@
 //! goes through the inference store's authorized table, so a completion the caller may not read
 //! is simply not there (404).
 
-use actix_web::{HttpRequest, HttpResponse, web};
-use ferrostack_inference_store::{InferenceStore, ListParams, MessagesParams, Order};
+use actix_web::{HttpResponse, web};
+use ferrostack_inference_store::{DEFAULT_LIMIT, InferenceStore, ListParams, MAX_LIMIT, MessagesParams, Order};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::list::{ListQuery, ListSpec};
 use crate::{ApiError, AppState, Caller};
 
 fn store(state: &AppState) -> Result<&InferenceStore, ApiError> {
@@ -16,46 +17,42 @@ fn store(state: &AppState) -> Result<&InferenceStore, ApiError> {
         .ok_or_else(|| ApiError::not_implemented("stored chat completions are off: storage.stores.inference is null"))
 }
 
-fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
-    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .map_err(|e| ApiError::invalid_request(format!("invalid query string: {e}"), None))
+/// `GET /v1/chat/completions`: newest first, `model` and `metadata[key]=value` filters.
+#[derive(Debug)]
+pub(crate) struct Completions;
+
+impl ListSpec for Completions {
+    const DEFAULT_LIMIT: u32 = DEFAULT_LIMIT;
+    const MAX_LIMIT: u32 = MAX_LIMIT;
+    const DEFAULT_ORDER: Order = Order::Desc;
+    const METADATA: bool = true;
+    const FILTERS: &'static [&'static str] = &["model"];
 }
 
-fn parse_limit(value: &str) -> Result<u32, ApiError> {
-    value
-        .parse()
-        .map_err(|_| ApiError::invalid_request(format!("limit must be an integer, got {value:?}"), Some("limit")))
-}
+/// `GET /v1/chat/completions/{id}/messages`: oldest first.
+#[derive(Debug)]
+pub(crate) struct Messages;
 
-fn parse_order(value: &str) -> Result<Order, ApiError> {
-    match value {
-        "asc" => Ok(Order::Asc),
-        "desc" => Ok(Order::Desc),
-        other => Err(ApiError::invalid_request(format!("order must be 'asc' or 'desc', got {other:?}"), Some("order"))),
-    }
+impl ListSpec for Messages {
+    const DEFAULT_LIMIT: u32 = DEFAULT_LIMIT;
+    const MAX_LIMIT: u32 = MAX_LIMIT;
+    const DEFAULT_ORDER: Order = Order::Asc;
 }
 
 /// `GET /v1/chat/completions?after&limit&model&order&metadata[key]=value`.
 pub(crate) async fn list(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
+    query: ListQuery<Completions>,
 ) -> Result<HttpResponse, ApiError> {
     let store = store(&state)?;
-    let mut params = ListParams::default();
-    for (key, value) in query_pairs(&req)? {
-        match key.as_str() {
-            "after" => params.after = Some(value),
-            "limit" => params.limit = Some(parse_limit(&value)?),
-            "model" => params.model = Some(value),
-            "order" => params.order = parse_order(&value)?,
-            k => match k.strip_prefix("metadata[").and_then(|rest| rest.strip_suffix(']')) {
-                Some(meta) if !meta.is_empty() => params.metadata.push((meta.to_owned(), value)),
-                _ => return Err(ApiError::invalid_request(format!("unknown query parameter {k:?}"), Some(k))),
-            },
-        }
-    }
+    let params = ListParams {
+        model: query.filter("model").map(str::to_owned),
+        after: query.after,
+        limit: Some(query.limit),
+        order: query.order,
+        metadata: query.metadata,
+    };
     Ok(HttpResponse::Ok().json(store.list(caller.0.as_ref(), params).await?))
 }
 
@@ -76,19 +73,10 @@ pub(crate) async fn messages(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    req: HttpRequest,
+    query: ListQuery<Messages>,
 ) -> Result<HttpResponse, ApiError> {
-    let store = store(&state)?;
-    let mut params = MessagesParams::default();
-    for (key, value) in query_pairs(&req)? {
-        match key.as_str() {
-            "after" => params.after = Some(value),
-            "limit" => params.limit = Some(parse_limit(&value)?),
-            "order" => params.order = Some(parse_order(&value)?),
-            k => return Err(ApiError::invalid_request(format!("unknown query parameter {k:?}"), Some(k))),
-        }
-    }
-    Ok(HttpResponse::Ok().json(store.messages(caller.0.as_ref(), &id, params).await?))
+    let params = MessagesParams { after: query.after, limit: Some(query.limit), order: Some(query.order) };
+    Ok(HttpResponse::Ok().json(store(&state)?.messages(caller.0.as_ref(), &id, params).await?))
 }
 
 /// Body of `POST /v1/chat/completions/{id}`.

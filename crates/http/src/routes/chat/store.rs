@@ -19,11 +19,8 @@ pub(crate) struct StoreRequest {
 
 /// Store `completion`: returns once it is queued, or committed with `durability: sync`.
 pub(crate) async fn store_completion(req: StoreRequest, completion: &Value) -> Result<(), ApiError> {
-    let mut record = StoredCompletion::from_completion(completion, req.input_messages).map_err(|e| {
-        // The provider answered something that is not a completion we can store.
-        tracing::warn!(error = %e, "completion not stored");
-        ApiError::from(e)
-    })?;
+    // An answer that is not a completion we can store is the provider's fault (502).
+    let mut record = StoredCompletion::from_completion(completion, req.input_messages)?;
     // What is stored as metadata is what the client sent with the request, as OpenAI's API does.
     record.metadata = match req.metadata {
         Some(Value::Object(metadata)) => Some(metadata),
