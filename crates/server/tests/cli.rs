@@ -223,39 +223,62 @@ async fn serve_refuses_behind(pg: Postgres) {
     assert!(all.contains("--auto-migrate"), "names the override: {all}");
 }
 
+/// A `ferrostack serve` process started by a test, its address read from its log.
+struct Serving {
+    child: std::process::Child,
+    addr: String,
+    stdout: std::thread::JoinHandle<Vec<String>>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Serving {
+    /// Spawn `cmd` (a `serve` command) with piped output and wait until it logs its address.
+    fn start(cmd: &mut Command) -> Serving {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn ferrostack serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("listening on http://") {
+                    let rest = &line[i + "listening on http://".len()..];
+                    let _ = tx.send(rest.chars().take_while(|c| !c.is_whitespace()).collect::<String>());
+                }
+                lines.push(line);
+            }
+            lines
+        });
+        let stderr = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("the server logs its address");
+        Serving { child, addr, stdout, stderr }
+    }
+
+    /// SIGTERM, wait for the exit; its status and everything it wrote (stdout, then stderr).
+    fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let kill = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(kill.success());
+        let status = self.child.wait().expect("wait");
+        let out = self.stdout.join().expect("stdout reader").join("\n");
+        let err = self.stderr.join().expect("stderr reader");
+        (status, format!("{out}\n{err}"))
+    }
+}
+
 async fn serve_then_sigterm() {
     let home = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(BIN)
-        .args(["serve", "--port", "0"])
-        .env("FERROSTACK_HOME", home.path())
-        .env("RUST_LOG", "info")
-        .env_remove("FERROSTACK_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ferrostack serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("listening on http://") {
-                let rest = &line[i + "listening on http://".len()..];
-                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                let _ = tx.send(addr);
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("the server logs its address");
+    let serving = Serving::start(
+        Command::new(BIN)
+            .args(["serve", "--port", "0"])
+            .env("FERROSTACK_HOME", home.path())
+            .env("RUST_LOG", "info")
+            .env_remove("FERROSTACK_CONFIG"),
+    );
+    let addr = serving.addr.clone();
     let res = reqwest::get(format!("http://{addr}/v1/health")).await.expect("health answers");
     assert_eq!(res.status().as_u16(), 200);
 
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(kill.success());
-    let status = child.wait().expect("wait");
-    let lines = reader.join().expect("reader").join("\n");
+    let (status, lines) = serving.stop();
     assert!(status.success(), "SIGTERM ends with exit 0: {status:?}\n{lines}");
     assert!(lines.contains("SIGTERM"), "the signal is logged: {lines}");
     assert!(lines.contains("ferrostack stopped"), "shutdown completes: {lines}");
@@ -300,30 +323,13 @@ async fn debug_logs_say_nothing(pg: Postgres) {
             .replace("inference: { backend: sql_pg }", "inference: { backend: sql_pg, durability: sync }")
     );
     let config = write(home.path(), "debug.yaml", &yaml);
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", &config, "--auto-migrate"])
-        .env_remove("RUST_LOG")
-        .env("FERROSTACK_HOME", home.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ferrostack serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("listening on http://") {
-                let rest = &line[i + "listening on http://".len()..];
-                let _ = tx.send(rest.chars().take_while(|c| !c.is_whitespace()).collect::<String>());
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    let errors = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("the server logs its address");
+    let serving = Serving::start(
+        Command::new(BIN)
+            .args(["serve", "--config", &config, "--auto-migrate"])
+            .env_remove("RUST_LOG")
+            .env("FERROSTACK_HOME", home.path()),
+    );
+    let addr = serving.addr.clone();
     let http = reqwest::Client::new();
     let body = serde_json::json!({
         "model": "m",
@@ -340,11 +346,8 @@ async fn debug_logs_say_nothing(pg: Postgres) {
     let page: serde_json::Value = res.json().await.expect("json");
     assert_eq!(page["data"].as_array().map(Vec::len), Some(1), "stored and found: {page}");
 
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(kill.success());
-    let status = child.wait().expect("wait");
+    let (status, logs) = serving.stop();
     upstream_handle.stop(false).await;
-    let logs = format!("{}\n{}", reader.join().expect("reader").join("\n"), errors.join().expect("stderr reader"));
     assert!(status.success(), "{logs}");
     assert!(logs.contains("DEBUG"), "debug logging was on: {logs}");
     assert!(!logs.contains(MARKER), "message text and bound values stay out of debug logs:\n{logs}");
