@@ -5,6 +5,7 @@ pub mod cli;
 pub mod exposure;
 mod metrics;
 mod migrate;
+mod models;
 pub mod telemetry;
 
 use std::io::Write as _;
