@@ -5,7 +5,7 @@
 use ferrostack::ServeOptions;
 use ferrostack_testkit::Test;
 use ferrostack_tests::upstream::FakeUpstream;
-use ferrostack_tests::{Storage, TestApp, chat_config};
+use ferrostack_tests::{Storage, TestApp, chat_config, config_from_yaml, test_server_settings, wait_for};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -33,6 +33,8 @@ pub fn tests() -> Vec<Test> {
     .flatten()
     .collect();
     tests.push(Test::plain("models::sqlite::a_custom_policy_hides_and_protects_models", custom_policy));
+    tests.push(Test::plain("models::discovery::models_appear_and_disappear_with_the_provider", discovery));
+    tests.push(Test::plain("models::starter::engine_variables_serve_the_engine_models", starter_engines));
     tests
 }
 
@@ -240,4 +242,111 @@ async fn custom_policy() {
     assert_eq!(call(&app, Method::DELETE, "/v1/models/alice/model", "alice-token", None).await.0, StatusCode::OK);
     app.stop().await.expect("clean stop");
     upstream.stop().await;
+}
+
+/// A provider with `refresh_models: true` that is down when the server starts, comes up, then
+/// stops serving a model; an explicit model of the same id wins over the discovered one.
+async fn discovery() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = ferrostack_testkit::unused_loopback_addr();
+    let yaml = format!(
+        "version: 2\n{}providers:\n  inference:\n    - provider_id: local\n      provider_type: remote::vllm\n      config: {{ url: \"http://{addr}/v1\", refresh_models: true, refresh_interval_seconds: 1 }}\nmodels:\n  - {{ model_id: local/echo, provider_id: local, provider_model_id: json }}\n",
+        Storage::Sqlite(dir.path()).yaml()
+    );
+    let mut config = config_from_yaml(&yaml, &[]);
+    test_server_settings(&mut config);
+    // The provider is down: the server starts anyway, with its explicit model.
+    let app = TestApp::spawn(&config, ServeOptions { auto_migrate: true, ..ServeOptions::default() }).await;
+    assert_eq!(list_ids(&app).await, ["local/echo"]);
+
+    let upstream = FakeUpstream::start_at(addr).await;
+    upstream.set_models(Some(&["echo", "json", "sse"]));
+    let listed = wait_for("the provider's models to be discovered", std::time::Duration::from_secs(15), || async {
+        let ids = list_ids(&app).await;
+        (ids.len() == 3).then_some(ids)
+    })
+    .await;
+    assert_eq!(listed, ["local/echo", "local/json", "local/sse"], "discovered as <provider_id>/<model>");
+    let (_, page) = app.get("/v1/models").await;
+    let explicit = page["data"].as_array().expect("data").iter().find(|m| m["id"] == "local/echo").cloned();
+    let explicit = explicit.expect("local/echo");
+    assert_eq!(
+        (explicit["provider_model_id"].as_str(), explicit["source"].as_str()),
+        (Some("json"), Some("config")),
+        "the explicit model wins: {explicit}"
+    );
+    let (_, discovered) = app.get("/v1/models/local/sse").await;
+    assert_eq!(
+        (discovered["provider_model_id"].as_str(), discovered["source"].as_str()),
+        (Some("sse"), Some("discovered")),
+        "{discovered}"
+    );
+
+    // A discovered model is served.
+    let body = json!({"model": "local/json", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, answer) = app.send(Method::POST, "/v1/chat/completions", Some(&body.to_string())).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (answer["model"].as_str(), answer["choices"][0]["message"]["content"].as_str()),
+        (Some("local/json"), Some("hi there"))
+    );
+    let (status, refused) = app.send(Method::DELETE, "/v1/models/local/json", None).await;
+    assert_eq!(status, 400, "discovered models go with their provider: {refused}");
+
+    // Models that disappear upstream are dropped; a provider that fails keeps what it had.
+    upstream.set_models(Some(&["json"]));
+    wait_for("local/sse to be dropped", std::time::Duration::from_secs(15), || async {
+        (list_ids(&app).await == ["local/echo", "local/json"]).then_some(())
+    })
+    .await;
+    upstream.set_models(None);
+    let asked = upstream.model_list_requests();
+    wait_for("two failed refreshes", std::time::Duration::from_secs(15), || async {
+        (upstream.model_list_requests() >= asked + 2).then_some(())
+    })
+    .await;
+    assert_eq!(list_ids(&app).await, ["local/echo", "local/json"], "a failing provider keeps its models");
+
+    // Shutdown stops the discovery task (the stop would otherwise wait for it).
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(10), app.stop()).await;
+    stopped.expect("the server stops promptly").expect("clean stop");
+    upstream.stop().await;
+}
+
+async fn list_ids(app: &TestApp) -> Vec<String> {
+    let (status, page) = app.get("/v1/models").await;
+    assert_eq!(status, 200, "{page}");
+    page["data"].as_array().expect("data").iter().filter_map(|m| m["id"].as_str()).map(str::to_owned).collect()
+}
+
+/// No config file: `VLLM_URL` (with its token) and `OLLAMA_URL` enable their providers with
+/// discovery, and the echo provider is not there.
+async fn starter_engines() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (vllm, ollama) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    ollama.set_models(Some(&["llama3.2:3b"]));
+    let env = ferrostack_config::Env::from_pairs([
+        ("FERROSTACK_HOME", home.path().display().to_string()),
+        ("VLLM_URL", vllm.base_url.clone()),
+        ("VLLM_API_TOKEN", "vllm-token".to_owned()),
+        ("OLLAMA_URL", ollama.base_url.trim_end_matches("/v1").to_owned()),
+    ]);
+    let mut config = ferrostack_config::load_default(&env).expect("the starter config loads").config;
+    test_server_settings(&mut config);
+    let app = TestApp::spawn(&config, ServeOptions::default()).await;
+    let ids = wait_for("both engines' models", std::time::Duration::from_secs(15), || async {
+        let ids = list_ids(&app).await;
+        (ids.len() == 3).then_some(ids)
+    })
+    .await;
+    assert_eq!(ids, ["ollama/llama3.2:3b", "vllm/echo", "vllm/json"], "no echo provider once an engine is set");
+    let body = json!({"model": "vllm/echo", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, answer) = app.send(Method::POST, "/v1/chat/completions", Some(&body.to_string())).await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = vllm.last_seen().expect("the chat reached vllm");
+    assert_eq!(seen.authorization.as_deref(), Some("Bearer vllm-token"), "VLLM_API_TOKEN is sent");
+    assert_eq!(seen.body["model"], "echo", "the engine's own model name goes upstream");
+    app.stop().await.expect("clean stop");
+    vllm.stop().await;
+    ollama.stop().await;
 }
