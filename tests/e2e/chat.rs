@@ -40,6 +40,11 @@ pub fn tests() -> Vec<Test> {
     ]
     .into_iter()
     .flatten()
+    .chain([
+        Test::plain("chat::builtin::no_config_echo_model_streams_and_stores", echo_without_config),
+        Test::plain("chat::builtin::openai_python_sdk_works_with_no_config", openai_sdk_no_config)
+            .skip_when(sdk_missing()),
+    ])
     .collect()
 }
 
@@ -408,16 +413,71 @@ async fn openai_sdk(storage: Storage<'_>) {
         return;
     }
     let Env { app, upstream } = start(storage, TOKENS).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/openai_check.py");
-    let base = app.base.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3").args([script, &base, "alice-token", "test-model"]).output()
-    })
-    .await
-    .expect("join")
-    .expect("run python3");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the OpenAI SDK check failed:\n{text}");
+    let llama = "meta-llama/Llama-3.2-3B-Instruct";
+    let registration = json!({"model_id": llama, "provider_id": "fake", "provider_model_id": "echo"});
+    let (status, body) = call(&app, reqwest::Method::POST, "/v1/models", Some("alice-token"), Some(registration)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    run_sdk_check(&app, "alice-token", "test-model", Some(llama)).await;
     app.stop().await.expect("clean stop");
     upstream.stop().await;
+}
+
+/// Run tests/sdk/openai_check.py against `app`.
+async fn run_sdk_check(app: &TestApp, key: &str, model: &str, other_model: Option<&str>) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/openai_check.py");
+    let mut args = vec![script.to_owned(), app.base.clone(), key.to_owned(), model.to_owned()];
+    args.extend(other_model.map(str::to_owned));
+    let out = tokio::task::spawn_blocking(move || std::process::Command::new("python3").args(&args).output())
+        .await
+        .expect("join")
+        .expect("run python3");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the OpenAI SDK check failed:\n{text}");
+}
+
+/// The server as `ferrostack serve` runs it with no config file and no engine variable (SQLite
+/// under a temporary home, the echo provider), storing with `durability: sync`.
+async fn no_config_app(home: &std::path::Path) -> TestApp {
+    let env = ferrostack_config::Env::from_pairs([
+        ("FERROSTACK_HOME", home.display().to_string()),
+        ("FERROSTACK__STORAGE__STORES__INFERENCE__DURABILITY", "sync".to_owned()),
+    ]);
+    let mut config = ferrostack_config::load_default(&env).expect("the built-in config loads").config;
+    ferrostack_tests::test_server_settings(&mut config);
+    TestApp::spawn(&config, ServeOptions::default()).await
+}
+
+async fn echo_without_config() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let app = no_config_app(home.path()).await;
+    let body =
+        json!({"model": "echo", "messages": [{"role": "user", "content": [{"type": "text", "text": "two words"}]}]});
+    let (status, completion) = post(&app, None, body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{completion}");
+    assert_eq!(completion["choices"][0]["message"]["content"], "echo: two words");
+    let mut streamed = body;
+    streamed["stream"] = json!(true);
+    let (status, events) = stream_events(&app, None, streamed).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{events:?}");
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).expect("chunk")).collect();
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(text, "echo: two words", "the same answer, word by word");
+    let usage = chunks.last().expect("a usage chunk")["usage"].clone();
+    assert_eq!(usage, json!({"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}));
+    let id = chunks[0]["id"].as_str().expect("id");
+    let (status, stored) = get(&app, None, &format!("/v1/chat/completions/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    assert_eq!(stored["choices"][0]["message"]["content"], "echo: two words");
+    let (_, page) = get(&app, None, "/v1/chat/completions").await;
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(2), "{page}");
+    app.stop().await.expect("clean stop");
+}
+
+async fn openai_sdk_no_config() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let app = no_config_app(home.path()).await;
+    run_sdk_check(&app, "no-key-needed", "echo", None).await;
+    app.stop().await.expect("clean stop");
 }

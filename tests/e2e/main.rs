@@ -9,6 +9,7 @@ mod errors;
 mod health;
 mod lists;
 mod llama_stack;
+mod models;
 mod replicas;
 mod security;
 mod telemetry;
@@ -30,5 +31,6 @@ fn main() -> ExitCode {
     tests.extend(telemetry::tests());
     tests.extend(replicas::tests());
     tests.extend(llama_stack::tests());
+    tests.extend(models::tests());
     ferrostack_testkit::run(tests)
 }

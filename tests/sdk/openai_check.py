@@ -1,8 +1,9 @@
 """Drive a running ferrostack with the unmodified OpenAI Python SDK.
 
-Usage: python3 openai_check.py BASE_URL API_KEY MODEL
+Usage: python3 openai_check.py BASE_URL API_KEY MODEL [OTHER_MODEL]
 
-Exercises chat.completions.create (plain and streamed), list (with paging and a model filter),
+Exercises models.list and models.retrieve (MODEL, and OTHER_MODEL when given: an id with a `/`),
+chat.completions.create (plain and streamed), list (with paging and a model filter),
 retrieve, update (metadata), messages.list and delete, and checks what comes back. The server must
 store completions with `durability: sync`, so a completion is listed as soon as create returns.
 Exits 0 when everything holds, 1 with the failed check otherwise.
@@ -22,6 +23,17 @@ def main():
     base, key, model = sys.argv[1], sys.argv[2], sys.argv[3]
     client = openai.OpenAI(base_url=base.rstrip("/") + "/v1", api_key=key, max_retries=0, timeout=30)
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello"}]
+
+    listed_models = [m.id for m in client.models.list()]
+    check(model in listed_models, f"models.list lists {model!r}: {listed_models}")
+    for wanted in [model] + sys.argv[4:5]:
+        got_model = client.models.retrieve(wanted)
+        check(got_model.id == wanted and got_model.object == "model", f"models.retrieve({wanted!r}) gives it: {got_model}")
+    try:
+        client.models.retrieve("no-such-model")
+        check(False, "an unknown model cannot be retrieved")
+    except openai.NotFoundError:
+        pass
 
     plain = client.chat.completions.create(model=model, messages=messages, metadata={"suite": "sdk"})
     check(plain.id, "create returns an id")

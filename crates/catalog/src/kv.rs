@@ -86,6 +86,22 @@ impl KvStore {
         self.db.execute(sql).await.map(drop)
     }
 
+    /// Insert `key` only when it is absent (or expired): whether it was inserted. One statement,
+    /// so two callers racing for one key (two replicas registering the same model id) never both
+    /// win.
+    #[tracing::instrument(name = "kv.insert_new", skip_all, fields(backend = %self.backend_name(), namespace = %self.namespace))]
+    pub async fn insert_new(&self, key: &str, value: &str, expiration: Option<DateTime<Utc>>) -> Result<bool, Error> {
+        // An expired entry counts as absent: it is replaced, a live one is left as it is.
+        let sql = Sql::new()
+            .push("INSERT INTO kvstore (key, value, expires_at) ")
+            .push_values([vec![Value::from(self.physical(key)), Value::from(value), Value::from(expiration)]])
+            .push(" ")
+            .push_sql(dialect::on_conflict_update(&["key"], &["value", "expires_at"]))
+            .push(" WHERE kvstore.expires_at IS NOT NULL AND kvstore.expires_at <= ")
+            .push_sql(dialect::now(self.db.dialect()));
+        Ok(self.db.execute(sql).await? == 1)
+    }
+
     /// Remove `key`; removing a missing key is not an error.
     #[tracing::instrument(name = "kv.delete", skip_all, fields(backend = %self.backend_name(), namespace = %self.namespace))]
     pub async fn delete(&self, key: &str) -> Result<(), Error> {

@@ -57,7 +57,8 @@ const REFERENCE_SECTIONS: [&str; 17] = [
 
 /// Whether ferrostack serves provider entries of `provider_type` under `providers.<api>`.
 pub fn is_served_provider(api: &str, provider_type: &str) -> bool {
-    api == "inference" && InferenceProviderKind::from_type(provider_type).is_some()
+    api == "inference"
+        && (InferenceProviderKind::from_type(provider_type).is_some() || provider_type == crate::ECHO_PROVIDER_TYPE)
 }
 
 /// Every served `(api, provider_type)`, in the order of the docs.

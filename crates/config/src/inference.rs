@@ -92,6 +92,17 @@ impl InferenceProviderKind {
     }
 }
 
+/// `provider_type` of the built-in development provider: answers every chat completion in
+/// process, deterministically from the request (`echo: <last user message>`). It takes no
+/// settings. The starter config (no config file, no engine variable) serves model `echo` from it.
+pub const ECHO_PROVIDER_TYPE: &str = "inline::echo";
+
+/// Default `refresh_interval_seconds`: how often a provider with `refresh_models: true` is asked
+/// for its models.
+pub fn default_refresh_interval_seconds() -> u64 {
+    300
+}
+
 /// Default base URL of `remote::openai`.
 pub const DEFAULT_OPENAI_URL: &str = "https://api.openai.com/v1";
 /// Default base URL of `remote::ollama`.
@@ -111,11 +122,13 @@ pub fn default_inference_max_idle_connections() -> usize {
 }
 
 /// Fields accepted for compatibility with Llama Stack provider configs and ignored.
-const IGNORED_FIELDS: [&str; 6] =
-    ["refresh_models", "allowed_models", "max_tokens", "append_api_version", "rerank_model_to_url", "timeout"];
+const IGNORED_FIELDS: [&str; 5] =
+    ["allowed_models", "max_tokens", "append_api_version", "rerank_model_to_url", "timeout"];
 
 /// Every field the parser knows, for the "unknown field" message.
-const KNOWN_FIELDS: [&str; 10] = [
+const KNOWN_FIELDS: [&str; 12] = [
+    "refresh_models",
+    "refresh_interval_seconds",
     "url",
     "base_url",
     "api_key",
@@ -148,6 +161,11 @@ pub struct InferenceProviderConfig {
     pub tls_cafile: Option<String>,
     /// Idle keep-alive connections kept per upstream host.
     pub max_idle_connections: usize,
+    /// Ask the provider for its models (`GET <url>/models`) at start and every
+    /// `refresh_interval_seconds`, and serve each as `<provider_id>/<model>`.
+    pub refresh_models: bool,
+    /// Seconds between two model refreshes (also the retry delay when the provider is down).
+    pub refresh_interval_seconds: u64,
 }
 
 impl fmt::Debug for InferenceProviderConfig {
@@ -161,6 +179,8 @@ impl fmt::Debug for InferenceProviderConfig {
             .field("verify_tls", &self.verify_tls)
             .field("tls_cafile", &self.tls_cafile)
             .field("max_idle_connections", &self.max_idle_connections)
+            .field("refresh_models", &self.refresh_models)
+            .field("refresh_interval_seconds", &self.refresh_interval_seconds)
             .finish()
     }
 }
@@ -227,6 +247,9 @@ impl InferenceProviderConfig {
             .integer("max_idle_connections", 0, 10_000, "")
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
             .unwrap_or_else(default_inference_max_idle_connections);
+        let refresh_models = p.bool("refresh_models").unwrap_or(false);
+        let refresh_interval_seconds =
+            p.integer("refresh_interval_seconds", 1, 86_400, "s").unwrap_or_else(default_refresh_interval_seconds);
         let mut verify_tls = p.bool("verify_tls");
         let mut tls_cafile = p.string("tls_cafile");
         if tls_cafile.as_deref().is_some_and(|f| f.trim().is_empty()) {
@@ -268,6 +291,8 @@ impl InferenceProviderConfig {
                 verify_tls,
                 tls_cafile,
                 max_idle_connections,
+                refresh_models,
+                refresh_interval_seconds,
             })
         } else {
             Err(problems)
@@ -290,12 +315,25 @@ impl InferenceProviderConfig {
             verify_tls: true,
             tls_cafile: None,
             max_idle_connections: default_inference_max_idle_connections(),
+            refresh_models: false,
+            refresh_interval_seconds: default_refresh_interval_seconds(),
         }
     }
 }
 
 /// Problems of a served inference provider entry (nothing for other types).
 pub(crate) fn validate_entry(entry: &ProviderEntry, path: &str, problems: &mut Vec<Problem>) {
+    if entry.provider_type == ECHO_PROVIDER_TYPE {
+        let empty = match &entry.config.0 {
+            Value::Null => true,
+            Value::Object(map) => map.is_empty(),
+            _ => false,
+        };
+        if !empty {
+            problems.push(Problem::new(join(path, "config"), format!("{ECHO_PROVIDER_TYPE} takes no settings")));
+        }
+        return;
+    }
     if let Some(Err(mut found)) = InferenceProviderConfig::from_entry(entry, path) {
         problems.append(&mut found);
     }

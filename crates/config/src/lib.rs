@@ -40,8 +40,9 @@ pub use coverage::{Coverage, SERVED_APIS, is_served_provider, served_provider_ty
 pub use env::{Env, HOME_VAR, OVERRIDE_PREFIX, home_dir};
 pub use error::{ConfigError, Problem, Problems};
 pub use inference::{
-    DEFAULT_OLLAMA_URL, DEFAULT_OPENAI_URL, InferenceProviderConfig, InferenceProviderKind,
+    DEFAULT_OLLAMA_URL, DEFAULT_OPENAI_URL, ECHO_PROVIDER_TYPE, InferenceProviderConfig, InferenceProviderKind,
     default_inference_connect_timeout_ms, default_inference_max_idle_connections, default_inference_timeout_ms,
+    default_refresh_interval_seconds,
 };
 pub use load::{Loaded, load_default, load_file, load_str};
 pub use model::*;

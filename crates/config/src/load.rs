@@ -59,8 +59,14 @@ fn load(file: Option<(&str, Option<&Path>)>, env: &Env) -> Result<Loaded, Config
             file_has_storage = parsed.get::<config::Value>("storage").is_ok_and(|v| !matches!(v.kind, ValueKind::Nil));
             builder = builder.add_source(parsed);
         }
-        // No file: the built-in config, which is of the current version.
-        None => builder = builder.add_source(Layer { key: "version", value: Value::from(2) }),
+        // No file: the built-in config, which is of the current version, with the starter
+        // providers (from the engine variables, else the echo provider).
+        None => {
+            builder = builder.add_source(Layer { key: "version", value: Value::from(2) });
+            let (providers, models) = starter_providers(env);
+            builder = builder.add_source(Layer { key: "providers", value: providers });
+            builder = builder.add_source(Layer { key: "models", value: models });
+        }
     }
     let uses_builtin_storage = !file_has_storage;
     if uses_builtin_storage {
@@ -159,6 +165,49 @@ fn builtin_storage(home: &Path) -> StorageConfig {
     backends.insert(DEFAULT_KV_BACKEND.to_owned(), BackendConfig::KvSqlite(sqlite("kvstore.db")));
     backends.insert(DEFAULT_SQL_BACKEND.to_owned(), BackendConfig::SqlSqlite(sqlite("sql_store.db")));
     StorageConfig { backends, stores: StoresConfig::default(), builtin: true, unserved_backends: BTreeMap::new() }
+}
+
+/// `(variable, provider_id, provider_type, settings)`.
+type StarterEngine = (&'static str, &'static str, &'static str, &'static [(&'static str, &'static str)]);
+
+/// The engine variables of the starter config: variable, `provider_id`, `provider_type`, and
+/// the settings it fills (`${env.X}` texts, substituted like any config value, so that secrets
+/// stay out of messages).
+const STARTER_ENGINES: [StarterEngine; 3] = [
+    ("OLLAMA_URL", "ollama", "remote::ollama", &[("url", "${env.OLLAMA_URL}")]),
+    ("VLLM_URL", "vllm", "remote::vllm", &[("url", "${env.VLLM_URL}"), ("api_token", "${env.VLLM_API_TOKEN:=}")]),
+    (
+        "OPENAI_API_KEY",
+        "openai",
+        "remote::openai",
+        &[("api_key", "${env.OPENAI_API_KEY}"), ("base_url", "${env.OPENAI_BASE_URL:=https://api.openai.com/v1}")],
+    ),
+];
+
+/// The starter providers and models used without a config file, as Llama Stack's starter
+/// distribution does: one provider per engine variable that is set (`OLLAMA_URL`, `VLLM_URL` with
+/// `VLLM_API_TOKEN`, `OPENAI_API_KEY` with `OPENAI_BASE_URL`), each with `refresh_models: true`
+/// so its models are discovered as `<provider_id>/<model>`; with none set, the built-in echo
+/// provider serving model `echo`.
+fn starter_providers(env: &Env) -> (Value, Value) {
+    let mut providers = Vec::new();
+    for (var, id, provider_type, settings) in STARTER_ENGINES {
+        if env.non_empty(var).is_none() {
+            continue;
+        }
+        let mut config = serde_json::Map::new();
+        for (k, v) in settings {
+            config.insert((*k).to_owned(), Value::from(*v));
+        }
+        config.insert("refresh_models".to_owned(), Value::Bool(true));
+        providers.push(serde_json::json!({"provider_id": id, "provider_type": provider_type, "config": config}));
+    }
+    if providers.is_empty() {
+        let echo = serde_json::json!({"provider_id": "echo", "provider_type": crate::ECHO_PROVIDER_TYPE});
+        let model = serde_json::json!({"model_id": "echo", "provider_id": "echo"});
+        return (serde_json::json!({"inference": [echo]}), Value::Array(vec![model]));
+    }
+    (serde_json::json!({"inference": providers}), Value::Array(Vec::new()))
 }
 
 /// A layer of the `config` crate made of one top-level key and its JSON value.

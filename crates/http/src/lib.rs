@@ -14,10 +14,11 @@ use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, ResponseError, web};
 use std::sync::Arc;
 
-use ferrostack_authz::{Authenticator, Resource, is_allowed};
+use ferrostack_authz::Authenticator;
 use ferrostack_catalog::Catalog;
-use ferrostack_config::{AccessRule, Action, RouteRule};
+use ferrostack_config::{AccessRule, RouteRule};
 use ferrostack_inference_store::InferenceStore;
+use ferrostack_models::ModelRegistry;
 use ferrostack_providers::{ModelRoute, ProviderError, Providers};
 use tokio_util::task::TaskTracker;
 
@@ -43,6 +44,8 @@ pub struct AppState {
     pub access_policy: Arc<Vec<AccessRule>>,
     /// Models and their upstream providers.
     pub providers: Arc<Providers>,
+    /// The model registry (config, registered and discovered models) under the access policy.
+    pub models: ModelRegistry,
     /// Stored chat completions; `None` when `storage.stores.inference` is null.
     pub completions: Option<InferenceStore>,
     /// Upstream calls and storing run here, on the server's main runtime, so that neither a client
@@ -57,19 +60,16 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The route of `model`, when it exists and the caller may read it. A model the caller may not
-    /// read is reported exactly as a missing one (404 `model_not_found`), before anything goes
-    /// upstream: its existence does not leak.
-    pub(crate) fn resolve_model(&self, model: &str, caller: &Caller) -> Result<&ModelRoute, ApiError> {
-        let not_found = || ApiError::from(ProviderError::ModelNotFound { model: model.to_owned() });
-        let route = self.providers.resolve(model).map_err(|_| not_found())?;
-        // Models from the config file are unowned.
-        let resource = Resource::new("model", &route.model_id, None);
-        if is_allowed(&self.access_policy, Action::Read, &resource, caller.0.as_ref()) {
-            Ok(route)
-        } else {
-            tracing::info!(model, "model not readable by the caller; answered as not found");
-            Err(not_found())
+    /// The route of `model`, when it exists and the caller may read it (config, registered or
+    /// discovered). A model the caller may not read is reported exactly as a missing one (404
+    /// `model_not_found`), before anything goes upstream: its existence does not leak.
+    pub(crate) async fn resolve_model(&self, model: &str, caller: &Caller) -> Result<ModelRoute, ApiError> {
+        match self.models.resolve(model, caller.0.as_ref()).await {
+            Ok(route) => Ok(route),
+            Err(ferrostack_models::Error::NotFound { .. }) => {
+                Err(ApiError::from(ProviderError::ModelNotFound { model: model.to_owned() }))
+            }
+            Err(e) => Err(e.into()),
         }
     }
 }
@@ -112,6 +112,7 @@ fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/readyz", web::get().to(routes::health::readyz))
             .route("/v1/readiness", web::get().to(routes::health::readiness))
             .configure(routes::chat::routes)
+            .configure(routes::models::routes)
             .default_service(web::to(not_found));
     }
 }

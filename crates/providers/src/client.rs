@@ -144,6 +144,22 @@ impl UpstreamClient {
         &self.base_url
     }
 
+    /// `GET <url>/models`: the ids the provider serves (OpenAI's `{data: [{id}, ...]}`).
+    pub async fn list_models(&self) -> Result<Vec<String>, ProviderError> {
+        let mut req = self.http.get(format!("{}/models", self.base_url));
+        if let Some(auth) = &self.auth {
+            req = req.header(AUTHORIZATION, auth.clone());
+        }
+        let resp = self.send(req).await?;
+        let bytes = resp.bytes().await.map_err(|e| ProviderError::from_reqwest(&self.id, e))?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ProviderError::invalid(&self.id, format!("the model list is not JSON: {e}")))?;
+        let Some(data) = value.get("data").and_then(Value::as_array) else {
+            return Err(ProviderError::invalid(&self.id, "the model list has no `data` list"));
+        };
+        Ok(data.iter().filter_map(|m| m.get("id").and_then(Value::as_str)).map(str::to_owned).collect())
+    }
+
     fn request(&self, headers: &ForwardHeaders) -> reqwest::RequestBuilder {
         let mut req = self.http.post(self.completions_url.clone());
         if let Some(auth) = &self.auth {

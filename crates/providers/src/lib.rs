@@ -23,6 +23,7 @@
 
 mod assemble;
 mod client;
+pub mod echo;
 mod error;
 mod registry;
 mod request;
@@ -31,6 +32,6 @@ mod sse;
 pub use assemble::{StreamAssembler, normalize_completion, rewrite_chunk_model};
 pub use client::{ChunkStream, ForwardHeaders, StreamEvent, UpstreamClient};
 pub use error::ProviderError;
-pub use registry::{ModelRoute, Providers};
+pub use registry::{Backend, ModelRoute, Providers};
 pub use request::{ChatRequestInfo, RequestError, validate_chat_request};
 pub use sse::{SseEvent, SseParser};

@@ -3,11 +3,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ferrostack_config::{InferenceProviderConfig, ModelType, RunConfig};
+use ferrostack_config::{ECHO_PROVIDER_TYPE, InferenceProviderConfig, ModelType, RunConfig};
 use serde_json::{Map, Value};
 
 use crate::client::{ChunkStream, ForwardHeaders, UpstreamClient};
 use crate::error::ProviderError;
+
+/// What answers a model's requests.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// An OpenAI-compatible engine, over HTTP.
+    Upstream(Arc<UpstreamClient>),
+    /// The built-in `echo` development provider, in process (see [`crate::echo`]).
+    Echo,
+}
 
 /// A registered model and the client of the provider that serves it.
 #[derive(Debug, Clone)]
@@ -22,13 +31,35 @@ pub struct ModelRoute {
     pub model_type: ModelType,
     /// Free-form metadata from the config, for `/v1/models`.
     pub metadata: Map<String, Value>,
-    client: Arc<UpstreamClient>,
+    backend: Backend,
 }
 
 impl ModelRoute {
-    /// The client of the provider.
-    pub fn client(&self) -> &Arc<UpstreamClient> {
-        &self.client
+    /// A route to `backend` (from [`Providers::backend`]).
+    pub fn new(
+        model_id: impl Into<String>,
+        provider_id: impl Into<String>,
+        provider_model_id: impl Into<String>,
+        model_type: ModelType,
+        metadata: Map<String, Value>,
+        backend: Backend,
+    ) -> Self {
+        Self {
+            model_id: model_id.into(),
+            provider_id: provider_id.into(),
+            provider_model_id: provider_model_id.into(),
+            model_type,
+            metadata,
+            backend,
+        }
+    }
+
+    /// The client of the provider; `None` for the in-process echo provider.
+    pub fn client(&self) -> Option<&Arc<UpstreamClient>> {
+        match &self.backend {
+            Backend::Upstream(c) => Some(c),
+            Backend::Echo => None,
+        }
     }
 
     /// `body` with `model` set to the provider's model id.
@@ -42,7 +73,10 @@ impl ModelRoute {
     /// [`UpstreamClient::chat_completion`] with `model` rewritten to the provider's model id. The
     /// answer is the upstream's; see [`crate::normalize_completion`] for what the client sees.
     pub async fn chat_completion(&self, body: Value, headers: &ForwardHeaders) -> Result<Value, ProviderError> {
-        self.client.chat_completion(self.upstream_body(body), headers).await
+        match &self.backend {
+            Backend::Upstream(client) => client.chat_completion(self.upstream_body(body), headers).await,
+            Backend::Echo => Ok(crate::echo::completion(&self.upstream_body(body))),
+        }
     }
 
     /// [`UpstreamClient::chat_completion_stream`] with `model` rewritten to the provider's model id.
@@ -51,7 +85,10 @@ impl ModelRoute {
         body: Value,
         headers: &ForwardHeaders,
     ) -> Result<ChunkStream, ProviderError> {
-        self.client.chat_completion_stream(self.upstream_body(body), headers).await
+        match &self.backend {
+            Backend::Upstream(client) => client.chat_completion_stream(self.upstream_body(body), headers).await,
+            Backend::Echo => Ok(crate::echo::chunk_stream(&self.upstream_body(body))),
+        }
     }
 
     /// The model as `/v1/models` lists it (OpenAI's shape, plus the registry's fields).
@@ -65,6 +102,11 @@ impl ModelRoute {
             "provider_model_id": self.provider_model_id,
             "model_type": self.model_type,
             "metadata": self.metadata,
+            "custom_metadata": {
+                "model_type": self.model_type,
+                "provider_id": self.provider_id,
+                "provider_resource_id": self.provider_model_id,
+            },
         })
     }
 }
@@ -73,6 +115,8 @@ impl ModelRoute {
 #[derive(Debug, Clone, Default)]
 pub struct Providers {
     clients: BTreeMap<String, Arc<UpstreamClient>>,
+    /// Providers of the built-in `inline::echo` type.
+    echo: Vec<String>,
     /// In config order.
     models: Vec<ModelRoute>,
     by_id: BTreeMap<String, usize>,
@@ -86,8 +130,13 @@ impl Providers {
     /// coverage already lists them in its one start-up warning.
     pub fn from_config(config: &RunConfig) -> Result<Self, ProviderError> {
         let mut clients = BTreeMap::new();
+        let mut echo = Vec::new();
         for (i, entry) in config.providers.get("inference").into_iter().flatten().enumerate() {
             let path = format!("providers.inference[{i}]");
+            if entry.provider_type == ECHO_PROVIDER_TYPE {
+                echo.push(entry.provider_id.clone());
+                continue;
+            }
             match InferenceProviderConfig::from_entry(entry, &path) {
                 None => tracing::debug!(
                     provider = entry.provider_id.as_str(),
@@ -103,9 +152,9 @@ impl Providers {
                 }
             }
         }
-        let mut providers = Self { clients, models: Vec::new(), by_id: BTreeMap::new() };
+        let mut providers = Self { clients, echo, models: Vec::new(), by_id: BTreeMap::new() };
         for (_, m) in config.model_entries() {
-            let Some(client) = providers.clients.get(&m.provider_id).cloned() else {
+            let Some(backend) = providers.backend(&m.provider_id) else {
                 tracing::debug!(
                     model = m.model_id.as_str(),
                     provider = m.provider_id.as_str(),
@@ -119,7 +168,7 @@ impl Providers {
                 provider_model_id: m.provider_model_id.clone().unwrap_or_else(|| m.model_id.clone()),
                 model_type: m.model_type,
                 metadata: m.metadata.clone(),
-                client,
+                backend,
             });
         }
         Ok(providers)
@@ -156,5 +205,21 @@ impl Providers {
     /// The ids of the providers that have a client.
     pub fn provider_ids(&self) -> impl Iterator<Item = &str> {
         self.clients.keys().map(String::as_str)
+    }
+
+    /// What serves provider `id`'s models: its client, or the in-process echo provider.
+    pub fn backend(&self, id: &str) -> Option<Backend> {
+        if self.echo.iter().any(|e| e == id) {
+            return Some(Backend::Echo);
+        }
+        self.clients.get(id).cloned().map(Backend::Upstream)
+    }
+
+    /// The ids of every served provider (clients and echo), sorted.
+    pub fn all_provider_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.clients.keys().cloned().chain(self.echo.iter().cloned()).collect();
+        ids.sort();
+        ids.dedup();
+        ids
     }
 }

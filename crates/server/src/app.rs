@@ -38,6 +38,8 @@ pub struct Application {
     tasks: TaskTracker,
     writers: Option<Writers>,
     grace: Duration,
+    /// Cancels the background tasks (model discovery) at shutdown.
+    background: CancellationToken,
 }
 
 impl std::fmt::Debug for Application {
@@ -69,6 +71,7 @@ impl Application {
             tracing::warn!("{warning}");
         }
         let providers = Arc::new(Providers::from_config(config).context("cannot set up inference providers")?);
+        let models = crate::models::registry(config, &catalog, &providers)?;
         let (completions, writers) = match &config.storage.stores.inference {
             Some(store) => {
                 let db = catalog.sql(&store.backend).context("storage.stores.inference")?;
@@ -89,6 +92,7 @@ impl Application {
             route_policy: Arc::new(auth.route_policy.clone()),
             access_policy: Arc::new(auth.access_policy.clone()),
             providers,
+            models: models.clone(),
             completions,
             tasks: tasks.clone(),
             runtime: tokio::runtime::Handle::current(),
@@ -112,7 +116,10 @@ impl Application {
             server.addrs().first().copied().with_context(|| format!("listening on {host}:{port} gave no address"))?;
         let server = server.run();
         let grace = Duration::from_secs(config.server.shutdown_timeout_seconds);
-        Ok(Self { server, addr, catalog, tasks, writers, grace })
+        // Model discovery runs until shutdown (step 2 below cancels it).
+        let background = CancellationToken::new();
+        ferrostack_models::discovery::start(&models, config, &tasks, &background);
+        Ok(Self { server, addr, catalog, tasks, writers, grace, background })
     }
 
     /// The address actually bound (useful with port 0).
@@ -122,7 +129,7 @@ impl Application {
 
     /// Serve until `shutdown` is cancelled, then shut down in order.
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self { server, addr, catalog, tasks, writers, grace } = self;
+        let Self { server, addr, catalog, tasks, writers, grace, background } = self;
         tracing::info!(%addr, "ferrostack listening on http://{addr}");
         let handle = server.handle();
         // Tracked with the upstream tasks; it has ended by the time they are awaited (step 2).
@@ -142,8 +149,10 @@ impl Application {
                 serving.await
             }
         };
-        // 2. wait for upstream calls and stream relays still running (a client that left mid-stream
-        //    leaves a relay that stores what it assembled), bounded by the same timeout;
+        // 2. stop model discovery, and wait for upstream calls and stream relays still running (a
+        //    client that left mid-stream leaves a relay that stores what it assembled), bounded by
+        //    the same timeout;
+        background.cancel();
         tasks.close();
         if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
             tracing::warn!(tasks = tasks.len(), "shutdown: upstream tasks still running after the timeout");

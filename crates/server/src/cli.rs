@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `config check`.
+//! The command line: `serve`, `migrate`, `config check`, `config show-default`.
 
 use std::path::PathBuf;
 
@@ -65,4 +65,8 @@ pub enum ConfigCommand {
         /// The run config file (YAML).
         file: PathBuf,
     },
+    /// Print the config `serve` uses without a config file (the built-in SQLite storage, and the
+    /// starter providers from OLLAMA_URL, VLLM_URL, OPENAI_API_KEY, or the echo provider), with
+    /// secrets redacted: a starting point to copy into a file. JSON is YAML too.
+    ShowDefault,
 }

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod exposure;
 mod metrics;
 mod migrate;
+mod models;
 pub mod telemetry;
 
 use std::io::Write as _;
@@ -93,6 +94,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             for w in warnings.iter().filter(|w| Some(*w) != listed.as_ref()).chain(&exposure::warnings(&config)) {
                 writeln!(out, "# warning: {w}")?;
             }
+            writeln!(out, "{}", serde_json::to_string_pretty(&config.redacted_json())?)?;
+            Ok(())
+        }
+        Command::Config { command: ConfigCommand::ShowDefault } => {
+            let Loaded { config, coverage, .. } = load(None, &env)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "# the config `ferrostack serve` uses without --config (JSON is YAML too)")?;
+            writeln!(out, "# {coverage}")?;
+            writeln!(out, "# secrets show as {}: write them back, or as ${{env.NAME}}", ferrostack_config::REDACTED)?;
             writeln!(out, "{}", serde_json::to_string_pretty(&config.redacted_json())?)?;
             Ok(())
         }

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Test::plain("cli::config_check_of_llama_stack_configs_lists_served_and_ignored", llama_stack_configs),
         Test::plain("cli::serve_on_an_unreachable_database_fails_naming_the_backend", serve_unreachable),
         Test::plain("cli::serve_builtin_then_sigterm_stops_gracefully", serve_then_sigterm),
+        Test::plain("cli::config_show_default_prints_a_loadable_starter_config", show_default),
         Test::postgres("cli::serve_on_an_unknown_database_fails_naming_it", serve_unknown_database),
         Test::postgres("cli::migrate_status_apply_apply_status", migrate_cycle),
         Test::postgres("cli::serve_refuses_a_schema_that_is_behind", serve_refuses_behind),
@@ -272,16 +273,59 @@ async fn serve_then_sigterm() {
             .args(["serve", "--port", "0"])
             .env("FERROSTACK_HOME", home.path())
             .env("RUST_LOG", "info")
-            .env_remove("FERROSTACK_CONFIG"),
+            .env_remove("FERROSTACK_CONFIG")
+            .env_remove("OLLAMA_URL")
+            .env_remove("VLLM_URL")
+            .env_remove("OPENAI_API_KEY"),
     );
     let addr = serving.addr.clone();
     let res = reqwest::get(format!("http://{addr}/v1/health")).await.expect("health answers");
     assert_eq!(res.status().as_u16(), 200);
 
+    // No config, no engine variable: the echo model answers, and the completion is stored.
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({"model": "echo", "messages": [{"role": "user", "content": "say hi"}]});
+    let res = client.post(format!("http://{addr}/v1/chat/completions")).json(&body).send().await.expect("chat");
+    assert_eq!(res.status().as_u16(), 200);
+    let completion: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(completion["choices"][0]["message"]["content"], "echo: say hi", "{completion}");
+    assert_eq!(completion["usage"], serde_json::json!({"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}));
+    let id = completion["id"].as_str().expect("id");
+    let stored: serde_json::Value =
+        reqwest::get(format!("http://{addr}/v1/chat/completions/{id}")).await.expect("get").json().await.expect("json");
+    assert_eq!(stored["id"], id, "stored: {stored}");
+    let models: serde_json::Value =
+        reqwest::get(format!("http://{addr}/v1/models")).await.expect("models").json().await.expect("json");
+    assert_eq!(models["data"][0]["id"], "echo", "{models}");
+
     let (status, lines) = serving.stop();
     assert!(status.success(), "SIGTERM ends with exit 0: {status:?}\n{lines}");
     assert!(lines.contains("SIGTERM"), "the signal is logged: {lines}");
     assert!(lines.contains("ferrostack stopped"), "shutdown completes: {lines}");
+    assert!(lines.contains("inference providers and models"), "the active providers are logged: {lines}");
+    assert!(lines.contains("OLLAMA_URL"), "and how to add a real engine: {lines}");
+}
+
+async fn show_default() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let out = ferrostack(&["config", "show-default"], &[], home.path());
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("inline::echo") && all.contains("\"model_id\": \"echo\""),
+        "the echo provider and model: {all}"
+    );
+
+    let out = ferrostack(&["config", "show-default"], &[("OPENAI_API_KEY", SECRET)], home.path());
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!printed.contains(SECRET), "the key is never printed: {printed}");
+    assert!(printed.contains("remote::openai") && printed.contains("\"refresh_models\": true"), "{printed}");
+    assert!(!printed.contains("inline::echo"), "no echo once an engine is set: {printed}");
+    // What it prints is a config file.
+    let file = write(home.path(), "copied.yaml", &printed);
+    let out = ferrostack(&["config", "check", &file], &[], home.path());
+    assert!(out.status.success(), "the printed config loads: {}", text(&out));
 }
 
 /// A stand-in upstream on loopback: every chat completion answers the same small completion.

@@ -6,6 +6,9 @@
 //! - `POST /v1/chat/completions`: the request's `model` names it (a provider whose `url` is
 //!   [`FakeUpstream::base_url`], one model per scenario).
 //!
+//! - `GET /v1/models`: the models it serves ([`FakeUpstream::set_models`]; `echo` and `json` at
+//!   start), in OpenAI's list shape, or 503 when set to `None` (a provider that is down).
+//!
 //! Scenarios, each answered as JSON or, with `"stream": true` where it makes sense, as SSE:
 //!
 //! | scenario | answer |
@@ -60,6 +63,10 @@ struct Shared {
     gate: Notify,
     /// Completion ids: a random prefix per fake, then a counter, so ids never repeat.
     ids: AtomicU64,
+    /// What `GET /v1/models` lists; `None`: 503.
+    models: Mutex<Option<Vec<String>>>,
+    /// `GET /v1/models` requests answered.
+    model_lists: AtomicU64,
 }
 
 /// The running fake.
@@ -76,8 +83,15 @@ impl FakeUpstream {
     /// Start it on 127.0.0.1, port 0, on the current runtime (it stops with [`FakeUpstream::stop`]
     /// or with the runtime).
     pub async fn start() -> FakeUpstream {
+        Self::start_at(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Start it on `addr` (a provider configured for an address where nothing listened yet,
+    /// coming up later).
+    pub async fn start_at(addr: std::net::SocketAddr) -> FakeUpstream {
         let shared = Arc::new(Shared {
             ids: AtomicU64::new(std::hash::RandomState::new().hash_one(0_u8) & !0xffff_ffff),
+            models: Mutex::new(Some(vec!["echo".to_owned(), "json".to_owned()])),
             ..Shared::default()
         });
         let data = web::Data::from(Arc::clone(&shared));
@@ -85,12 +99,13 @@ impl FakeUpstream {
             App::new()
                 .app_data(data.clone())
                 .route("/v1/chat/completions", web::post().to(by_model))
+                .route("/v1/models", web::get().to(list_models))
                 .route("/{scenario}/v1/chat/completions", web::post().to(by_path))
         })
         .workers(1)
         .disable_signals()
-        .bind(("127.0.0.1", 0))
-        .unwrap_or_else(|e| panic!("bind the fake upstream: {e}"));
+        .bind(addr)
+        .unwrap_or_else(|e| panic!("bind the fake upstream on {addr}: {e}"));
         let addr = server.addrs()[0];
         let server = server.run();
         let handle = server.handle();
@@ -123,6 +138,18 @@ impl FakeUpstream {
         self.seen().into_iter().map(|s| s.traceparent).collect()
     }
 
+    /// What `GET /v1/models` answers from now on: these ids, or 503 with `None`.
+    pub fn set_models(&self, models: Option<&[&str]>) {
+        if let Ok(mut m) = self.shared.models.lock() {
+            *m = models.map(|ids| ids.iter().map(|s| (*s).to_owned()).collect());
+        }
+    }
+
+    /// `GET /v1/models` requests answered so far.
+    pub fn model_list_requests(&self) -> u64 {
+        self.shared.model_lists.load(Ordering::SeqCst)
+    }
+
     /// Let every `hold` answer waiting now finish.
     pub fn release(&self) {
         self.shared.gate.notify_waiters();
@@ -141,6 +168,21 @@ impl FakeUpstream {
 
 fn header(req: &HttpRequest, name: &str) -> Option<String> {
     req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+async fn list_models(shared: web::Data<Shared>) -> HttpResponse {
+    let models = shared.models.lock().map(|m| m.clone()).unwrap_or_default();
+    shared.model_lists.fetch_add(1, Ordering::SeqCst);
+    match models {
+        Some(ids) => {
+            let data: Vec<Value> = ids
+                .iter()
+                .map(|id| json!({"id": id, "object": "model", "created": 1_234_567_890, "owned_by": "fake"}))
+                .collect();
+            HttpResponse::Ok().json(json!({"object": "list", "data": data}))
+        }
+        None => openai_error(503, "the engine is loading", "server_error"),
+    }
 }
 
 async fn by_model(req: HttpRequest, body: Bytes, shared: web::Data<Shared>) -> HttpResponse {

@@ -53,6 +53,7 @@ fn cases() -> Vec<(&'static str, Case)> {
         ("namespaces_are_isolated", |kv| Box::pin(namespaces_are_isolated(kv))),
         ("values_round_trip", |kv| Box::pin(values_round_trip(kv))),
         ("purge_expired", |kv| Box::pin(purge_expired(kv))),
+        ("insert_new_only_when_absent", |kv| Box::pin(insert_new_only_when_absent(kv))),
     ]
 }
 
@@ -268,4 +269,15 @@ async fn purge_expired(kv: Kv) {
     assert_eq!(a.purge_expired().await.unwrap(), 0, "nothing left to purge");
     assert_eq!(a.keys_in_range("", "\u{ff}").await.unwrap(), vec!["forever", "live"]);
     assert_eq!(b.purge_expired().await.unwrap(), 1, "the other namespace's row was left alone");
+}
+
+async fn insert_new_only_when_absent(kv: Kv) {
+    assert!(kv.a.insert_new("k", "first", None).await.expect("insert"), "absent: inserted");
+    assert!(!kv.a.insert_new("k", "second", None).await.expect("insert"), "present: refused");
+    assert_eq!(kv.a.get("k").await.expect("get").as_deref(), Some("first"), "the first value stays");
+    assert!(kv.b.insert_new("k", "other", None).await.expect("insert"), "another namespace is another key");
+    let past = Utc::now() - Duration::seconds(5);
+    kv.a.set("old", "expired", Some(past)).await.expect("set");
+    assert!(kv.a.insert_new("old", "fresh", None).await.expect("insert"), "an expired entry counts as absent");
+    assert_eq!(kv.a.get("old").await.expect("get").as_deref(), Some("fresh"));
 }

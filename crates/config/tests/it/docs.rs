@@ -89,6 +89,7 @@ fn defaults_match_the_code() {
     documents(d, "Inference providers", "timeout_ms", fc::default_inference_timeout_ms());
     documents(d, "Inference providers", "connect_timeout_ms", fc::default_inference_connect_timeout_ms());
     documents(d, "Inference providers", "max_idle_connections", fc::default_inference_max_idle_connections());
+    documents(d, "Inference providers", "refresh_interval_seconds", fc::default_refresh_interval_seconds());
     documents(d, "Inference providers", "verify_tls", "true");
     documents(d, "`telemetry`", "log_format", "pretty");
     let t = fc::TelemetryConfig::default();

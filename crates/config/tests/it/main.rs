@@ -9,6 +9,7 @@ mod loading;
 mod policy;
 mod quirks;
 mod secrets;
+mod starter;
 mod substitution;
 mod validation;
 

@@ -69,7 +69,7 @@ codes! {
         "the route exists, but not with this method";
     /// The id is taken by another owner's row.
     Conflict => CONFLICT, "conflict_error", "conflict",
-        "the id is taken by another owner's row, which was left unchanged (`durability: sync`)";
+        "the id is taken by another owner's row, which was left unchanged (`durability: sync`), or a model id is already registered";
     /// Body over the limit.
     PayloadTooLarge => PAYLOAD_TOO_LARGE, "invalid_request_error", "payload_too_large",
         "body over the limit";
@@ -78,7 +78,7 @@ codes! {
         "a bug or an unexpected failure; the message is opaque, the cause is in the server log";
     /// A feature switched off in the config.
     NotImplemented => NOT_IMPLEMENTED, "not_implemented", "not_implemented",
-        "the feature is switched off in this server's config (e.g. `storage.stores.inference: null`)";
+        "the feature is switched off in this server's config (e.g. `storage.stores.inference: null`, or `storage.stores.metadata: null` for registering models)";
     /// The provider failed (5xx) or sent an error event.
     UpstreamFailed => BAD_GATEWAY, "upstream_error", "upstream_error",
         "the provider answered with a 5xx or ended a stream with an error event";

@@ -117,3 +117,24 @@ impl From<ferrostack_catalog::Error> for ApiError {
         }
     }
 }
+
+impl From<ferrostack_models::Error> for ApiError {
+    fn from(e: ferrostack_models::Error) -> Self {
+        use ferrostack_models::Error as E;
+        let message = e.to_string();
+        match e {
+            E::NotFound { .. } => Self::new(Code::NotFound, message),
+            E::UnknownProvider { .. } => Self::new(Code::InvalidRequest, message).with_param("provider_id"),
+            E::Invalid { param, .. } => {
+                let err = Self::new(Code::InvalidRequest, message);
+                if param.is_empty() { err } else { err.with_param(param) }
+            }
+            E::NotDeletable { .. } => Self::new(Code::InvalidRequest, message),
+            E::Taken { .. } => Self::new(Code::Conflict, message).with_param("model_id"),
+            E::Forbidden { .. } => Self::new(Code::Forbidden, message),
+            E::Disabled => Self::new(Code::NotImplemented, message),
+            E::Corrupt(_) => Self::internal(&message),
+            E::Store(e) => e.into(),
+        }
+    }
+}

@@ -2,3 +2,4 @@
 
 pub(crate) mod chat;
 pub mod health;
+pub(crate) mod models;

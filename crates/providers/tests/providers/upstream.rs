@@ -21,6 +21,44 @@ fn assert_upstream(err: &ProviderError, status: u16, message: &str, case: &str) 
 
 pub fn tests() -> Vec<Test> {
     vec![
+        Test::plain("upstream::list_models_reads_the_openai_model_list", || async {
+            let fake = ferrostack_testkit::upstream::FakeUpstream::start().await;
+            let config = ferrostack_config::InferenceProviderConfig::new(
+                ferrostack_config::InferenceProviderKind::Vllm,
+                fake.base_url.clone(),
+                None,
+            );
+            let client = UpstreamClient::new("fake", &config).unwrap();
+            assert_eq!(client.list_models().await.unwrap(), ["echo", "json"]);
+            fake.set_models(None);
+            let err = client.list_models().await.unwrap_err();
+            assert_eq!(crate::support::status(&err), 502, "a provider that fails to list: {err}");
+            fake.stop().await;
+            assert!(
+                matches!(client.list_models().await, Err(ProviderError::Unreachable { .. })),
+                "a provider that is down"
+            );
+        }),
+        Test::plain("echo::answers_from_the_request_as_json_and_sse_with_usage", || async {
+            use ferrostack_providers::echo;
+            let request = json!({"model": "echo", "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "hello"}, {"type": "text", "text": "there"}]}]});
+            let answer = echo::completion(&request);
+            assert_eq!(answer["choices"][0]["message"]["content"], "echo: hello there");
+            assert_eq!(answer["usage"], json!({"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}));
+            assert_eq!(echo::completion(&request), answer, "deterministic");
+            let (events, err) = collect(echo::chunk_stream(&request)).await;
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(events.last(), Some(&StreamEvent::Done));
+            let mut assembler = StreamAssembler::new("echo");
+            for c in chunks(&events) {
+                assembler.push(&c);
+            }
+            let assembled = assembler.finish().unwrap();
+            assert_eq!(assembled["choices"][0]["message"]["content"], "echo: hello there", "the pieces join back");
+            assert_eq!(assembled["usage"], answer["usage"], "the usage chunk");
+        }),
         Test::plain("upstream::json_completion_with_bearer_and_trace_headers", || async {
             let up = upstream().await;
             let client = up.client("json", Some("sk-test-key"));

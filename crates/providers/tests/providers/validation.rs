@@ -125,7 +125,7 @@ models:
             assert_eq!(providers.provider_ids().collect::<Vec<_>>(), ["ollama", "vllm"]);
             let qwen = providers.resolve("qwen").unwrap();
             assert_eq!(qwen.provider_model_id, "qwen", "defaults to the model id");
-            assert_eq!(qwen.client().base_url(), "http://localhost:11434/v1");
+            assert_eq!(qwen.client().unwrap().base_url(), "http://localhost:11434/v1");
             let err = providers.resolve("gpt-9").unwrap_err();
             assert!(matches!(&err, ProviderError::ModelNotFound { model } if model == "gpt-9"));
             assert_eq!(crate::support::status(&err), 404);

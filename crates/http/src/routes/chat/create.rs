@@ -43,7 +43,7 @@ pub(crate) async fn create(
     let body = body.into_inner();
     let info =
         validate_chat_request(&body).map_err(|e| ApiError::invalid_request(e.message.clone(), Some(&e.param)))?;
-    let route = state.resolve_model(&info.model, &caller)?.clone();
+    let route = state.resolve_model(&info.model, &caller).await?;
     // The upstream call's span is a child of the request span; its context goes upstream.
     let call = UpstreamCall::start(&state.telemetry, &route, &info.model, info.stream);
     let headers = call.forward_headers(&state.telemetry, &req);
