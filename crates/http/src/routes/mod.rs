@@ -1,4 +1,5 @@
 //! Route handlers, one module per resource.
 
 pub(crate) mod chat;
+pub(crate) mod conversations;
 pub mod health;
