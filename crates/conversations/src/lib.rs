@@ -33,7 +33,7 @@ use serde_json::{Map, Value as Json};
 /// The conversations table the migrations create.
 pub const TABLE: &str = ferrostack_config::tables::CONVERSATIONS;
 /// The items table the migrations create.
-pub const ITEMS_TABLE: &str = "conversation_items";
+pub const ITEMS_TABLE: &str = ferrostack_config::tables::CONVERSATION_ITEMS;
 /// Default page size of [`ConversationStore::list_items`].
 pub const DEFAULT_LIMIT: u32 = 20;
 /// Largest page size.
