@@ -5,6 +5,7 @@
 
 mod auth;
 mod chat;
+mod conversations;
 mod errors;
 mod health;
 mod lists;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     tests.extend(health::tests());
     tests.extend(auth::tests());
     tests.extend(chat::tests());
+    tests.extend(conversations::tests());
     tests.extend(security::tests());
     tests.extend(errors::tests());
     tests.extend(lists::tests());

@@ -823,6 +823,8 @@ pub mod tables {
     pub const INFERENCE: &str = "inference_store";
     /// Conversations.
     pub const CONVERSATIONS: &str = "openai_conversations";
+    /// A conversation's items (same store and backend as [`CONVERSATIONS`]; not configurable).
+    pub const CONVERSATION_ITEMS: &str = "conversation_items";
     /// Stored responses.
     pub const RESPONSES: &str = "openai_responses";
 }

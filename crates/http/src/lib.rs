@@ -17,6 +17,7 @@ use std::sync::Arc;
 use ferrostack_authz::Authenticator;
 use ferrostack_catalog::Catalog;
 use ferrostack_config::{AccessRule, RouteRule};
+use ferrostack_conversations::ConversationStore;
 use ferrostack_inference_store::InferenceStore;
 use ferrostack_models::ModelRegistry;
 use ferrostack_providers::{ModelRoute, ProviderError, Providers};
@@ -48,6 +49,8 @@ pub struct AppState {
     pub models: ModelRegistry,
     /// Stored chat completions; `None` when `storage.stores.inference` is null.
     pub completions: Option<InferenceStore>,
+    /// Conversations and their items; `None` when `storage.stores.conversations` is null.
+    pub conversations: Option<ConversationStore>,
     /// Upstream calls and storing run here, on the server's main runtime, so that neither a client
     /// leaving nor an actix worker stopping cuts them short; shutdown waits for them.
     pub tasks: TaskTracker,
@@ -113,6 +116,7 @@ fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/v1/readiness", web::get().to(routes::health::readiness))
             .configure(routes::chat::routes)
             .configure(routes::models::routes)
+            .configure(routes::conversations::routes)
             .default_service(web::to(not_found));
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! - `limit` below 1 or not a number is a 400 naming `limit`; above the route's maximum it is
 //!   capped to the maximum (clients written for OpenAI ask for `limit=1000` where OpenAI sets no
-//!   bound): the page is shorter than asked and `has_more` tells the truth;
+//!   bound): the page is shorter than asked and `has_more` tells the truth; a route whose
+//!   reference bounds the range ([`ListSpec::STRICT_LIMIT`]) answers 400 naming `limit` instead;
 //! - `order` is `asc` or `desc`;
 //! - at most [`MAX_METADATA_FILTERS`] `metadata[key]=value` filters (400 naming the limit above);
 //! - any other parameter is a 400 naming it.
@@ -40,6 +41,10 @@ pub trait ListSpec {
     const METADATA: bool = false;
     /// Further exact-match filters the route takes (`model`, ...), by parameter name.
     const FILTERS: &'static [&'static str] = &[];
+    /// Whether a `limit` above [`ListSpec::MAX_LIMIT`] is a 400 naming `limit` instead of being
+    /// capped (routes whose OpenAI reference documents the range as a bound, e.g. conversation
+    /// items).
+    const STRICT_LIMIT: bool = false;
 }
 
 /// A parsed list query for the route described by `S`.
@@ -86,7 +91,7 @@ impl<S: ListSpec> ListQuery<S> {
             match key.as_str() {
                 "after" => q.after = Some(value),
                 "before" if S::BEFORE => q.before = Some(value),
-                "limit" => q.limit = parse_limit(&value, S::MAX_LIMIT)?,
+                "limit" => q.limit = parse_limit(&value, S::MAX_LIMIT, S::STRICT_LIMIT)?,
                 "order" => q.order = parse_order(&value)?,
                 k => {
                     if let Some(name) = S::FILTERS.iter().find(|f| **f == k) {
@@ -124,8 +129,8 @@ impl<S: ListSpec> FromRequest for ListQuery<S> {
     }
 }
 
-/// 1..=`max`; larger values (however large) are capped to `max`.
-fn parse_limit(value: &str, max: u32) -> Result<u32, ApiError> {
+/// 1..=`max`; larger values (however large) are capped to `max`, or refused when `strict`.
+fn parse_limit(value: &str, max: u32, strict: bool) -> Result<u32, ApiError> {
     let invalid = |what: &str| ApiError::invalid_request(format!("limit must be {what}, got {value:?}"), Some("limit"));
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if value.strip_prefix('-').is_some_and(digits) {
@@ -138,6 +143,9 @@ fn parse_limit(value: &str, max: u32) -> Result<u32, ApiError> {
     let n = value.parse::<u64>().unwrap_or(u64::MAX);
     if n < 1 {
         return Err(invalid("at least 1"));
+    }
+    if strict && n > u64::from(max) {
+        return Err(invalid(&format!("between 1 and {max}")));
     }
     Ok(u32::try_from(n).unwrap_or(u32::MAX).min(max))
 }

@@ -10,6 +10,7 @@ use anyhow::Context;
 use ferrostack_authz::Authenticator;
 use ferrostack_catalog::Catalog;
 use ferrostack_config::RunConfig;
+use ferrostack_conversations::ConversationStore;
 use ferrostack_http::AppState;
 use ferrostack_inference_store::{InferenceStore, Writers};
 use ferrostack_providers::Providers;
@@ -81,6 +82,15 @@ impl Application {
             }
             None => (None, None),
         };
+        let conversations = match &config.storage.stores.conversations {
+            Some(store) => {
+                let db = catalog.sql(&store.backend).context("storage.stores.conversations")?;
+                let conversations = ConversationStore::new(db, auth.access_policy.clone())
+                    .context("cannot set up the conversations store")?;
+                Some(conversations)
+            }
+            None => None,
+        };
         if let Some(meter) = options.telemetry.meter() {
             metrics::register(meter, &catalog, completions.as_ref());
         }
@@ -94,6 +104,7 @@ impl Application {
             providers,
             models: models.clone(),
             completions,
+            conversations,
             tasks: tasks.clone(),
             runtime: tokio::runtime::Handle::current(),
             telemetry: ferrostack_http::HttpTelemetry::new(options.telemetry.meter(), options.telemetry.traces()),

@@ -44,6 +44,13 @@ impl ChildTable {
         Ok(Self { parent: parent.clone(), rows, parent_column: parent_column.to_owned() })
     }
 
+    /// Order children with the same `created` by `column` (e.g. an insertion sequence) rather
+    /// than by their id: see [`AuthorizedTable::with_tiebreak`].
+    pub fn with_tiebreak(mut self, column: &str) -> Self {
+        self.rows = self.rows.with_tiebreak(column);
+        self
+    }
+
     /// The parent table.
     pub fn parent(&self) -> &AuthorizedTable {
         &self.parent

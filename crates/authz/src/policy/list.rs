@@ -1,4 +1,5 @@
-//! Keyset pages of an [`AuthorizedTable`] in (created, id) order, with the read predicate ANDed
+//! Keyset pages of an [`AuthorizedTable`] in (created, id) order (or (created, tiebreak), see
+//! [`AuthorizedTable::with_tiebreak`]), with the read predicate ANDed
 //! on and `LIMIT` bound (never formatted into the text), so pages are exact and statements are
 //! prepared once.
 
@@ -55,7 +56,7 @@ impl AuthorizedTable {
         order: Order,
     ) -> Result<Page, StoreError> {
         let created = quote_ident(self.created_column());
-        let id = quote_ident(self.id_column());
+        let id = quote_ident(self.tiebreak_column());
         let (cmp, dir) = match order {
             Order::Asc => (">", "ASC"),
             Order::Desc => ("<", "DESC"),

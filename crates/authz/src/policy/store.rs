@@ -140,6 +140,8 @@ pub struct AuthorizedTable {
     table: Arc<str>,
     key: Arc<[Arc<str>]>,
     created_column: Arc<str>,
+    /// The column that orders rows with the same `created` (default: the id column).
+    tiebreak: Option<Arc<str>>,
     policy: Arc<[AccessRule]>,
 }
 
@@ -172,6 +174,7 @@ impl AuthorizedTable {
             table: table.into(),
             key: key.iter().map(|c| Arc::from(*c)).collect(),
             created_column: created_column.into(),
+            tiebreak: None,
             policy: policy.into(),
         };
         this.check_policy()?;
@@ -210,6 +213,19 @@ impl AuthorizedTable {
     /// The `created` column lists are ordered by.
     pub fn created_column(&self) -> &str {
         &self.created_column
+    }
+
+    /// Order rows with the same `created` by `column` instead of the id column (a conversation's
+    /// items by their insertion sequence). The column must be unique within what is listed, so
+    /// that (created, column) is a total order; the `after` cursor is still a key.
+    pub fn with_tiebreak(mut self, column: &str) -> Self {
+        self.tiebreak = Some(column.into());
+        self
+    }
+
+    /// The column that orders rows with the same `created`: the tiebreak if set, else the id.
+    pub fn tiebreak_column(&self) -> &str {
+        self.tiebreak.as_deref().unwrap_or_else(|| self.id_column())
     }
 
     pub(super) fn target(&self) -> Target<'_> {

@@ -69,7 +69,7 @@ codes! {
         "the route exists, but not with this method";
     /// The id is taken by another owner's row.
     Conflict => CONFLICT, "conflict_error", "conflict",
-        "the id is taken by another owner's row, which was left unchanged (`durability: sync`), or a model id is already registered";
+        "the id is taken by another owner's row, which was left unchanged (`durability: sync`), a model id is already registered, or an item id is already used in that conversation";
     /// Body over the limit.
     PayloadTooLarge => PAYLOAD_TOO_LARGE, "invalid_request_error", "payload_too_large",
         "body over the limit";

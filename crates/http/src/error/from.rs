@@ -77,6 +77,25 @@ impl From<ferrostack_inference_store::Error> for ApiError {
     }
 }
 
+impl From<ferrostack_conversations::Error> for ApiError {
+    fn from(e: ferrostack_conversations::Error) -> Self {
+        use ferrostack_conversations::Error as E;
+        let message = e.to_string();
+        let param = e.param().map(str::to_owned);
+        let err = match e {
+            E::Invalid { .. } | E::AfterNotFound { .. } => Self::new(Code::InvalidRequest, message),
+            E::NotFound { .. } | E::ItemNotFound { .. } => Self::new(Code::NotFound, message),
+            E::ItemExists { .. } => Self::new(Code::Conflict, message),
+            E::Forbidden { .. } => Self::new(Code::Forbidden, message),
+            E::Store(e) => return e.into(),
+        };
+        match param {
+            Some(p) => err.with_param(p),
+            None => err,
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

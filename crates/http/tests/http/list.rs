@@ -8,6 +8,7 @@ pub fn tests() -> Vec<Test> {
     vec![
         Test::plain("list::defaults_and_values", || async { defaults_and_values() }),
         Test::plain("list::limit_above_the_maximum_is_capped", || async { capped() }),
+        Test::plain("list::strict_limit_above_the_maximum_is_400", || async { strict() }),
         Test::plain("list::bad_queries_are_400_naming_the_parameter", || async { bad_queries() }),
         Test::plain("list::metadata_filters_are_capped_at_16", || async { metadata_cap() }),
     ]
@@ -52,6 +53,24 @@ fn capped() {
     }
     assert_eq!(ListQuery::<Bare>::parse("limit=1000").unwrap().limit, 10, "the route's own maximum");
     assert_eq!(ListQuery::<Bare>::parse("limit=1").unwrap().limit, 1);
+}
+
+#[derive(Debug)]
+struct Strict;
+impl ListSpec for Strict {
+    const DEFAULT_LIMIT: u32 = 20;
+    const MAX_LIMIT: u32 = 100;
+    const DEFAULT_ORDER: Order = Order::Desc;
+    const STRICT_LIMIT: bool = true;
+}
+
+fn strict() {
+    assert_eq!(ListQuery::<Strict>::parse("limit=100").unwrap().limit, 100);
+    for query in ["limit=101", "limit=99999999999999999999999", "limit=0"] {
+        let err = ListQuery::<Strict>::parse(query).unwrap_err();
+        let body = err_body(&err);
+        assert_eq!(body["error"]["param"], json!("limit"), "{query}: {body}");
+    }
 }
 
 fn bad_queries() {

@@ -1,0 +1,78 @@
+//! Create, retrieve, update (metadata) and delete a conversation.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::store;
+use crate::{ApiError, AppState, Caller};
+
+/// Body of `POST /v1/conversations`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateBody {
+    #[serde(default)]
+    items: Option<Value>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+/// `items` as a list: absent or null is none; anything but an array is a 400 naming it.
+pub(super) fn item_list(items: Option<Value>) -> Result<Vec<Value>, ApiError> {
+    match items {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => Ok(items),
+        Some(_) => Err(ApiError::invalid_request("items must be an array of items", Some("items"))),
+    }
+}
+
+/// `POST /v1/conversations` with `{items?, metadata?}`.
+pub(crate) async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let CreateBody { items, metadata } = body.into_inner();
+    let items = item_list(items)?;
+    let conversation = store(&state)?.create(caller.0.as_ref(), metadata.as_ref(), &items).await?;
+    Ok(HttpResponse::Ok().json(conversation))
+}
+
+/// `GET /v1/conversations/{conversation_id}`.
+pub(crate) async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(store(&state)?.get(caller.0.as_ref(), &id).await?))
+}
+
+/// Body of `POST /v1/conversations/{conversation_id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateBody {
+    metadata: Option<Value>,
+}
+
+/// `POST /v1/conversations/{conversation_id}` with `{metadata}`: replaces the metadata.
+pub(crate) async fn update(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: web::Json<UpdateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(metadata) = body.into_inner().metadata else {
+        return Err(ApiError::invalid_request("metadata is required", Some("metadata")));
+    };
+    Ok(HttpResponse::Ok().json(store(&state)?.update_metadata(caller.0.as_ref(), &id, &metadata).await?))
+}
+
+/// `DELETE /v1/conversations/{conversation_id}`: the conversation and its items.
+pub(crate) async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    store(&state)?.delete(caller.0.as_ref(), &id).await?;
+    Ok(HttpResponse::Ok().json(json!({"id": id.as_str(), "object": "conversation.deleted", "deleted": true})))
+}
