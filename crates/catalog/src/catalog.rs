@@ -154,7 +154,7 @@ impl Catalog {
     /// Later operations fail with [`Error::Closed`]. Calling it again does nothing.
     pub async fn close(&self) {
         for backend in self.backends.values() {
-            backend.close();
+            backend.close().await;
         }
     }
 }

@@ -89,9 +89,9 @@ impl Backend {
         }
     }
 
-    pub(crate) fn close(&self) {
+    pub(crate) async fn close(&self) {
         match &self.pool {
-            Pool::Postgres(p) => p.pool.close(),
+            Pool::Postgres(p) => p.close().await,
             Pool::Sqlite(p, _) => p.close(),
         }
     }
@@ -175,8 +175,16 @@ pub(crate) const STATEMENT_CACHE_LIMIT: usize = 128;
 /// running another caller's statement, which the cancel would hit instead.
 pub(crate) struct InFlight {
     client: Option<deadpool_postgres::Object>,
-    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    canceller: Canceller,
     armed: bool,
+}
+
+/// What cancelling an abandoned statement needs: the pool's TLS set-up (a cancel request opens
+/// its own connection) and the tracker its tasks run on, which [`crate::Catalog::close`] waits for.
+#[derive(Clone)]
+pub(crate) struct Canceller {
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    tasks: tokio_util::task::TaskTracker,
 }
 
 impl InFlight {
@@ -203,7 +211,7 @@ impl Drop for InFlight {
         if !self.armed {
             return; // back to the pool
         }
-        abandon(client, self.tls.take());
+        self.canceller.abandon(client);
     }
 }
 
@@ -219,26 +227,32 @@ pub(crate) async fn prepare_bounded(
     client.prepare_cached(text).await
 }
 
-/// A connection whose caller went away mid-use: detach it from the pool, cancel what the server
-/// runs for it, then close it (an open transaction is rolled back by the server). Never handed
-/// back: a late cancel would hit the next caller's statement.
-pub(crate) fn abandon(client: deadpool_postgres::Object, tls: Option<tokio_postgres_rustls::MakeRustlsConnect>) {
-    let client = deadpool_postgres::Object::take(client);
-    let token = client.cancel_token();
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-    tracing::info!("statement abandoned by its caller: cancelling it and closing its connection");
-    // Detached on purpose: a cancel request is one short round trip, bounded by the connect
-    // timeout, and nothing waits for it.
-    runtime.spawn(async move {
-        let cancelled = match tls {
-            Some(tls) => token.cancel_query(tls).await,
-            None => token.cancel_query(NoTls).await,
-        };
-        if let Err(e) = cancelled {
-            tracing::warn!(error = %e, "cannot cancel an abandoned statement; closing its connection");
-        }
-        drop(client);
-    });
+impl Canceller {
+    /// A connection whose caller went away mid-use: detach it from the pool, cancel what the
+    /// server runs for it, then close it (an open transaction is rolled back by the server).
+    /// Never handed back: a late cancel would hit the next caller's statement.
+    pub(crate) fn abandon(&self, client: deadpool_postgres::Object) {
+        let client = deadpool_postgres::Object::take(client);
+        let token = client.cancel_token();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        tracing::info!("statement abandoned by its caller: cancelling it and closing its connection");
+        let tls = self.tls.clone();
+        // One short round trip, bounded by the connect timeout; tracked, so closing the catalog
+        // waits for it.
+        self.tasks.spawn_on(
+            async move {
+                let cancelled = match tls {
+                    Some(tls) => token.cancel_query(tls).await,
+                    None => token.cancel_query(NoTls).await,
+                };
+                if let Err(e) = cancelled {
+                    tracing::warn!(error = %e, "cannot cancel an abandoned statement; closing its connection");
+                }
+                drop(client);
+            },
+            &runtime,
+        );
+    }
 }
 
 /// A deadpool-postgres pool with the settings it was built from.
@@ -251,6 +265,8 @@ pub(crate) struct PgPool {
     pub(crate) tls: crate::tls::Tls,
     pub(crate) desc: Arc<BackendDescription>,
     wait_timeout: Duration,
+    /// Cancel requests for abandoned statements.
+    cancels: tokio_util::task::TaskTracker,
 }
 
 impl PgPool {
@@ -307,7 +323,7 @@ impl PgPool {
             backend: Arc::clone(&desc),
             cause: Cause::Message(format!("cannot build the connection pool: {e}")),
         })?;
-        Ok(Self { pool, config, tls, desc, wait_timeout })
+        Ok(Self { pool, config, tls, desc, wait_timeout, cancels: tokio_util::task::TaskTracker::new() })
     }
 
     /// A pooled connection, or an error that says why there is none.
@@ -335,14 +351,21 @@ impl PgPool {
     }
 
     /// A pooled connection for one use, watched: see [`InFlight`].
-    /// The TLS connector of this pool's connections (for cancel requests).
-    pub(crate) fn tls_connector(&self) -> Option<tokio_postgres_rustls::MakeRustlsConnect> {
-        self.tls.connector.clone()
+    /// How this pool's abandoned statements are cancelled.
+    pub(crate) fn canceller(&self) -> Canceller {
+        Canceller { tls: self.tls.connector.clone(), tasks: self.cancels.clone() }
     }
 
     pub(crate) async fn get_watched(&self) -> Result<InFlight, Error> {
         let client = self.get().await?;
-        Ok(InFlight { client: Some(client), tls: self.tls.connector.clone(), armed: true })
+        Ok(InFlight { client: Some(client), canceller: self.canceller(), armed: true })
+    }
+
+    /// Close the pool, then wait for cancel requests still on their way.
+    pub(crate) async fn close(&self) {
+        self.pool.close();
+        self.cancels.close();
+        self.cancels.wait().await;
     }
 
     pub(crate) fn query_error(&self, e: tokio_postgres::Error) -> Error {

@@ -60,7 +60,7 @@ enum Command {
 enum Inner {
     Postgres {
         client: Option<Box<deadpool_postgres::Object>>,
-        tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+        canceller: crate::pool::Canceller,
     },
     /// `abandoned` stops the thread's running statement when the transaction is dropped.
     Sqlite {
@@ -89,7 +89,7 @@ impl Db {
             Pool::Postgres(pg) => {
                 let client = pg.get().await?;
                 client.batch_execute("BEGIN").await.map_err(|e| pg.query_error(e))?;
-                Inner::Postgres { client: Some(Box::new(client)), tls: pg.tls_connector() }
+                Inner::Postgres { client: Some(Box::new(client)), canceller: pg.canceller() }
             }
             Pool::Sqlite(pool, _) => {
                 let (turn, conn) = pool.take_for_transaction().await?;
@@ -263,12 +263,12 @@ impl Tx {
 impl Drop for Tx {
     fn drop(&mut self) {
         match &mut self.inner {
-            Inner::Postgres { client, tls } => {
+            Inner::Postgres { client, canceller } => {
                 if let Some(c) = client.take() {
                     // Not committed: never hand a connection inside a transaction back to the
                     // pool. A statement may still run for it (its caller went away): cancel it,
                     // then close the connection; the server rolls the transaction back.
-                    crate::pool::abandon(*c, tls.take());
+                    canceller.abandon(*c);
                 }
             }
             // The thread rolls back once the command channel closes; a statement it is running

@@ -81,8 +81,7 @@ async fn postgres_abandoned(db: TestDatabase) {
     // Watch from outside: the server stops running it.
     let admin = db.client().await;
     let name = db.name().to_owned();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    ferrostack_testkit::wait_for("the abandoned statement to stop", Duration::from_secs(10), || async {
         let rows = admin
             .query(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'SELECT pg_sleep(60)%' \
@@ -91,12 +90,9 @@ async fn postgres_abandoned(db: TestDatabase) {
             )
             .await
             .expect("pg_stat_activity");
-        if rows[0].get::<_, i64>(0) == 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the abandoned statement still runs after 10 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (rows[0].get::<_, i64>(0) == 0).then_some(())
+    })
+    .await;
     // The pool of one still serves (the connection was replaced, not handed back mid-statement).
     sql.fetch_all(Sql::new().push("SELECT 1 AS one")).await.expect("the pool still serves");
     catalog.close().await;
