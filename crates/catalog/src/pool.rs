@@ -376,6 +376,11 @@ impl PgPool {
         Ok(InFlight { client: Some(client), canceller: self.canceller(), armed: true })
     }
 
+    /// The client-side bound of one use of a connection, if any.
+    pub(crate) fn answer_timeout(&self) -> Option<Duration> {
+        self.answer_timeout
+    }
+
     /// Run one use of a watched connection (`work`), bounded by the answer timeout: past it
     /// `work` (and with it the [`InFlight`] it holds, which cancels and closes its connection)
     /// is dropped and [`Error::NoAnswer`] returned. Driver errors become [`Error::Query`].

@@ -181,6 +181,10 @@ impl Freezer {
     fn freeze(&self) {
         self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
     }
+
+    fn thaw(&self) {
+        self.frozen.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Statements on a connection to a frozen server end with `NoAnswer` (a 503 for clients) within
@@ -200,5 +204,18 @@ async fn postgres_frozen(db: TestDatabase) {
     }
     let err = sql.transaction(vec![Sql::new().push("SELECT 1")]).await.expect_err("frozen");
     assert!(err.is_unavailable(), "{err}");
+    // A transaction whose server freezes half-way: its statements are bounded too.
+    relay.thaw();
+    ferrostack_testkit::wait_for("the relay to carry statements again", Duration::from_secs(20), || async {
+        sql.fetch_all(Sql::new().push("SELECT 1 AS n")).await.ok()
+    })
+    .await;
+    let mut tx = sql.begin().await.expect("begin");
+    tx.fetch_all(Sql::new().push("SELECT 1 AS n")).await.expect("in the transaction");
+    relay.freeze();
+    let err = tx.fetch_all(Sql::new().push("SELECT 1 AS n")).await.expect_err("frozen");
+    assert!(matches!(err, Error::NoAnswer { .. }), "{err}");
+    assert!(err.is_unavailable(), "{err}");
+    drop(tx);
     drop(catalog);
 }
