@@ -3,6 +3,7 @@
 
 mod auth;
 mod error;
+mod limits;
 mod list;
 mod routes;
 mod telemetry;
@@ -25,6 +26,7 @@ use tokio_util::task::TaskTracker;
 
 pub use auth::{Caller, PUBLIC_PATHS};
 pub use error::{ApiError, Code, RETRY_AFTER_SECONDS};
+pub use limits::Limits;
 pub use list::{ListQuery, ListSpec, MAX_METADATA_FILTERS, Order, Page};
 pub use routes::health::{READINESS_CACHE_TTL, ReadinessCache};
 pub use telemetry::{HttpTelemetry, REQUEST_ID_HEADER, RequestId};
@@ -60,6 +62,8 @@ pub struct AppState {
     pub telemetry: HttpTelemetry,
     /// The last readiness pings, shared by `/readyz` callers for a second.
     pub readiness: Arc<ReadinessCache>,
+    /// `server.limits` and the budget of in-flight body bytes.
+    pub limits: Limits,
 }
 
 impl AppState {
@@ -77,7 +81,8 @@ impl AppState {
     }
 }
 
-/// Largest JSON body accepted, in bytes; larger bodies get 413.
+/// Largest JSON body accepted by default, in bytes (`server.limits.max_body_bytes`); larger
+/// bodies get 413.
 pub const MAX_JSON_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// The whole app: ferrostack's routes with its middlewares, in the order they must run. Build one
@@ -97,7 +102,11 @@ pub fn app(
         // Outermost last: errors from authentication come out in the one error shape too, and
         // the request span wraps both (authentication is part of the request's time, and the
         // span records the status the client actually got).
+        // The body budget is taken after authentication: an unauthenticated caller never holds
+        // room in it. The head limits come first: an oversized head is refused before anything.
+        .wrap(from_fn(limits::bound_body))
         .wrap(from_fn(auth::authenticate))
+        .wrap(from_fn(limits::check_head))
         .wrap(error_shape())
         .wrap(from_fn(telemetry::trace_request))
         .configure(configure(state))
@@ -106,8 +115,10 @@ pub fn app(
 /// Register ferrostack's routes and error handling on an actix `App`.
 fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
+        let max_body = state.limits.config().max_body_bytes;
         cfg.app_data(web::Data::new(state))
-            .app_data(web::JsonConfig::default().limit(MAX_JSON_BODY_BYTES).error_handler(json_error))
+            .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
+            .app_data(web::PayloadConfig::default().limit(max_body))
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .app_data(web::PathConfig::default().error_handler(path_error))
             .route("/v1/health", web::get().to(routes::health::health))
@@ -138,7 +149,10 @@ fn error_shape() -> ErrorHandlers<actix_web::body::BoxBody> {
         let err = match status.as_u16() {
             404 => ApiError::not_found(message),
             405 => ApiError::method_not_allowed(message),
+            408 => ApiError::new(Code::RequestTimeout, message),
             413 => ApiError::payload_too_large(message),
+            414 => ApiError::new(Code::UriTooLong, message),
+            431 => ApiError::new(Code::HeadersTooLarge, message),
             s if s >= 500 => ApiError::internal(&format!("actix answered {status} without a body")),
             _ => ApiError::invalid_request(message, None),
         };
