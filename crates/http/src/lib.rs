@@ -7,6 +7,7 @@ mod limits;
 mod list;
 mod routes;
 mod telemetry;
+mod text;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
