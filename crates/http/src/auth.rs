@@ -12,8 +12,9 @@ use ferrostack_authz::{RequestInfo, User, is_route_allowed};
 
 use crate::{ApiError, AppState};
 
-/// Paths served without authentication: probes and version checks carry no credentials.
-pub const PUBLIC_PATHS: &[&str] = &["/v1/health", "/v1/version", "/readyz"];
+/// Paths served without authentication: probes and version checks carry no credentials, and the
+/// API description says nothing about any tenant.
+pub const PUBLIC_PATHS: &[&str] = &["/v1/health", "/v1/version", "/readyz", "/openapi.json"];
 
 /// Who is calling: `Some(user)` when authenticated, `None` when authentication is off (or the
 /// path is public). Handlers take it as an argument and pass it to the authorized store layer.

@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod limits;
 mod list;
+mod openapi;
 mod routes;
 mod telemetry;
 mod text;
@@ -29,6 +30,7 @@ pub use auth::{Caller, PUBLIC_PATHS};
 pub use error::{ApiError, Code, RETRY_AFTER_SECONDS};
 pub use limits::Limits;
 pub use list::{ListQuery, ListSpec, MAX_METADATA_FILTERS, Order, Page};
+pub use openapi::document as openapi_document;
 pub use routes::health::{READINESS_CACHE_TTL, ReadinessCache};
 pub use telemetry::{HttpTelemetry, REQUEST_ID_HEADER, RequestId};
 
@@ -126,6 +128,7 @@ fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/v1/version", web::get().to(routes::health::version))
             .route("/readyz", web::get().to(routes::health::readyz))
             .route("/v1/readiness", web::get().to(routes::health::readiness))
+            .route("/openapi.json", web::get().to(openapi::serve))
             .configure(routes::chat::routes)
             .configure(routes::models::routes)
             .configure(routes::conversations::routes)

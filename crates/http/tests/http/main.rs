@@ -5,6 +5,7 @@
 
 mod errors;
 mod list;
+mod openapi;
 
 use std::process::ExitCode;
 
@@ -12,5 +13,6 @@ fn main() -> ExitCode {
     let mut tests = Vec::new();
     tests.extend(errors::tests());
     tests.extend(list::tests());
+    tests.extend(openapi::tests());
     ferrostack_testkit::run(tests)
 }
