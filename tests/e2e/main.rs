@@ -8,6 +8,7 @@ mod chat;
 mod conversations;
 mod errors;
 mod health;
+mod hostile;
 mod lists;
 mod llama_stack;
 mod models;
@@ -34,5 +35,6 @@ fn main() -> ExitCode {
     tests.extend(replicas::tests());
     tests.extend(llama_stack::tests());
     tests.extend(models::tests());
+    tests.extend(hostile::tests());
     ferrostack_testkit::run(tests)
 }
