@@ -83,7 +83,10 @@ fn list_params(max: Option<u32>) -> Vec<Value> {
 
 fn build() -> Value {
     let completion_id = || path_param("completion_id");
-    let conversation_id = || path_param("conversation_id");
+    let conversation_id = || {
+        json!({"name": "conversation_id", "in": "path", "required": true,
+               "schema": {"type": "string", "pattern": "^conv_[0-9a-f]{48}$"}})
+    };
     let mut completions_list = list_params(None);
     completions_list.push(query("model", json!({"type": "string"})));
     completions_list.push(json!({
