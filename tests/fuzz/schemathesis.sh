@@ -38,11 +38,12 @@ fuzz() {
   done
   curl -fsS "$base/v1/health" >/dev/null || { cat "$work/$name.log"; echo "$name: the server did not start" >&2; exit 1; }
   local start; start=$(date +%s)
-  schemathesis run "$base/openapi.json" \
+  # From the scratch directory: schemathesis leaves a .schemathesis/ folder where it runs.
+  (cd "$work" && schemathesis run "$base/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --phases examples,coverage,fuzzing --max-examples "$examples" --max-time "$max_time" \
     --seed 14 --no-shrink --workers 1 --request-timeout 10 --generation-database none \
-    --report junit --report-dir "$work/report-$name" --no-color \
+    --report junit --report-dir "$work/report-$name" --no-color) \
     || { tail -50 "$work/$name.log"; echo "$name: schemathesis found failures" >&2; exit 1; }
   echo "$name: schemathesis took $(( $(date +%s) - start )) s"
   curl -fsS "$base/v1/health" >/dev/null || { echo "$name: not live after fuzzing" >&2; exit 1; }

@@ -3,6 +3,7 @@
 mod app;
 pub mod cli;
 pub mod exposure;
+pub mod malloc;
 mod metrics;
 mod migrate;
 mod models;
