@@ -183,10 +183,36 @@ async fn malformed_json(storage: Storage<'_>) {
         ("/v1/conversations".into(), r#"{"metadata": {"k": 1}}"#.into(), "invalid_request", Some("metadata")),
         ("/v1/conversations".into(), r#"{"items": "x"}"#.into(), "invalid_request", Some("items")),
         ("/v1/conversations".into(), r#"{"items": [7]}"#.into(), "invalid_request", Some("items[0]")),
+        ("/v1/conversations".into(), r#"[]"#.into(), "invalid_request", None),
+        (format!("/v1/conversations/{id}"), r#"[{"k": "v"}]"#.into(), "invalid_request", None),
+        (format!("/v1/conversations/{id}/items"), r#"[[]]"#.into(), "invalid_request", None),
+        ("/v1/chat/completions/c".into(), r#"[null]"#.into(), "invalid_request", None),
+        ("/v1/conversations".into(), r#"{"nope": 1}"#.into(), "invalid_request", None),
         ("/v1/conversations".into(), r#"{"#.into(), "invalid_request", None),
         (format!("/v1/conversations/{id}"), r#"{"metadata": 5}"#.into(), "invalid_request", Some("metadata")),
         (format!("/v1/conversations/{id}/items"), r#"{"items": {}}"#.into(), "invalid_request", Some("items")),
         ("/v1/chat/completions/c".into(), r#"{"metadata": {"k": []}}"#.into(), "invalid_request", Some("metadata")),
+        (
+            "/v1/chat/completions/c".into(),
+            format!(r#"{{"metadata": {{"{}": "v"}}}}"#, "k".repeat(65)),
+            "invalid_request",
+            Some("metadata"),
+        ),
+        (
+            "/v1/chat/completions/c".into(),
+            format!(r#"{{"metadata": {{"k": "{}"}}}}"#, "v".repeat(513)),
+            "invalid_request",
+            Some("metadata"),
+        ),
+        (
+            "/v1/chat/completions/c".into(),
+            serde_json::to_string(
+                &json!({"metadata": (0..17).map(|i| (format!("k{i}"), json!("v"))).collect::<serde_json::Map<_, _>>()}),
+            )
+            .expect("json"),
+            "invalid_request",
+            Some("metadata"),
+        ),
         ("/v1/models".into(), r#"{"model_id": 5}"#.into(), "invalid_request", Some("model_id")),
     ];
     for (path, body, code, param) in &cases {

@@ -36,6 +36,15 @@ pub(crate) fn reject_nul_map(map: &serde_json::Map<String, Value>, root: &str) -
     Ok(())
 }
 
+/// A JSON body as `T`, when it is an object: serde's derived structs also take an array of their
+/// fields (`[]` would read as `{}`), which no client means. The value's strings move into `T`.
+pub(crate) fn object_body<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::invalid_request("the request body must be a JSON object", None));
+    }
+    serde_json::from_value(body).map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}"), None))
+}
+
 fn nul_error(param: &str) -> ApiError {
     ApiError::invalid_request(
         format!("{param} contains a NUL character (\\u0000), which cannot be stored"),

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::store;
-use crate::text::reject_nul;
+use crate::text::{object_body, reject_nul};
 use crate::{ApiError, AppState, Caller};
 
 /// Body of `POST /v1/conversations`.
@@ -36,9 +36,9 @@ pub(super) fn reject_items_nul(items: &[Value]) -> Result<(), ApiError> {
 pub(crate) async fn create(
     state: web::Data<AppState>,
     caller: Caller,
-    body: web::Json<CreateBody>,
+    body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let CreateBody { items, metadata } = body.into_inner();
+    let CreateBody { items, metadata } = object_body(body.into_inner())?;
     if let Some(metadata) = &metadata {
         reject_nul(metadata, "metadata")?;
     }
@@ -69,9 +69,9 @@ pub(crate) async fn update(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    body: web::Json<UpdateBody>,
+    body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(metadata) = body.into_inner().metadata else {
+    let Some(metadata) = object_body::<UpdateBody>(body.into_inner())?.metadata else {
         return Err(ApiError::invalid_request("metadata is required", Some("metadata")));
     };
     reject_nul(&metadata, "metadata")?;

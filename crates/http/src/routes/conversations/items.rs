@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::conversation::{item_list, reject_items_nul};
 use super::store;
 use crate::list::{ListQuery, ListSpec, Order, Page};
-use crate::text::reject_nul_str;
+use crate::text::{object_body, reject_nul_str};
 use crate::{ApiError, AppState, Caller};
 
 /// `GET /v1/conversations/{id}/items`: newest first; `limit` outside 1..=100 is a 400, as the
@@ -36,9 +36,9 @@ pub(crate) async fn add(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    body: web::Json<AddBody>,
+    body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(items) = body.into_inner().items else {
+    let Some(items) = object_body::<AddBody>(body.into_inner())?.items else {
         return Err(ApiError::invalid_request("items is required", Some("items")));
     };
     let items = item_list(Some(items))?;
