@@ -6,6 +6,7 @@
 mod errors;
 mod list;
 mod openapi;
+mod props;
 
 use std::process::ExitCode;
 
@@ -14,5 +15,6 @@ fn main() -> ExitCode {
     tests.extend(errors::tests());
     tests.extend(list::tests());
     tests.extend(openapi::tests());
+    tests.extend(props::tests());
     ferrostack_testkit::run(tests)
 }
