@@ -349,6 +349,19 @@ async fn slow_body() {
         .expect("the server closes a slow body's connection");
     assert_eq!(status, 408, "{got}");
     assert_error(&got, "request_timeout", None, "slow body");
+    // The same with a chunked body that stops after its first chunk: actix would otherwise keep
+    // the connection to drain the rest.
+    let mut stream = TcpStream::connect(app.addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/conversations HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{{\"ite\r\n",
+        app.addr
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let (status, got) = tokio::time::timeout(Duration::from_secs(20), read_response(&mut stream))
+        .await
+        .expect("the server closes a slow chunked body's connection");
+    assert_eq!(status, 408, "{got}");
+    assert_error(&got, "request_timeout", None, "slow chunked body");
     still_serving(&app).await;
     app.stop().await.expect("clean stop");
 }

@@ -153,6 +153,10 @@ fn head_problem(req: &ServiceRequest, limits: &LimitsConfig) -> Option<ApiError>
 struct BodyState {
     held: Option<OwnedSemaphorePermit>,
     hit: Option<Hit>,
+    /// The connection's payload, kept past a failed read: while it is alive when the answer is
+    /// sent, actix closes the connection instead of draining the rest of a chunked body (which a
+    /// trickling client would never finish).
+    unread: Option<Payload>,
 }
 
 impl BodyState {
@@ -216,7 +220,8 @@ pub(crate) async fn bound_body(
         Some(hit) => {
             tracing::info!(code = ?hit, "request body refused");
             let (req, _) = res.into_parts();
-            Ok(refuse_parts(req, &hit.error(cfg)))
+            let unread = state.borrow_mut().unread.take();
+            Ok(refuse_parts(req, &hit.error(cfg), unread))
         }
         None => Ok(res),
     }
@@ -230,10 +235,35 @@ fn refuse(req: ServiceRequest, err: &ApiError) -> ServiceResponse<BoxBody> {
     req.into_response(res)
 }
 
-fn refuse_parts(req: actix_web::HttpRequest, err: &ApiError) -> ServiceResponse<BoxBody> {
+fn refuse_parts(req: actix_web::HttpRequest, err: &ApiError, unread: Option<Payload>) -> ServiceResponse<BoxBody> {
     let mut res = err.error_response();
     res.head_mut().set_connection_type(ConnectionType::Close);
+    let res = match unread {
+        Some(payload) => res.map_body(|_, body| BoxBody::new(Holding { body, _payload: payload })),
+        None => res,
+    };
     ServiceResponse::new(req, res)
+}
+
+/// An answer's body that keeps the request's unread payload alive until it is sent.
+struct Holding {
+    body: BoxBody,
+    _payload: Payload,
+}
+
+impl actix_web::body::MessageBody for Holding {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Bytes, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_next(cx)
+    }
 }
 
 /// The payload, read under the deadline, counted against `max_body_bytes`, and (for chunked
@@ -255,8 +285,10 @@ fn bounded(payload: Payload, limits: Limits, state: Rc<RefCell<BodyState>>, rese
                 return None;
             }
             let fail = |read: Read, hit: Hit, err: PayloadError| {
-                state.borrow_mut().hit = Some(hit);
-                Some((Err(err), Read { done: true, ..read }))
+                let mut st = state.borrow_mut();
+                st.hit = Some(hit);
+                st.unread = Some(read.payload);
+                Some((Err(err), Read { payload: Payload::None, seen: read.seen, done: true }))
             };
             let chunk: Bytes = match tokio::time::timeout_at(deadline, read.payload.next()).await {
                 Err(_) => {
