@@ -67,6 +67,8 @@ struct Shared {
     models: Mutex<Option<Vec<String>>>,
     /// `GET /v1/models` requests answered.
     model_lists: AtomicU64,
+    /// The fault suite's scenarios (`fault-*`).
+    faults: FaultState,
 }
 
 /// The running fake.
@@ -316,7 +318,7 @@ async fn answer(
     } else {
         format!("chatcmpl-fake{:016x}", shared.ids.fetch_add(1, Ordering::Relaxed))
     };
-    let known = SCENARIOS.contains(&scenario.as_str());
+    let known = SCENARIOS.contains(&scenario.as_str()) || FAULT_SCENARIOS.contains(&scenario.as_str());
     let scenario = if known || !echo_unknown { scenario } else { "echo".to_owned() };
     match scenario.as_str() {
         "json" => HttpResponse::Ok().json(json!({
@@ -451,6 +453,7 @@ async fn answer(
             frame(&id, &model, json!({}), Some("stop")),
             Bytes::from_static(b"data: [DONE]\n\n"),
         ]),
+        fault if FAULT_SCENARIOS.contains(&fault) => fault_answer(fault, &id, &model, stream, &shared).await,
         other => HttpResponse::NotFound().body(format!("no scenario {other}")),
     }
 }
@@ -485,3 +488,113 @@ const SCENARIOS: &[&str] = &[
     "status-500",
     "hang",
 ];
+
+// ---- The fault suite's scenarios (crates/server/tests/faults) --------------------------------
+//
+// | scenario | answer |
+// |---|---|
+// | `fault-slow` | as `echo`, after [`FakeUpstream::set_fault_delay`] (150 ms at start) |
+// | `fault-trickle` | streams `partial`, then an SSE comment every 50 ms, never ending (a generation that hangs with its connection open); JSON: never answers |
+// | `fault-hang` | no answer at all |
+//
+// `fault-trickle` and `fault-hang` calls are counted while open, and counted again as dropped when
+// the caller closes the connection (or the fake is stopped): how a test sees that ferrostack
+// cancelled an upstream call.
+
+/// The scenarios of the fault suite.
+pub const FAULT_SCENARIOS: &[&str] = &["fault-slow", "fault-trickle", "fault-hang"];
+
+/// Counters and settings of the `fault-*` scenarios.
+#[derive(Debug)]
+struct FaultState {
+    /// Delay of `fault-slow`, in milliseconds.
+    delay_ms: AtomicU64,
+    /// `fault-trickle` / `fault-hang` calls received.
+    started: AtomicU64,
+    /// Of those, the ones whose connection was closed by the caller (or by stopping the fake).
+    dropped: AtomicU64,
+}
+
+impl Default for FaultState {
+    fn default() -> Self {
+        Self { delay_ms: AtomicU64::new(150), started: AtomicU64::new(0), dropped: AtomicU64::new(0) }
+    }
+}
+
+/// Counts a tracked call as dropped when the answer (future or body stream) holding it is dropped.
+struct Tracked(Arc<Shared>);
+
+impl Tracked {
+    fn new(shared: &Arc<Shared>) -> Tracked {
+        shared.faults.started.fetch_add(1, Ordering::SeqCst);
+        Tracked(Arc::clone(shared))
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.0.faults.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl FakeUpstream {
+    /// How long `fault-slow` waits before answering, from now on.
+    pub fn set_fault_delay(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.faults.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// `fault-trickle` and `fault-hang` calls received so far.
+    pub fn fault_calls_started(&self) -> u64 {
+        self.shared.faults.started.load(Ordering::SeqCst)
+    }
+
+    /// Of those, the ones that ended because the caller closed the connection (or the fake stopped).
+    pub fn fault_calls_dropped(&self) -> u64 {
+        self.shared.faults.dropped.load(Ordering::SeqCst)
+    }
+
+    /// Tracked calls still open (started and not dropped).
+    pub fn fault_calls_open(&self) -> u64 {
+        self.fault_calls_started().saturating_sub(self.fault_calls_dropped())
+    }
+}
+
+async fn fault_answer(scenario: &str, id: &str, model: &str, stream: bool, shared: &Arc<Shared>) -> HttpResponse {
+    match scenario {
+        "fault-slow" => {
+            let delay = shared.faults.delay_ms.load(Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            if stream {
+                sse(vec![
+                    frame(id, model, json!({"role": "assistant", "content": "hel"}), None),
+                    frame(id, model, json!({"content": "lo "}), None),
+                    frame(id, model, json!({"content": "world"}), None),
+                    frame(id, model, json!({}), Some("stop")),
+                    Bytes::from_static(b"data: [DONE]\n\n"),
+                ])
+            } else {
+                HttpResponse::Ok().json(completion(id, model, "hello world"))
+            }
+        }
+        "fault-trickle" if stream => {
+            let guard = Tracked::new(shared);
+            let first = frame(id, model, json!({"role": "assistant", "content": "partial"}), None);
+            // The guard lives in the body stream: dropped when actix drops the body, which it does
+            // when a write fails (the caller is gone) or the server stops.
+            let ticks = futures_util::stream::unfold(guard, |guard| async move {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                Some((Ok::<_, actix_web::Error>(Bytes::from_static(b": still thinking\n\n")), guard))
+            });
+            let body = futures_util::stream::once(async move { Ok::<_, actix_web::Error>(first) }).chain(ticks);
+            HttpResponse::Ok().content_type("text/event-stream").streaming(body)
+        }
+        _ => {
+            // `fault-hang`, and `fault-trickle` without `stream`: the handler never answers; the
+            // guard drops with the handler's future when actix gives up on the connection.
+            let _guard = Tracked::new(shared);
+            std::future::pending::<()>().await;
+            HttpResponse::Ok().finish()
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The fault suite (issue 15): the real `ferrostack` binary, a throwaway PostgreSQL cluster of its
+//! own and the fake upstream, and the faults an operator meets, each under load:
+//!
+//! - `database::*`: the database stopped (fast), crashed (immediate stop) and frozen (SIGSTOP of
+//!   every server process), then back; and the answers while it is down;
+//! - `shutdown::*`: SIGTERM and SIGKILL under load in both durability modes, and SIGTERM with the
+//!   database down and a hung upstream (the spill file and its replay);
+//! - `upstream::*`: a hung upstream, an upstream killed mid-stream, clients that leave, the
+//!   per-provider concurrency cap.
+//!
+//! Each test checks by exact completion id that every 2xx answer is stored, that every refusal is
+//! a 503 in the error shape with `Retry-After`, that waits and the shutdown are bounded, and that
+//! the server recovers without a restart. Each prints a `FAULTS <test>: ...` line of numbers
+//! (acknowledged vs stored, 503 counts, exit times): `cargo test -p ferrostack --test faults 2>&1 |
+//! grep '^FAULTS'`.
+//!
+//! The cluster needs PostgreSQL's binaries (`/usr/lib/postgresql/*/bin` or `FERROSTACK_PG_BIN`) and,
+//! as root, a `postgres` OS user. Without them the suite is skipped with the reason, unless
+//! `CI=true` or `FERROSTACK_REQUIRE_POSTGRES=1`: then it fails.
+
+mod database;
+mod shutdown;
+mod support;
+mod upstream;
+
+use std::process::ExitCode;
+
+use ferrostack_testkit::Test;
+use ferrostack_testkit::cluster::Cluster;
+
+/// Tests whose behaviour is not on the branch yet, with what is missing. Each is skipped with that
+/// reason (not run and passed); remove the entry when the behaviour lands.
+const PENDING: &[(&str, &str)] = &[];
+
+fn main() -> ExitCode {
+    let tests = vec![
+        Test::plain("database::fast_restart_under_load_sync", database::fast_restart_sync),
+        Test::plain("database::fast_restart_under_load_async", database::fast_restart_async),
+        Test::plain("database::crash_restart_under_load_sync", database::crash_restart_sync),
+        Test::plain("database::crash_restart_under_load_async", database::crash_restart_async),
+        Test::plain("database::freeze_under_load_sync", database::freeze_sync),
+        Test::plain("database::freeze_under_load_async", database::freeze_async),
+        Test::plain(
+            "database::down_refuses_honestly_and_full_queue_never_calls_upstream",
+            database::down_refuses_honestly_and_full_queue_never_calls_upstream,
+        ),
+        Test::plain("shutdown::sigterm_under_load_sync", shutdown::sigterm_sync),
+        Test::plain("shutdown::sigterm_under_load_async", shutdown::sigterm_async),
+        Test::plain("shutdown::sigkill_under_load_sync", shutdown::sigkill_sync),
+        Test::plain("shutdown::sigkill_under_load_async", shutdown::sigkill_async),
+        Test::plain(
+            "shutdown::sigterm_database_down_hung_upstream_spills_and_replays",
+            shutdown::sigterm_database_down_hung_upstream_spills_and_replays,
+        ),
+        Test::plain("upstream::client_disconnect_cancels_the_upstream_call", upstream::client_disconnect_cancels_the_upstream_call),
+        Test::plain("upstream::upstream_killed_mid_stream", upstream::upstream_killed_mid_stream),
+        Test::plain(
+            "upstream::hung_upstream_and_retrying_clients_do_not_pile_up",
+            upstream::hung_upstream_and_retrying_clients_do_not_pile_up,
+        ),
+        Test::plain(
+            "upstream::provider_concurrency_cap_refuses_without_calling_upstream",
+            upstream::provider_concurrency_cap_refuses_without_calling_upstream,
+        ),
+    ];
+    // No cluster on this machine: skip with the reason, unless the suite must run (CI).
+    let missing = Cluster::unavailable().filter(|_| !ferrostack_testkit::postgres_required());
+    let tests = tests
+        .into_iter()
+        .map(|t| {
+            let pending = PENDING.iter().find(|(name, _)| *name == t.name()).map(|(_, why)| format!("pending: {why}"));
+            let reason = missing.clone().map(|m| format!("no throwaway PostgreSQL cluster: {m}")).or(pending);
+            t.skip_when(reason)
+        })
+        .collect();
+    ferrostack_testkit::run(tests)
+}
