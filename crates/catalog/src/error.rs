@@ -266,6 +266,40 @@ impl Error {
             || self.sql_state() == Some("57014")
     }
 
+    /// Whether the database refused the statement for the data it carries, for good: PostgreSQL
+    /// class `22` (data exception: `22P05` untranslatable character, `22021` invalid byte
+    /// sequence, a value out of range), class `23` (integrity constraint) and class `54`
+    /// (program limit exceeded: `54000`, a value or row too large); SQLite constraint, too-big,
+    /// type-mismatch and range errors. Retrying the same rows can never succeed.
+    pub fn is_content_refusal(&self) -> bool {
+        if let Some(state) = self.sql_state() {
+            return state.starts_with("22") || state.starts_with("23") || state.starts_with("54");
+        }
+        match self.cause() {
+            Some(Cause::Sqlite(rusqlite::Error::SqliteFailure(code, _))) => matches!(
+                code.code,
+                rusqlite::ErrorCode::ConstraintViolation
+                    | rusqlite::ErrorCode::TooBig
+                    | rusqlite::ErrorCode::TypeMismatch
+            ),
+            Some(Cause::Sqlite(rusqlite::Error::ToSqlConversionFailure(_))) => true,
+            _ => false,
+        }
+    }
+
+    /// Why the database refused a statement, as the driver said it, without the backend's name or
+    /// address: safe to tell a client (`ERROR: unsupported Unicode escape sequence (SQLSTATE
+    /// 22P05)`). Never contains bound values (PostgreSQL's `DETAIL` is left out).
+    pub fn refusal_reason(&self) -> String {
+        match self {
+            Error::Query { cause, .. } | Error::Connect { cause, .. } => cause.to_string(),
+            Error::Statement { reason, .. } => reason.clone(),
+            Error::PoolTimeout { waited, .. } => format!("no free connection within {} ms", waited.as_millis()),
+            Error::Closed { .. } => "the storage backend is closed".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
     /// Whether a unique or primary-key constraint rejected the statement (PostgreSQL `23505`,
     /// SQLite `SQLITE_CONSTRAINT_UNIQUE` / `_PRIMARYKEY`).
     pub fn is_unique_violation(&self) -> bool {

@@ -432,6 +432,29 @@ pub struct InferenceStoreConfig {
     /// Grace period at shutdown for writing what is still queued.
     #[serde(default = "default_drain_timeout_seconds")]
     pub drain_timeout_seconds: u64,
+    // Durability and fault handling of the write queue (issues 14 and 15).
+    /// How long a request waits for a place in the write queue (reserved before the upstream is
+    /// called) before it is answered 503, in milliseconds.
+    #[serde(default = "default_queue_wait_timeout_ms")]
+    pub queue_wait_timeout_ms: u64,
+    /// `durability: sync`: how long a request waits for its row's batch to commit before it is
+    /// answered 503, in milliseconds.
+    #[serde(default = "default_commit_timeout_ms")]
+    pub commit_timeout_ms: u64,
+    /// Most bytes of row data one batch writes (a batch holds at least one row).
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
+    /// Largest row accepted, in bytes (refused with 413 at the request).
+    #[serde(default = "default_max_row_bytes")]
+    pub max_row_bytes: usize,
+    /// A writer with rows queued that commits nothing for this long is stalled: `/readyz` answers 503.
+    #[serde(default = "default_stall_timeout_seconds")]
+    pub stall_timeout_seconds: u64,
+    /// Where `durability: async` rows still queued when the drain ends are saved (JSON lines) and
+    /// replayed from at the next start. Default: under ferrostack's home directory, one file per
+    /// database and table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spill_path: Option<String>,
 }
 
 /// When a write through a store's write queue counts as done.
@@ -758,6 +781,26 @@ pub fn default_batch_size() -> usize {
 pub fn default_drain_timeout_seconds() -> u64 {
     30
 }
+/// Default wait for a place in a write queue, in milliseconds.
+pub fn default_queue_wait_timeout_ms() -> u64 {
+    5_000
+}
+/// Default wait for a `durability: sync` commit, in milliseconds.
+pub fn default_commit_timeout_ms() -> u64 {
+    10_000
+}
+/// Default byte bound of one batch (16 MiB, far below PostgreSQL's 1 GB message limit).
+pub fn default_max_batch_bytes() -> usize {
+    16 * 1024 * 1024
+}
+/// Default largest stored row (16 MiB).
+pub fn default_max_row_bytes() -> usize {
+    16 * 1024 * 1024
+}
+/// Default time without progress after which a writer counts as stalled.
+pub fn default_stall_timeout_seconds() -> u64 {
+    30
+}
 /// Default log filter.
 pub fn default_log_level() -> String {
     "info".to_owned()
@@ -809,6 +852,12 @@ fn default_inference_store() -> Option<InferenceStoreConfig> {
         durability: Durability::default(),
         batch_size: default_batch_size(),
         drain_timeout_seconds: default_drain_timeout_seconds(),
+        queue_wait_timeout_ms: default_queue_wait_timeout_ms(),
+        commit_timeout_ms: default_commit_timeout_ms(),
+        max_batch_bytes: default_max_batch_bytes(),
+        max_row_bytes: default_max_row_bytes(),
+        stall_timeout_seconds: default_stall_timeout_seconds(),
+        spill_path: None,
     })
 }
 fn default_conversations_store() -> Option<SqlStoreRef> {

@@ -3,6 +3,7 @@
 
 mod auth;
 mod error;
+mod lifecycle;
 mod list;
 mod routes;
 mod telemetry;
@@ -25,6 +26,7 @@ use tokio_util::task::TaskTracker;
 
 pub use auth::{Caller, PUBLIC_PATHS};
 pub use error::{ApiError, Code, RETRY_AFTER_SECONDS};
+pub use lifecycle::Lifecycle;
 pub use list::{ListQuery, ListSpec, MAX_METADATA_FILTERS, Order, Page};
 pub use routes::health::{READINESS_CACHE_TTL, ReadinessCache};
 pub use telemetry::{HttpTelemetry, REQUEST_ID_HEADER, RequestId};
@@ -60,6 +62,8 @@ pub struct AppState {
     pub telemetry: HttpTelemetry,
     /// The last readiness pings, shared by `/readyz` callers for a second.
     pub readiness: Arc<ReadinessCache>,
+    /// Shutdown as requests see it (503 with `Connection: close` once it began).
+    pub lifecycle: Lifecycle,
 }
 
 impl AppState {
@@ -98,6 +102,8 @@ pub fn app(
         // the request span wraps both (authentication is part of the request's time, and the
         // span records the status the client actually got).
         .wrap(from_fn(auth::authenticate))
+        // Outside authentication: once shutdown began, nothing is authenticated or routed.
+        .wrap(from_fn(lifecycle::refuse_when_shutting_down))
         .wrap(error_shape())
         .wrap(from_fn(telemetry::trace_request))
         .configure(configure(state))

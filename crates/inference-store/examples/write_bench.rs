@@ -56,6 +56,12 @@ async fn queued(db: &Db, rows: usize, producers: usize, batch: usize, writers: u
         durability: Durability::Async,
         batch_size: batch,
         drain_timeout_seconds: 30,
+        queue_wait_timeout_ms: ferrostack_config::default_queue_wait_timeout_ms(),
+        commit_timeout_ms: ferrostack_config::default_commit_timeout_ms(),
+        max_batch_bytes: ferrostack_config::default_max_batch_bytes(),
+        max_row_bytes: ferrostack_config::default_max_row_bytes(),
+        stall_timeout_seconds: ferrostack_config::default_stall_timeout_seconds(),
+        spill_path: None,
     };
     let (store, w) = InferenceStore::start(db.clone(), &config, Vec::new())?;
     let started = Instant::now();

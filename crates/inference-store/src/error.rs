@@ -62,6 +62,49 @@ pub enum Error {
         /// The completion id.
         id: String,
     },
+    /// No place in the write queue freed in time (the database is slow or down): retry later.
+    #[error("the store's write queue stayed full for {} ms (the database is slow or unavailable); retry later", waited.as_millis())]
+    QueueFull {
+        /// How long the request waited.
+        waited: std::time::Duration,
+    },
+    /// `durability: sync`: the completion was not committed in time (the database is slow or
+    /// down); it is not stored unless its batch had already started.
+    #[error("chat completion {id} was not stored within {} ms (the database is slow or unavailable); retry later", waited.as_millis())]
+    CommitTimeout {
+        /// The completion id.
+        id: String,
+        /// How long the request waited.
+        waited: std::time::Duration,
+    },
+    /// The completion is larger than `max_row_bytes`.
+    #[error("chat completion {id} is {size} bytes to store; the limit (max_row_bytes) is {limit} bytes")]
+    TooLarge {
+        /// The completion id.
+        id: String,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The request is larger than `max_row_bytes` before the answer is even added.
+    #[error("the messages and metadata to store are {size} bytes; the limit (max_row_bytes) is {limit} bytes")]
+    RequestTooLarge {
+        /// Their size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The database refused the completion for good (logged with its id).
+    #[error("chat completion {id} could not be stored: the database refused it: {reason}")]
+    Refused {
+        /// The completion id.
+        id: String,
+        /// Why, as the database said it.
+        reason: String,
+        /// Whether its content is at fault.
+        content: bool,
+    },
     /// The batch writer cannot start on the table (at start-up).
     #[error("cannot start the inference store's writer: {0}")]
     Start(#[source] ferrostack_writer::StartError),

@@ -17,10 +17,10 @@ mod record;
 mod write;
 
 pub use error::Error;
-pub use ferrostack_writer::{QueueMetrics, ShutdownReport};
+pub use ferrostack_writer::{QueueMetrics, ReplayReport, ShutdownReport, SpillError, WriterConfig, WriterHealth};
 pub use read::{DEFAULT_LIMIT, ListPage, ListParams, MAX_LIMIT, MessagesPage, MessagesParams, Order};
 pub use record::StoredCompletion;
-pub use write::Writers;
+pub use write::{StoreReservation, Writers};
 
 use ferrostack_authz::AuthorizedTable;
 use ferrostack_writer::Writer;
@@ -35,4 +35,5 @@ pub const TABLE: &str = ferrostack_config::tables::INFERENCE;
 pub struct InferenceStore {
     table: AuthorizedTable,
     writer: Writer<StoredCompletion>,
+    max_row_bytes: usize,
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use ferrostack_authz::{AuthorizedTable, StoreError, User};
 use ferrostack_catalog::{Db, Value};
 use ferrostack_config::{AccessRule, InferenceStoreConfig};
-use ferrostack_writer::{QueueMetrics, WriteError, WriteRow, Writer, WriterConfig};
+use ferrostack_writer::{
+    QueueMetrics, ReplayReport, SpillError, WriteError, WriteRow, Writer, WriterConfig, WriterHealth,
+};
 
 use crate::record::{COLUMNS, StoredCompletion};
 use crate::{Error, InferenceStore, TABLE};
@@ -33,6 +35,90 @@ impl WriteRow for StoredCompletion {
     fn key(&self) -> Vec<Value> {
         vec![Value::from(self.id.as_str())]
     }
+
+    fn size(&self) -> usize {
+        let json = |v: &serde_json::Value| json_size(v);
+        self.id.len()
+            + 8
+            + self.model.len()
+            + json(&self.choices)
+            + json(&self.input_messages)
+            + self.metadata.as_ref().map_or(0, |m| m.iter().map(|(k, v)| k.len() + 4 + json(v)).sum::<usize>() + 2)
+            + self.upstream_id.as_ref().map_or(0, String::len)
+    }
+
+    fn from_values(values: Vec<Value>) -> Option<Self> {
+        let [id, created, model, choices, input_messages, metadata, upstream_id]: [Value; 7] =
+            values.try_into().ok()?;
+        let (
+            Value::Text(id),
+            Value::Int(created),
+            Value::Text(model),
+            Value::Json(choices),
+            Value::Json(input_messages),
+        ) = (id, created, model, choices, input_messages)
+        else {
+            return None;
+        };
+        let metadata = match metadata {
+            Value::Null => None,
+            Value::Json(serde_json::Value::Object(m)) => Some(m),
+            _ => return None,
+        };
+        let upstream_id = match upstream_id {
+            Value::Null => None,
+            Value::Text(t) => Some(t),
+            _ => return None,
+        };
+        Some(StoredCompletion { id, created, model, choices, input_messages, metadata, upstream_id })
+    }
+}
+
+/// Bytes of `value` serialized as JSON, counted without building the text.
+pub(crate) fn json_size(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+/// A place reserved in the inference store's write queue, held while the upstream is called:
+/// [`StoreReservation::store`] writes the completion into it; dropped unused, the place frees.
+#[derive(Debug)]
+pub struct StoreReservation {
+    reservation: ferrostack_writer::Reservation<StoredCompletion>,
+}
+
+impl StoreReservation {
+    /// Store a completion owned by `caller` in the reserved place: see [`InferenceStore::store`].
+    pub async fn store(self, record: StoredCompletion, caller: Option<&User>) -> Result<(), Error> {
+        record.check()?;
+        self.reservation.write(record, caller).await.map_err(Error::from)
+    }
+}
+
+impl From<WriteError> for Error {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::ShuttingDown { .. } => Error::ShuttingDown,
+            WriteError::Failed { id, .. } => Error::WriteFailed { id },
+            WriteError::KeyTaken { id, .. } => Error::IdTaken { id },
+            WriteError::QueueFull { waited, .. } => Error::QueueFull { waited },
+            WriteError::CommitTimeout { id, waited, .. } => Error::CommitTimeout { id, waited },
+            WriteError::TooLarge { id, size, limit, .. } => Error::TooLarge { id, size, limit },
+            WriteError::Refused { id, reason, content, .. } => Error::Refused { id, reason, content },
+        }
+    }
 }
 
 impl InferenceStore {
@@ -44,10 +130,20 @@ impl InferenceStore {
         config: &InferenceStoreConfig,
         policy: impl Into<Arc<[AccessRule]>>,
     ) -> Result<(InferenceStore, Writers), Error> {
+        Self::start_with(db, &WriterConfig::from(config), policy)
+    }
+
+    /// [`InferenceStore::start`] with the writer's settings given whole (a spill path resolved
+    /// by the caller, for one).
+    pub fn start_with(
+        db: Db,
+        config: &WriterConfig,
+        policy: impl Into<Arc<[AccessRule]>>,
+    ) -> Result<(InferenceStore, Writers), Error> {
         let table = AuthorizedTable::new(db, TABLE, "id", "created", policy)
             .map_err(|e| Error::Store(StoreError::Compile(e)))?;
-        let (writer, writers) = Writer::start(&table, &WriterConfig::from(config)).map_err(Error::Start)?;
-        Ok((InferenceStore { table, writer }, writers))
+        let (writer, writers) = Writer::start(&table, config).map_err(Error::Start)?;
+        Ok((InferenceStore { table, writer, max_row_bytes: config.max_row_bytes }, writers))
     }
 
     /// Store a completion owned by `caller` (anonymous: unowned). Waits while the queue is full.
@@ -56,11 +152,48 @@ impl InferenceStore {
     /// belongs to another owner. [`Error::ShuttingDown`] once shutdown began.
     pub async fn store(&self, record: StoredCompletion, caller: Option<&User>) -> Result<(), Error> {
         record.check()?;
-        self.writer.write(record, caller).await.map_err(|e| match e {
-            WriteError::ShuttingDown { .. } => Error::ShuttingDown,
-            WriteError::Failed { id, .. } => Error::WriteFailed { id },
-            WriteError::KeyTaken { id, .. } => Error::IdTaken { id },
-        })
+        self.writer.write(record, caller).await.map_err(Error::from)
+    }
+
+    /// Reserve a place in the write queue before calling the upstream: waits at most
+    /// `queue_wait_timeout_ms` ([`Error::QueueFull`] then: answer 503 without calling it).
+    pub async fn reserve(&self) -> Result<StoreReservation, Error> {
+        Ok(StoreReservation { reservation: self.writer.reserve().await? })
+    }
+
+    /// Refuse, before the upstream is called, a request whose messages and metadata alone are
+    /// over `max_row_bytes` ([`Error::RequestTooLarge`]): its completion could never be stored.
+    pub fn check_request_size(
+        &self,
+        input_messages: &serde_json::Value,
+        metadata: Option<&serde_json::Value>,
+    ) -> Result<(), Error> {
+        let size = json_size(input_messages) + metadata.map_or(0, json_size);
+        if size > self.max_row_bytes {
+            return Err(Error::RequestTooLarge { size, limit: self.max_row_bytes });
+        }
+        Ok(())
+    }
+
+    /// `max_row_bytes`: the largest completion (request messages, metadata and answer) stored.
+    pub fn max_row_bytes(&self) -> usize {
+        self.max_row_bytes
+    }
+
+    /// How the writer is doing (queue depth, oldest row, stall), for readiness.
+    pub fn writer_health(&self) -> WriterHealth {
+        self.writer.health()
+    }
+
+    /// Write back what earlier runs spilled at shutdown (call before serving); see
+    /// [`ferrostack_writer::Writer::replay`].
+    pub async fn replay_spilled(&self) -> Result<ReplayReport, SpillError> {
+        self.writer.replay().await
+    }
+
+    /// The spill file, if any.
+    pub fn spill_path(&self) -> Option<&std::path::Path> {
+        self.writer.spill_path()
     }
 
     /// Wait until every row queued so far is written or given up.

@@ -11,8 +11,8 @@ use ferrostack_authz::Authenticator;
 use ferrostack_catalog::Catalog;
 use ferrostack_config::RunConfig;
 use ferrostack_conversations::ConversationStore;
-use ferrostack_http::AppState;
-use ferrostack_inference_store::{InferenceStore, Writers};
+use ferrostack_http::{AppState, Lifecycle};
+use ferrostack_inference_store::{InferenceStore, WriterConfig, Writers};
 use ferrostack_providers::Providers;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -41,6 +41,8 @@ pub struct Application {
     grace: Duration,
     /// Cancels the background tasks (model discovery) at shutdown.
     background: CancellationToken,
+    /// Shutdown as requests see it.
+    lifecycle: Lifecycle,
 }
 
 impl std::fmt::Debug for Application {
@@ -76,8 +78,12 @@ impl Application {
         let (completions, writers) = match &config.storage.stores.inference {
             Some(store) => {
                 let db = catalog.sql(&store.backend).context("storage.stores.inference")?;
-                let (completions, writers) = InferenceStore::start(db, store, auth.access_policy.clone())
+                let mut writer_config = WriterConfig::from(store);
+                writer_config.spill_path = Some(crate::durability::spill_path(config, store));
+                let (completions, writers) = InferenceStore::start_with(db, &writer_config, auth.access_policy.clone())
                     .context("cannot start the inference store")?;
+                // Rows an earlier run spilled at shutdown are written before anything is served.
+                crate::durability::replay(&completions).await?;
                 (Some(completions), Some(writers))
             }
             None => (None, None),
@@ -95,6 +101,7 @@ impl Application {
             metrics::register(meter, &catalog, completions.as_ref());
         }
         let tasks = TaskTracker::new();
+        let lifecycle = Lifecycle::default();
         let state = AppState {
             catalog: catalog.clone(),
             version: env!("CARGO_PKG_VERSION"),
@@ -109,6 +116,7 @@ impl Application {
             runtime: tokio::runtime::Handle::current(),
             telemetry: ferrostack_http::HttpTelemetry::new(options.telemetry.meter(), options.telemetry.traces()),
             readiness: Arc::default(),
+            lifecycle: lifecycle.clone(),
         };
         let mut server = HttpServer::new(move || ferrostack_http::app(state.clone()))
             // Signals are handled once, by the caller's cancellation token (see `run_until`).
@@ -130,7 +138,7 @@ impl Application {
         // Model discovery runs until shutdown (step 2 below cancels it).
         let background = CancellationToken::new();
         ferrostack_models::discovery::start(&models, config, &tasks, &background);
-        Ok(Self { server, addr, catalog, tasks, writers, grace, background })
+        Ok(Self { server, addr, catalog, tasks, writers, grace, background, lifecycle })
     }
 
     /// The address actually bound (useful with port 0).
@@ -138,9 +146,10 @@ impl Application {
         self.addr
     }
 
-    /// Serve until `shutdown` is cancelled, then shut down in order.
+    /// Serve until `shutdown` is cancelled, then shut down in order, within
+    /// `shutdown_timeout_seconds` + `drain_timeout_seconds` (see docs/operations.md).
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self { server, addr, catalog, tasks, writers, grace, background } = self;
+        let Self { server, addr, catalog, tasks, writers, grace, background, lifecycle } = self;
         tracing::info!(%addr, "ferrostack listening on http://{addr}");
         let handle = server.handle();
         // Tracked with the upstream tasks; it has ended by the time they are awaited (step 2).
@@ -149,31 +158,55 @@ impl Application {
             res = &mut serving => Some(res),
             () = shutdown.cancelled() => None,
         };
+        // One deadline for the in-flight phase (steps 1 and 2): the time actix gives open
+        // connections and the time we give upstream tasks are the same `grace`, not one after
+        // the other.
+        let deadline = tokio::time::Instant::now() + grace;
         let served = match early {
             Some(res) => res,
             None => {
                 // Shutdown order:
-                // 1. stop accepting connections and let in-flight requests finish, bounded by
-                //    server.shutdown_timeout_seconds;
-                tracing::info!("shutting down: draining in-flight requests");
-                handle.stop(true).await;
+                // 1. stop accepting connections; requests arriving on open connections are
+                //    answered 503 with `Connection: close`; in-flight requests finish, bounded by
+                //    server.shutdown_timeout_seconds. Shortly before actix cuts the connections
+                //    still open, requests still waiting for their handler are answered 503
+                //    instead of being reset.
+                tracing::info!(grace_ms = grace.as_millis(), "shutting down: draining in-flight requests");
+                lifecycle.begin_shutdown();
+                let cut_at = deadline - crate::durability::cut_margin(grace);
+                let stop = handle.stop(true);
+                tokio::pin!(stop);
+                tokio::select! {
+                    () = &mut stop => {}
+                    () = tokio::time::sleep_until(cut_at) => {
+                        lifecycle.cut();
+                        stop.await;
+                    }
+                }
+                lifecycle.cut();
                 serving.await
             }
         };
         // 2. stop model discovery, and wait for upstream calls and stream relays still running (a
-        //    client that left mid-stream leaves a relay that stores what it assembled), bounded by
-        //    the same timeout;
+        //    client that left mid-stream leaves a relay that stores what it assembled), within
+        //    what is left of the same deadline;
         background.cancel();
         tasks.close();
-        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        if tokio::time::timeout_at(deadline, tasks.wait()).await.is_err() {
             tracing::warn!(tasks = tasks.len(), "shutdown: upstream tasks still running after the timeout");
         }
-        // 3. drain the inference store's write queue within its drain_timeout_seconds;
+        // 3. drain the inference store's write queue within its drain_timeout_seconds; what
+        //    `durability: async` rows are left are spilled to the spill file (replayed at the
+        //    next start);
         if let Some(writers) = writers {
             let grace = writers.drain_timeout();
             let report = writers.shutdown(grace).await;
             if !report.drained {
-                tracing::error!(rows = report.unwritten.len(), "shutdown: rows left unwritten in the write queue");
+                tracing::error!(
+                    rows = report.unwritten.len(),
+                    spilled = report.spilled,
+                    "shutdown: the write queue was not drained in time"
+                );
             }
         }
         // 4. close the storage pools, now that nothing can use them;

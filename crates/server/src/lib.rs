@@ -2,6 +2,7 @@
 
 mod app;
 pub mod cli;
+mod durability;
 pub mod exposure;
 mod metrics;
 mod migrate;

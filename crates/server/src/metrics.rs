@@ -76,13 +76,21 @@ fn queue(meter: &Meter, metrics: &Arc<QueueMetrics>) {
     meter
         .u64_observable_counter("ferrostack.inference_store.rows")
         .with_unit("{row}")
-        .with_description("Rows by outcome: written, retried (once per retry), failed, id_taken.")
+        .with_description(
+            "Rows by outcome: written, retried (once per retry), failed (refused included), id_taken, \
+             refused (by the database for good), too_large, abandoned, spilled, replayed.",
+        )
         .with_callback(move |o| {
             for (outcome, n) in [
                 ("written", m.rows_written()),
                 ("retried", m.rows_retried()),
                 ("failed", m.rows_failed()),
                 ("id_taken", m.rows_id_taken()),
+                ("refused", m.rows_refused()),
+                ("too_large", m.rows_too_large()),
+                ("abandoned", m.rows_abandoned()),
+                ("spilled", m.rows_spilled()),
+                ("replayed", m.rows_replayed()),
             ] {
                 o.observe(n, &[KeyValue::new("outcome", outcome)]);
             }
@@ -115,6 +123,44 @@ fn queue(meter: &Meter, metrics: &Arc<QueueMetrics>) {
         .with_unit("{wait}")
         .with_description("Times a request found the write queue full and waited for room.")
         .with_callback(move |o| o.observe(m.producer_waits(), &[]))
+        .build();
+    queue_faults(meter, metrics);
+}
+
+/// The write queue under faults: its age, capacity, stall, and the requests it refused.
+fn queue_faults(meter: &Meter, metrics: &Arc<QueueMetrics>) {
+    let m = Arc::clone(metrics);
+    meter
+        .f64_observable_gauge("ferrostack.inference_store.queue.oldest_age")
+        .with_unit("s")
+        .with_description("Age of the oldest row queued or being written (0 when none).")
+        .with_callback(move |o| o.observe(m.oldest_age().as_secs_f64(), &[]))
+        .build();
+    let m = Arc::clone(metrics);
+    meter
+        .i64_observable_up_down_counter("ferrostack.inference_store.queue.capacity")
+        .with_unit("{row}")
+        .with_description("Places in the write queue (max_write_queue_size).")
+        .with_callback(move |o| o.observe(i64::try_from(m.capacity()).unwrap_or(i64::MAX), &[]))
+        .build();
+    let m = Arc::clone(metrics);
+    meter
+        .i64_observable_gauge("ferrostack.inference_store.writer.stalled")
+        .with_unit("1")
+        .with_description("1 while the writer makes no progress with rows waiting longer than stall_timeout_seconds.")
+        .with_callback(move |o| o.observe(i64::from(m.stalled()), &[]))
+        .build();
+    let m = Arc::clone(metrics);
+    meter
+        .u64_observable_counter("ferrostack.inference_store.requests.refused")
+        .with_unit("{request}")
+        .with_description(
+            "Requests answered 503 by the write queue: queue_full (no place in time), commit_timeout (sync).",
+        )
+        .with_callback(move |o| {
+            o.observe(m.queue_full(), &[KeyValue::new("reason", "queue_full")]);
+            o.observe(m.commit_timeouts(), &[KeyValue::new("reason", "commit_timeout")]);
+        })
         .build();
 }
 

@@ -62,6 +62,9 @@ pub(crate) fn write_batch<'a, R: WriteRow>(
 ) -> BatchFuture<'a, R> {
     Box::pin(async move {
         let mut attempt: u32 = 0;
+        // Transient-looking failures of this batch while the database answered a ping right after:
+        // the batch itself may be what breaks the connection.
+        let mut suspect: u32 = 0;
         loop {
             let started = Instant::now();
             let result = tokio::select! {
@@ -73,12 +76,13 @@ pub(crate) fn write_batch<'a, R: WriteRow>(
                 return Err(items);
             };
             let m = &shared.metrics;
-            match result {
+            let e = match result {
                 Ok(taken) => {
                     m.last_batch_micros
                         .store(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
                     m.last_batch_size.store(items.len() as u64, Ordering::Relaxed);
                     QueueMetrics::add(&m.batches_written, 1);
+                    m.progressed();
                     for (i, item) in items.into_iter().enumerate() {
                         if taken.get(i).copied().unwrap_or(false) {
                             tracing::warn!(
@@ -97,7 +101,19 @@ pub(crate) fn write_batch<'a, R: WriteRow>(
                     }
                     return Ok(());
                 }
-                Err(e) if retryable(&e) => {
+                Err(e) => e,
+            };
+            if retryable(&e) {
+                // A statement that failed as if the connection were lost, while the database
+                // answers pings: after a few of those, the rows are suspected (a row too large
+                // for the server, a row that crashes its backend).
+                if matches!(e, ferrostack_catalog::Error::Query { .. })
+                    && e.sql_state().is_none()
+                    && ping(shared, cancel).await
+                {
+                    suspect += 1;
+                }
+                if suspect < SUSPECT_LIMIT {
                     QueueMetrics::add(&m.batch_retries, 1);
                     tally.retries.fetch_add(1, Ordering::Relaxed);
                     QueueMetrics::add(&m.rows_retried, items.len() as u64);
@@ -111,34 +127,95 @@ pub(crate) fn write_batch<'a, R: WriteRow>(
                         "writing a batch failed; retrying"
                     );
                     attempt = attempt.saturating_add(1);
-                    tokio::select! {
-                        biased;
-                        () = cancel.cancelled() => return Err(items),
-                        () = tokio::time::sleep(delay) => {}
+                    if !wait_to_retry(shared, delay, cancel).await {
+                        return Err(items);
                     }
+                    continue;
                 }
-                Err(e) if items.len() == 1 || not_row_specific(&e) => {
-                    for item in items {
-                        tracing::error!(table = R::TABLE, id = %item.row.id(), error = %e, "row rejected by the database; dropped");
-                        QueueMetrics::add(&m.rows_failed, 1);
-                        tally.failed.fetch_add(1, Ordering::Relaxed);
-                        item.finish(Outcome::Failed);
-                    }
+                if items.len() == 1 {
+                    let reason = format!(
+                        "the database failed on this row {SUSPECT_LIMIT} times while answering pings ({})",
+                        e.refusal_reason()
+                    );
+                    refuse(m, tally, items, &reason, false);
                     return Ok(());
                 }
-                Err(e) => {
-                    tracing::debug!(table = R::TABLE, rows = items.len(), error = %e, "batch rejected; splitting it to find the rows at fault");
-                    let mut left = items;
-                    let right = left.split_off(left.len() / 2);
-                    if let Err(mut unfinished) = write_batch(shared, left, cancel, tally).await {
-                        unfinished.extend(right);
-                        return Err(unfinished);
-                    }
-                    return write_batch(shared, right, cancel, tally).await;
+                tracing::warn!(table = R::TABLE, rows = items.len(), error = %e, "batch keeps failing while the database answers; splitting it");
+            } else if not_row_specific(&e) {
+                for item in items {
+                    tracing::error!(table = R::TABLE, id = %item.row.id(), error = %e, "row not written: the statement failed for a reason that is not the row's");
+                    QueueMetrics::add(&m.rows_failed, 1);
+                    tally.failed.fetch_add(1, Ordering::Relaxed);
+                    item.finish(Outcome::Failed);
                 }
+                m.progressed();
+                return Ok(());
+            } else if items.len() == 1 {
+                refuse(m, tally, items, &e.refusal_reason(), e.is_content_refusal());
+                return Ok(());
+            } else {
+                tracing::debug!(table = R::TABLE, rows = items.len(), error = %e, "batch rejected; splitting it to find the rows at fault");
             }
+            let mut left = items;
+            let right = left.split_off(left.len() / 2);
+            if let Err(mut unfinished) = write_batch(shared, left, cancel, tally).await {
+                unfinished.extend(right);
+                return Err(unfinished);
+            }
+            return write_batch(shared, right, cancel, tally).await;
         }
     })
+}
+
+/// Retries of one batch failing like a lost connection while the database answers pings, before
+/// its rows are suspected (split; a single row refused).
+const SUSPECT_LIMIT: u32 = 5;
+/// How often a waiting retry pings the database (a success wakes it at once).
+const PING_EVERY: Duration = Duration::from_millis(200);
+/// Longest wait for one ping.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A row refused for good: finished with the reason, logged with its id, counted.
+fn refuse<R: WriteRow>(m: &QueueMetrics, tally: &Tally, items: Vec<Item<R>>, reason: &str, content: bool) {
+    for item in items {
+        tracing::error!(table = R::TABLE, id = %item.row.id(), reason, "row refused by the database for good; not written");
+        QueueMetrics::add(&m.rows_refused, 1);
+        QueueMetrics::add(&m.rows_failed, 1);
+        tally.failed.fetch_add(1, Ordering::Relaxed);
+        item.finish(Outcome::Refused(reason.to_owned(), content));
+    }
+    m.progressed();
+}
+
+/// Whether the database answers `SELECT 1` (through the pool) within [`PING_TIMEOUT`].
+async fn ping<R>(shared: &Shared<R>, cancel: &CancellationToken) -> bool {
+    let probe = shared.db.fetch_optional(Sql::new().push("SELECT 1"));
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => false,
+        answered = tokio::time::timeout(PING_TIMEOUT, probe) => matches!(answered, Ok(Ok(_))),
+    }
+}
+
+/// Wait `delay` before a retry, or less: as soon as the database answers a ping (checked every
+/// [`PING_EVERY`]), so a writer resumes within a moment of the database coming back. `false`
+/// when cancelled.
+async fn wait_to_retry<R>(shared: &Shared<R>, delay: Duration, cancel: &CancellationToken) -> bool {
+    let until = Instant::now() + delay;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return false,
+            () = tokio::time::sleep(left.min(PING_EVERY)) => {}
+        }
+        if left > PING_EVERY && ping(shared, cancel).await {
+            return !cancel.is_cancelled();
+        }
+    }
 }
 
 /// Worth trying again later: the database is unreachable, busy or asked for a retry. Any failure

@@ -1,6 +1,8 @@
 //! The queue: producers ([`Writer::write`]) and the writer tasks ([`Writers`]).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ferrostack_authz::User;
@@ -15,14 +17,19 @@ use tracing::Instrument as _;
 
 use crate::batch::{Tally, write_batch};
 use crate::metrics::QueueMetrics;
+use crate::spill::{self, ReplayReport, SpillError, Spilled};
 use crate::{StartError, WriteError, WriteRow, WriterConfig};
 
 /// How a queued row ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Written,
     KeyTaken,
     Failed,
+    /// Refused for good by the database: why, and whether the content is at fault.
+    Refused(String, bool),
+    /// Still queued when the shutdown drain ended.
+    ShutDown,
 }
 
 /// A queued row: the row, its owner columns, the permit it holds in the queue and, for
@@ -34,6 +41,10 @@ pub(crate) struct Item<R> {
     metrics: Arc<QueueMetrics>,
     /// When it was queued: a batch's span reports how long its oldest row waited.
     pub(crate) queued_at: Instant,
+    /// Its size in bytes ([`WriteRow::size`]), for the batch byte bound.
+    pub(crate) size: usize,
+    /// Its number in the metrics' age tracking.
+    seq: u64,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -45,6 +56,16 @@ impl<R: WriteRow> std::fmt::Debug for Item<R> {
 }
 
 impl<R> Item<R> {
+    /// `durability: sync` and its request stopped waiting (commit timeout): not worth writing.
+    pub(crate) fn abandoned(&self) -> bool {
+        self.done.as_ref().is_some_and(oneshot::Sender::is_closed)
+    }
+
+    /// Whether a request waits for this row's outcome (`durability: sync`).
+    pub(crate) fn awaited(&self) -> bool {
+        self.done.is_some()
+    }
+
     pub(crate) fn finish(mut self, outcome: Outcome) {
         if let Some(done) = self.done.take() {
             // The producer may have gone away; nothing to tell then.
@@ -56,6 +77,7 @@ impl<R> Item<R> {
 impl<R> Drop for Item<R> {
     fn drop(&mut self) {
         self.metrics.depth.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.untrack(self.seq);
     }
 }
 
@@ -68,6 +90,11 @@ pub(crate) struct Shared<R> {
     permits: Arc<Semaphore>,
     durability: Durability,
     batch_size: usize,
+    pub(crate) max_batch_bytes: usize,
+    max_row_bytes: usize,
+    queue_wait_timeout: Duration,
+    commit_timeout: Duration,
+    spill_path: Option<PathBuf>,
     pub(crate) metrics: Arc<QueueMetrics>,
     /// Notified whenever a batch finishes (for `flush` and `shutdown`).
     progress: Notify,
@@ -137,9 +164,51 @@ impl<R> Drop for Writers<R> {
 pub struct ShutdownReport {
     /// Whether everything queued was written (or given up as rejected) within the grace period.
     pub drained: bool,
-    /// Ids of the rows still queued or in flight when the grace period ended; each was logged.
-    /// A row whose batch was being written at that moment may or may not have been committed.
+    /// Ids of the rows still queued or in flight when the grace period ended and not spilled;
+    /// each was logged. A row whose batch was being written at that moment may or may not have
+    /// been committed.
     pub unwritten: Vec<String>,
+    /// Rows saved to the spill file (`durability: async`), to be written at the next start.
+    pub spilled: u64,
+}
+
+/// A place in the queue, held from before the upstream call until the row is written into it
+/// ([`Reservation::write`]); dropped unused, the place frees.
+pub struct Reservation<R> {
+    shared: Arc<Shared<R>>,
+    permit: OwnedSemaphorePermit,
+}
+
+impl<R: WriteRow> std::fmt::Debug for Reservation<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation").field("table", &R::TABLE).finish_non_exhaustive()
+    }
+}
+
+/// How a writer is doing, for readiness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterHealth {
+    /// The table.
+    pub table: &'static str,
+    /// Rows queued or being written.
+    pub depth: u64,
+    /// Places in the queue (`max_write_queue_size`).
+    pub capacity: u64,
+    /// Free places (neither queued nor reserved by a request in progress).
+    pub available: u64,
+    /// Age of the oldest row queued or being written.
+    pub oldest_age: Duration,
+    /// Time since a batch last finished.
+    pub since_progress: Duration,
+    /// No progress for `stall_timeout` with rows waiting longer than that.
+    pub stalled: bool,
+}
+
+impl WriterHealth {
+    /// Every place is taken: new requests wait, then get 503.
+    pub fn full(&self) -> bool {
+        self.available == 0
+    }
 }
 
 impl<R: WriteRow> Writer<R> {
@@ -165,9 +234,18 @@ impl<R: WriteRow> Writer<R> {
             permits: Arc::new(Semaphore::new(config.capacity.clamp(1, Semaphore::MAX_PERMITS))),
             durability: config.durability,
             batch_size: config.batch_size.max(1),
+            max_batch_bytes: config.max_batch_bytes.max(1),
+            max_row_bytes: config.max_row_bytes.max(1),
+            queue_wait_timeout: config.queue_wait_timeout,
+            commit_timeout: config.commit_timeout,
+            spill_path: config.spill_path.clone(),
             metrics: Arc::new(QueueMetrics::default()),
             progress: Notify::new(),
         });
+        let capacity = config.capacity.clamp(1, Semaphore::MAX_PERMITS) as u64;
+        shared.metrics.capacity.store(capacity, Ordering::Relaxed);
+        let stall = u64::try_from(config.stall_timeout.as_micros()).unwrap_or(u64::MAX);
+        shared.metrics.stall_timeout_micros.store(stall, Ordering::Relaxed);
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         let handles = (0..writers)
@@ -189,9 +267,9 @@ impl<R: WriteRow> Writer<R> {
         Ok((writer, Writers { shared, cancel, tasks, handles, drain_timeout: config.drain_timeout }))
     }
 
-    /// Write `row` owned by `caller` (anonymous: unowned). Waits while the queue is full.
-    /// `durability: async` returns once the row is queued; `sync` once its batch committed.
-    pub async fn write(&self, row: R, caller: Option<&User>) -> Result<(), WriteError> {
+    /// Reserve a place in the queue, waiting at most `queue_wait_timeout` for one to free:
+    /// [`WriteError::QueueFull`] then, [`WriteError::ShuttingDown`] once shutdown began.
+    pub async fn reserve(&self) -> Result<Reservation<R>, WriteError> {
         let q = &self.shared;
         let shutting_down = || WriteError::ShuttingDown { table: R::TABLE };
         let permit = match Arc::clone(&q.permits).try_acquire_owned() {
@@ -199,31 +277,97 @@ impl<R: WriteRow> Writer<R> {
             Err(TryAcquireError::Closed) => return Err(shutting_down()),
             Err(TryAcquireError::NoPermits) => {
                 QueueMetrics::add(&q.metrics.producer_waits, 1);
-                tracing::debug!(table = R::TABLE, id = %row.id(), "write queue full; waiting for room");
-                Arc::clone(&q.permits).acquire_owned().await.map_err(|_| shutting_down())?
+                tracing::debug!(table = R::TABLE, "write queue full; waiting for room");
+                match tokio::time::timeout(q.queue_wait_timeout, Arc::clone(&q.permits).acquire_owned()).await {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) => return Err(shutting_down()),
+                    Err(_) => {
+                        QueueMetrics::add(&q.metrics.queue_full, 1);
+                        tracing::warn!(
+                            table = R::TABLE,
+                            waited_ms = q.queue_wait_timeout.as_millis(),
+                            depth = q.metrics.queue_depth(),
+                            "write queue stayed full; request refused"
+                        );
+                        return Err(WriteError::QueueFull { table: R::TABLE, waited: q.queue_wait_timeout });
+                    }
+                }
             }
         };
-        let owner = AuthorizedTable::owner_values(caller);
-        let (done, wait) = match q.durability {
-            Durability::Sync => {
-                let (tx, rx) = oneshot::channel();
-                (Some(tx), Some(rx))
-            }
-            Durability::Async => (None, None),
-        };
-        let id = wait.is_some().then(|| row.id());
-        QueueMetrics::add(&q.metrics.depth, 1);
-        let item =
-            Item { row, owner, done, metrics: Arc::clone(&q.metrics), queued_at: Instant::now(), _permit: permit };
-        q.tx.send(item).map_err(|_| shutting_down())?;
-        let (Some(wait), Some(id)) = (wait, id) else {
-            return Ok(());
-        };
-        match wait.await {
-            Ok(Outcome::Written) => Ok(()),
-            Ok(Outcome::KeyTaken) => Err(WriteError::KeyTaken { table: R::TABLE, id }),
-            Ok(Outcome::Failed) | Err(_) => Err(WriteError::Failed { table: R::TABLE, id }),
+        Ok(Reservation { shared: Arc::clone(q), permit })
+    }
+
+    /// Write `row` owned by `caller` (anonymous: unowned): [`Writer::reserve`], then
+    /// [`Reservation::write`].
+    pub async fn write(&self, row: R, caller: Option<&User>) -> Result<(), WriteError> {
+        self.reserve().await?.write(row, caller).await
+    }
+
+    /// How the writer is doing (queue depth and age, progress, stall).
+    pub fn health(&self) -> WriterHealth {
+        let m = &self.shared.metrics;
+        WriterHealth {
+            table: R::TABLE,
+            depth: m.queue_depth(),
+            capacity: m.capacity(),
+            available: self.shared.permits.available_permits() as u64,
+            oldest_age: m.oldest_age(),
+            since_progress: m.since_progress(),
+            stalled: m.stalled(),
         }
+    }
+
+    /// The spill file, if one is configured.
+    pub fn spill_path(&self) -> Option<&Path> {
+        self.shared.spill_path.as_deref()
+    }
+
+    /// Write back what earlier runs spilled (before serving): claim the spill file, queue its
+    /// rows (waiting for room, as long as it takes), wait until every one is written or refused,
+    /// then delete it. Lines that are not rows of this table are logged and kept aside in a
+    /// `.rejected` file. Without a spill path, nothing to do.
+    pub async fn replay(&self) -> Result<ReplayReport, SpillError> {
+        let Some(path) = self.shared.spill_path.clone() else {
+            return Ok(ReplayReport::default());
+        };
+        let mut report = ReplayReport::default();
+        for file in spill::claim(&path)? {
+            let lines = spill::read(&file, R::TABLE)?;
+            tracing::info!(table = R::TABLE, file = %file.display(), rows = lines.len(), "replaying spilled rows");
+            let mut bad = 0_u64;
+            for line in lines {
+                let spilled = match line {
+                    Ok(s) => s,
+                    Err((n, why)) => {
+                        tracing::error!(table = R::TABLE, file = %file.display(), line = n, reason = %why, "spilled line cannot be replayed");
+                        bad += 1;
+                        continue;
+                    }
+                };
+                let Some(row) = R::from_values(spilled.values) else {
+                    tracing::error!(table = R::TABLE, id = %spilled.id, "spilled row does not match the table's columns; not replayed");
+                    bad += 1;
+                    continue;
+                };
+                let permit = Arc::clone(&self.shared.permits).acquire_owned().await.map_err(|_| spill_closed(&file))?;
+                self.shared.enqueue(row, spilled.owner, None, permit).map_err(|_| spill_closed(&file))?;
+                QueueMetrics::add(&self.shared.metrics.rows_replayed, 1);
+                report.rows += 1;
+            }
+            self.flush().await;
+            if bad > 0 {
+                let kept = spill::reject(&file)?;
+                tracing::error!(table = R::TABLE, lines = bad, file = %kept.display(), "spilled lines not replayed; kept aside");
+            } else {
+                spill::remove(&file)?;
+            }
+            report.bad_lines += bad;
+            report.files += 1;
+        }
+        if report.files > 0 {
+            tracing::info!(table = R::TABLE, rows = report.rows, files = report.files, "spilled rows replayed");
+        }
+        Ok(report)
     }
 
     /// Wait until every row queued so far is written or given up.
@@ -284,27 +428,136 @@ impl<R: WriteRow> Writers<R> {
                 left.push(item);
             }
         }
-        let mut unwritten = Vec::with_capacity(left.len());
-        for item in left {
+        // `durability: async` rows were acknowledged: save them for the next start. `sync` ones
+        // were not (their requests are told), so they are not kept.
+        let (keep, lose): (Vec<Item<R>>, Vec<Item<R>>) =
+            left.into_iter().partition(|item| !item.awaited() && shared.spill_path.is_some());
+        let mut spilled = 0_u64;
+        let mut unwritten = Vec::with_capacity(lose.len());
+        if let Some(path) = shared.spill_path.as_deref()
+            && !keep.is_empty()
+        {
+            let rows: Vec<Spilled> = keep
+                .iter()
+                .map(|i| Spilled { id: i.row.id(), owner: i.owner.clone(), values: i.row.values() })
+                .collect();
+            match spill::append(path, R::TABLE, &rows) {
+                Ok(()) => {
+                    spilled = rows.len() as u64;
+                    QueueMetrics::add(&shared.metrics.rows_spilled, spilled);
+                    tracing::warn!(
+                        table = R::TABLE,
+                        rows = spilled,
+                        file = %path.display(),
+                        "rows not written within the drain were spilled; the next start writes them"
+                    );
+                    for item in keep {
+                        tracing::info!(table = R::TABLE, id = %item.row.id(), "row spilled");
+                        item.finish(Outcome::Failed);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(table = R::TABLE, error = %e, rows = rows.len(), "cannot spill the rows left at shutdown");
+                    for item in keep {
+                        let id = item.row.id();
+                        tracing::error!(table = R::TABLE, id = %id, "row not written: the shutdown grace period ended and it could not be spilled");
+                        QueueMetrics::add(&shared.metrics.rows_failed, 1);
+                        unwritten.push(id);
+                        item.finish(Outcome::Failed);
+                    }
+                }
+            }
+        }
+        for item in lose {
             let id = item.row.id();
             tracing::error!(table = R::TABLE, id = %id, "row not written: the shutdown grace period ended");
             QueueMetrics::add(&shared.metrics.rows_failed, 1);
             unwritten.push(id);
-            item.finish(Outcome::Failed);
+            item.finish(Outcome::ShutDown);
         }
         if !unwritten.is_empty() {
             tracing::error!(table = R::TABLE, rows = unwritten.len(), "writer shut down with unwritten rows");
         }
-        ShutdownReport { drained, unwritten }
+        ShutdownReport { drained, unwritten, spilled }
+    }
+}
+
+fn spill_closed(file: &Path) -> SpillError {
+    SpillError::Io {
+        path: file.to_path_buf(),
+        source: std::io::Error::other("the writer shut down during the replay; the file is replayed at the next start"),
+    }
+}
+
+impl<R: WriteRow> Reservation<R> {
+    /// Write `row` owned by `caller` (anonymous: unowned) into the reserved place. A row over
+    /// `max_row_bytes` is refused here ([`WriteError::TooLarge`]). `durability: async` returns
+    /// once it is queued; `sync` once its batch committed, at most `commit_timeout` later.
+    pub async fn write(self, row: R, caller: Option<&User>) -> Result<(), WriteError> {
+        let Reservation { shared: q, permit } = self;
+        let size = row.size();
+        if size > q.max_row_bytes {
+            QueueMetrics::add(&q.metrics.rows_too_large, 1);
+            tracing::warn!(table = R::TABLE, id = %row.id(), size, limit = q.max_row_bytes, "row over max_row_bytes refused");
+            return Err(WriteError::TooLarge { table: R::TABLE, id: row.id(), size, limit: q.max_row_bytes });
+        }
+        let owner = AuthorizedTable::owner_values(caller);
+        let (done, wait) = match q.durability {
+            Durability::Sync => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            Durability::Async => (None, None),
+        };
+        let id = wait.is_some().then(|| row.id());
+        q.enqueue(row, owner, done, permit).map_err(|()| WriteError::ShuttingDown { table: R::TABLE })?;
+        let (Some(wait), Some(id)) = (wait, id) else {
+            return Ok(());
+        };
+        match tokio::time::timeout(q.commit_timeout, wait).await {
+            Ok(Ok(Outcome::Written)) => Ok(()),
+            Ok(Ok(Outcome::KeyTaken)) => Err(WriteError::KeyTaken { table: R::TABLE, id }),
+            Ok(Ok(Outcome::Refused(reason, content))) => {
+                Err(WriteError::Refused { table: R::TABLE, id, reason, content })
+            }
+            Ok(Ok(Outcome::ShutDown)) => Err(WriteError::ShuttingDown { table: R::TABLE }),
+            Ok(Ok(Outcome::Failed) | Err(_)) => Err(WriteError::Failed { table: R::TABLE, id }),
+            Err(_) => {
+                // Dropping the receiver marks the row abandoned: skipped unless its batch started.
+                QueueMetrics::add(&q.metrics.commit_timeouts, 1);
+                tracing::warn!(table = R::TABLE, id = %id, waited_ms = q.commit_timeout.as_millis(), "row not committed in time; request answered 503");
+                Err(WriteError::CommitTimeout { table: R::TABLE, id, waited: q.commit_timeout })
+            }
+        }
+    }
+}
+
+impl<R: WriteRow> Shared<R> {
+    /// Queue `row` in the place `permit` holds. `Err` once the queue is closed (shutdown).
+    fn enqueue(
+        &self,
+        row: R,
+        owner: (Value, Value),
+        done: Option<oneshot::Sender<Outcome>>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), ()> {
+        let size = row.size();
+        let queued_at = Instant::now();
+        QueueMetrics::add(&self.metrics.depth, 1);
+        let seq = self.metrics.track(queued_at);
+        let item = Item { row, owner, done, metrics: Arc::clone(&self.metrics), queued_at, size, seq, _permit: permit };
+        self.tx.send(item).map_err(drop)
     }
 }
 
 /// One writer: take what is queued (up to `batch_size`), write it, repeat. Returns the rows it
 /// held when cancelled.
 async fn run_writer<R: WriteRow>(n: usize, shared: &Shared<R>, cancel: &CancellationToken) -> Vec<Item<R>> {
+    // Rows taken from the queue that did not fit the last batch's byte bound: next batch's first.
+    let mut carried: std::collections::VecDeque<Item<R>> = std::collections::VecDeque::new();
     loop {
         let mut batch = Vec::with_capacity(shared.batch_size);
-        {
+        if carried.is_empty() {
             let mut rx = tokio::select! {
                 biased;
                 () = cancel.cancelled() => return batch,
@@ -318,6 +571,30 @@ async fn run_writer<R: WriteRow>(n: usize, shared: &Shared<R>, cancel: &Cancella
             if received == 0 {
                 return batch;
             }
+            carried.extend(batch.drain(..));
+        }
+        // Up to `batch_size` rows and `max_batch_bytes` bytes, at least one row.
+        let mut bytes = 0_usize;
+        while let Some(item) = carried.front() {
+            if batch.len() >= shared.batch_size
+                || (!batch.is_empty() && bytes.saturating_add(item.size) > shared.max_batch_bytes)
+            {
+                break;
+            }
+            let Some(item) = carried.pop_front() else { break };
+            if item.abandoned() {
+                // Its request stopped waiting and was answered 503: not written.
+                tracing::debug!(table = R::TABLE, id = %item.row.id(), "row abandoned by its request; skipped");
+                QueueMetrics::add(&shared.metrics.rows_abandoned, 1);
+                item.finish(Outcome::Failed);
+                continue;
+            }
+            bytes = bytes.saturating_add(item.size);
+            batch.push(item);
+        }
+        if batch.is_empty() {
+            shared.progress.notify_waiters();
+            continue;
         }
         tracing::trace!(table = R::TABLE, writer = n, rows = batch.len(), "batch taken");
         let waited = batch.iter().map(|i| i.queued_at.elapsed()).max().unwrap_or_default();
@@ -328,6 +605,7 @@ async fn run_writer<R: WriteRow>(n: usize, shared: &Shared<R>, cancel: &Cancella
             otel.status_code = tracing::field::Empty,
             db.collection.name = R::TABLE,
             batch.size = i64::try_from(batch.len()).unwrap_or(i64::MAX),
+            batch.bytes = tracing::field::Empty,
             batch.waited_ms = i64::try_from(waited.as_millis()).unwrap_or(i64::MAX),
             batch.outcome = tracing::field::Empty,
             batch.retries = tracing::field::Empty,
@@ -336,10 +614,12 @@ async fn run_writer<R: WriteRow>(n: usize, shared: &Shared<R>, cancel: &Cancella
             writer = i64::try_from(n).unwrap_or(i64::MAX),
         );
         let tally = Tally::default();
+        span.record("batch.bytes", i64::try_from(bytes).unwrap_or(i64::MAX));
         let result = write_batch(shared, batch, cancel, &tally).instrument(span.clone()).await;
         tally.record(&span, result.is_err());
         shared.progress.notify_waiters();
-        if let Err(unfinished) = result {
+        if let Err(mut unfinished) = result {
+            unfinished.extend(carried);
             return unfinished;
         }
     }

@@ -72,6 +72,13 @@ impl From<ferrostack_inference_store::Error> for ApiError {
             E::ShuttingDown => Self::new(Code::ServiceUnavailable, message),
             E::IdTaken { .. } => Self::new(Code::Conflict, message),
             E::WriteFailed { .. } | E::Start(_) => Self::internal(&message),
+            // The database is slow or down: no place in the queue, or no commit in time.
+            E::QueueFull { .. } | E::CommitTimeout { .. } => Self::new(Code::DatabaseUnavailable, message),
+            E::TooLarge { .. } => Self::new(Code::PayloadTooLarge, message),
+            E::RequestTooLarge { .. } => Self::new(Code::PayloadTooLarge, message).with_param("messages"),
+            // The row's content is what the database refuses: the request's to change.
+            E::Refused { content: true, .. } => Self::new(Code::InvalidRequest, message),
+            E::Refused { content: false, .. } => Self::internal(&message),
             E::Store(e) => e.into(),
         }
     }

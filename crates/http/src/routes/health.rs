@@ -60,23 +60,50 @@ struct BackendReport {
     error: Option<String>,
 }
 
-/// `GET /readyz` (public): 200 `{"status": "ready"}` when every storage backend answers a ping, 503
-/// `{"status": "not_ready"}` when one does not. It names nothing: which backend failed, where it
-/// points and why are in the log and in the authenticated `/v1/readiness`.
+/// Why the server is not ready, as stable codes that name no backend, host or database.
+fn reasons(state: &AppState, statuses: &[BackendStatus]) -> Vec<&'static str> {
+    let mut reasons = Vec::new();
+    if state.lifecycle.shutting_down() {
+        reasons.push("shutting_down");
+    }
+    if statuses.iter().any(|s| !s.ok) {
+        reasons.push("database_unavailable");
+    }
+    if let Some(store) = &state.completions {
+        let health = store.writer_health();
+        if health.stalled {
+            reasons.push("writer_stalled");
+        }
+        if health.full() {
+            reasons.push("write_queue_full");
+        }
+    }
+    reasons
+}
+
+/// `GET /readyz` (public): 200 `{"status": "ready"}` when every storage backend answers a ping,
+/// the write queue has room and its writers make progress, and the server is not shutting down;
+/// otherwise 503 `{"status": "not_ready", "reasons": [...]}` with codes from
+/// `database_unavailable`, `writer_stalled`, `write_queue_full` and `shutting_down`. It names
+/// nothing more: which backend failed, where it points and why are in the log and in the
+/// authenticated `/v1/readiness`.
 pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let statuses = state.readiness.statuses(&state.catalog).await;
-    if statuses.iter().all(|s| s.ok) {
+    let reasons = reasons(&state, &statuses);
+    if reasons.is_empty() {
         HttpResponse::Ok().json(json!({ "status": "ready" }))
     } else {
-        HttpResponse::ServiceUnavailable().json(json!({ "status": "not_ready" }))
+        HttpResponse::ServiceUnavailable().json(json!({ "status": "not_ready", "reasons": reasons }))
     }
 }
 
 /// `GET /v1/readiness` (authenticated, and under the route policy like every other route): the
-/// same answer as `/readyz` with each backend's type, status, ping latency and error.
+/// same answer as `/readyz` with each backend's type, status, ping latency and error, and the
+/// write queue's depth, capacity, oldest row's age and progress.
 pub(crate) async fn readiness(state: web::Data<AppState>) -> HttpResponse {
     let statuses = state.readiness.statuses(&state.catalog).await;
-    let ready = statuses.iter().all(|s| s.ok);
+    let reasons = reasons(&state, &statuses);
+    let ready = reasons.is_empty();
     let backends: serde_json::Map<String, serde_json::Value> = statuses
         .iter()
         .map(|s| {
@@ -89,6 +116,27 @@ pub(crate) async fn readiness(state: web::Data<AppState>) -> HttpResponse {
             (s.name.clone(), serde_json::to_value(report).unwrap_or_default())
         })
         .collect();
-    let body = json!({ "status": if ready { "ready" } else { "not_ready" }, "backends": backends });
+    let mut body = json!({ "status": if ready { "ready" } else { "not_ready" }, "backends": backends });
+    if !ready {
+        body["reasons"] = json!(reasons);
+    }
+    if let Some(store) = &state.completions {
+        let h = store.writer_health();
+        let status = if h.stalled {
+            "stalled"
+        } else if h.full() {
+            "full"
+        } else {
+            "ok"
+        };
+        body["writers"] = json!({ h.table: {
+            "status": status,
+            "queue_depth": h.depth,
+            "queue_capacity": h.capacity,
+            "queue_available": h.available,
+            "oldest_row_age_ms": h.oldest_age.as_millis(),
+            "since_progress_ms": h.since_progress.as_millis(),
+        }});
+    }
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }

@@ -107,6 +107,12 @@ pub fn config(queue: usize, writers: usize, batch: usize, durability: Durability
         durability,
         batch_size: batch,
         drain_timeout_seconds: 30,
+        queue_wait_timeout_ms: 5_000,
+        commit_timeout_ms: 10_000,
+        max_batch_bytes: 16 * 1024 * 1024,
+        max_row_bytes: 16 * 1024 * 1024,
+        stall_timeout_seconds: 30,
+        spill_path: None,
     }
 }
 

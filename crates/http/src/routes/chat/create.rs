@@ -48,13 +48,8 @@ pub(crate) async fn create(
     let call = UpstreamCall::start(&state.telemetry, &route, &info.model, info.stream);
     let headers = call.forward_headers(&state.telemetry, &req);
     let store = match (&state.completions, info.store) {
-        (Some(store), true) => Some(StoreRequest {
-            store: store.clone(),
-            input_messages: body.get("messages").cloned().unwrap_or(Value::Null),
-            metadata: body.get("metadata").cloned().filter(Value::is_object),
-            caller: caller.0,
-            upstream_id: None,
-        }),
+        // Size check and a reserved place in the write queue, before the upstream is called.
+        (Some(store), true) => Some(StoreRequest::prepare(store, &body, caller.0).await?),
         _ => None,
     };
     let proxied = Proxied { route, body, headers, model: info.model, store, call };
