@@ -157,19 +157,25 @@ impl Cluster {
         let root = std::env::temp_dir().join(format!("ferrostack-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
         let data = root.join("data");
-        let mut cluster =
-            Cluster { bin, root, data, port: 0, run_as, frozen: Mutex::new(Vec::new()) };
+        let mut cluster = Cluster { bin, root, data, port: 0, run_as, frozen: Mutex::new(Vec::new()) };
         if let Some(user) = run_as {
             let out = Command::new("chown")
                 .args([&format!("{user}:"), &cluster.root.display().to_string()])
                 .output()
                 .map_err(|e| format!("chown: {e}"))?;
             if !out.status.success() {
-                return Err(format!("chown {user} {}: {}", cluster.root.display(), String::from_utf8_lossy(&out.stderr)));
+                return Err(format!(
+                    "chown {user} {}: {}",
+                    cluster.root.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
             }
         }
         let data = cluster.data.display().to_string();
-        cluster.run("initdb", &["-D", &data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--no-instructions"])?;
+        cluster.run(
+            "initdb",
+            &["-D", &data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--no-instructions"],
+        )?;
         // Settings for a throwaway cluster: few connections, small memory, no fsync (the data
         // lives as long as the test; a stop, immediate or not, still loses no committed row:
         // the OS keeps what PostgreSQL wrote).

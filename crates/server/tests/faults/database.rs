@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ferrostack_testkit::cluster::StopMode;
 use serde_json::json;
 
-use crate::support::{Load, LoadSpec, Rig, Settings, check_refusal, report};
+use crate::support::{Load, LoadSpec, Rig, Settings, check_refusal, readyz, report, wait_readyz};
 
 /// Longest any answer may take while the database is down or frozen: the suite's bounded waits
 /// (pool 500 ms, queue place 1 s, sync commit 1.5 s; see `Settings`) with room for a loaded 2-core
@@ -47,13 +47,7 @@ async fn outage_under_load(test: &str, durability: &'static str, fault: Fault) {
     }
     let down_at = Instant::now();
     // /readyz tells the truth while the database is away, within a bounded time.
-    let http = reqwest::Client::builder().timeout(ANSWER_BOUND).build().unwrap_or_else(|e| panic!("{e}"));
-    let not_ready = ferrostack_testkit::wait_for("/readyz to answer 503", OUTAGE + ANSWER_BOUND, || {
-        let req = http.get(format!("{}/readyz", server.base));
-        async move { req.send().await.ok().filter(|r| r.status().as_u16() == 503).map(|_| ()) }
-    })
-    .await;
-    let _ = not_ready;
+    let readyz_ms = wait_readyz(&server.base, 503, Some("database_unavailable"), OUTAGE).await;
     let remaining = OUTAGE.saturating_sub(down_at.elapsed());
     tokio::time::sleep(remaining).await; // the outage itself: a fixed fault length, not a race
     let during = load.tally();
@@ -75,14 +69,14 @@ async fn outage_under_load(test: &str, durability: &'static str, fault: Fault) {
         // row acknowledged until now is written.
         let queued = load.tally().acked;
         let missing = rig.missing_after(&queued, Duration::from_secs(20)).await;
-        assert!(missing.is_empty(), "{test}: {} rows acknowledged during the outage not written 20 s after it", missing.len());
+        assert!(
+            missing.is_empty(),
+            "{test}: {} rows acknowledged during the outage not written 20 s after it",
+            missing.len()
+        );
         back.elapsed()
     };
-    ferrostack_testkit::wait_for("/readyz to answer 200 again", Duration::from_secs(10), || {
-        let req = http.get(format!("{}/readyz", server.base));
-        async move { req.send().await.ok().filter(|r| r.status().as_u16() == 200).map(|_| ()) }
-    })
-    .await;
+    wait_readyz(&server.base, 200, None, Duration::from_secs(10)).await;
     load.wait_acked(20, Duration::from_secs(20)).await;
     let tally = load.stop().await;
 
@@ -92,21 +86,28 @@ async fn outage_under_load(test: &str, durability: &'static str, fault: Fault) {
     report(
         test,
         &format!(
-            "{} stored={} missing={} refusals_during_outage={} recovery_ms={} outage_ms={}",
+            "{} stored={} missing={} refusals_during_outage={} recovery_ms={} outage_ms={} readyz_503_after_ms={}",
             tally.summary(),
             tally.acked.len() - missing.len(),
             missing.len(),
             refused_during,
             recovered.as_millis(),
-            OUTAGE.as_millis()
+            OUTAGE.as_millis(),
+            readyz_ms.as_millis()
         ),
     );
-    assert!(missing.is_empty(), "{test}: {} acknowledged completions are not stored: {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        missing.is_empty(),
+        "{test}: {} acknowledged completions are not stored: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
     tally.assert_honest(test);
     assert!(
         tally.slowest_answer <= ANSWER_BOUND,
-        "{test}: an answer took {:?} (bound {ANSWER_BOUND:?}): waits must be bounded",
-        tally.slowest_answer
+        "{test}: an answer took {:?} (bound {ANSWER_BOUND:?}): waits must be bounded ({})",
+        tally.slowest_answer,
+        tally.slowest_what
     );
     assert!(
         recovered <= RECOVERY_BOUND,
@@ -170,7 +171,10 @@ pub async fn down_refuses_honestly_and_full_queue_never_calls_upstream() {
         ("GET list", http.get(format!("{}/v1/chat/completions", server.base))),
         ("GET one", http.get(format!("{}/v1/chat/completions/{id}", server.base))),
         ("GET messages", http.get(format!("{}/v1/chat/completions/{id}/messages", server.base))),
-        ("POST update", http.post(format!("{}/v1/chat/completions/{id}", server.base)).json(&json!({"metadata": {"k": "v"}}))),
+        (
+            "POST update",
+            http.post(format!("{}/v1/chat/completions/{id}", server.base)).json(&json!({"metadata": {"k": "v"}})),
+        ),
         ("DELETE", http.delete(format!("{}/v1/chat/completions/{id}", server.base))),
         ("GET conversation", http.get(format!("{}/v1/conversations/conv_{}", server.base, "0a".repeat(24)))),
     ];
@@ -186,8 +190,11 @@ pub async fn down_refuses_honestly_and_full_queue_never_calls_upstream() {
         assert!(took <= ANSWER_BOUND, "{what} took {took:?} with the database down (bound {ANSWER_BOUND:?})");
         refusals += 1;
     }
-    let res = http.get(format!("{}/readyz", server.base)).send().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(res.status().as_u16(), 503, "/readyz with the database down");
+    let ready = readyz(&server.base).await;
+    assert!(
+        ready.as_ref().is_some_and(|(s, r)| *s == 503 && r.iter().any(|r| r == "database_unavailable")),
+        "/readyz with the database down: {ready:?}"
+    );
 
     // Creates: the queue holds 5 rows; each create takes a place before its upstream call.
     let mut acked = vec![first_id.clone()];
@@ -207,14 +214,26 @@ pub async fn down_refuses_honestly_and_full_queue_never_calls_upstream() {
             acked.push(body["id"].as_str().unwrap_or_else(|| panic!("no id: {body}")).to_owned());
             upstream_calls_for_acked += rig.upstream.requests() - calls_before;
         } else {
-            check_refusal(status, retry.as_deref(), &body).unwrap_or_else(|e| panic!("create {n} with a full queue: {e}"));
-            assert_eq!(rig.upstream.requests(), calls_before, "create {n} was refused after calling the upstream (billed, unanswered)");
+            check_refusal(status, retry.as_deref(), &body)
+                .unwrap_or_else(|e| panic!("create {n} with a full queue: {e}"));
+            assert_eq!(
+                rig.upstream.requests(),
+                calls_before,
+                "create {n} was refused after calling the upstream (billed, unanswered)"
+            );
             assert!(took <= ANSWER_BOUND, "create {n} took {took:?} to be refused (bound {ANSWER_BOUND:?})");
             refused_creates += 1;
         }
     }
-    assert!(refused_creates >= 3, "a queue of 5 rows refuses at least 3 of 8 creates with the database down; refused {refused_creates}");
-    assert_eq!(rig.upstream.requests() - upstream_before, upstream_calls_for_acked, "the upstream is called only for acknowledged creates");
+    assert!(
+        refused_creates >= 3,
+        "a queue of 5 rows refuses at least 3 of 8 creates with the database down; refused {refused_creates}"
+    );
+    assert_eq!(
+        rig.upstream.requests() - upstream_before,
+        upstream_calls_for_acked,
+        "the upstream is called only for acknowledged creates"
+    );
 
     rig.start_db().await;
     let back = Instant::now();
@@ -231,7 +250,89 @@ pub async fn down_refuses_honestly_and_full_queue_never_calls_upstream() {
         ),
     );
     assert!(missing.is_empty(), "acknowledged completions not stored after recovery: {missing:?}");
-    assert!(drained <= RECOVERY_BOUND, "the queue was written {drained:?} after the database came back (bound {RECOVERY_BOUND:?})");
+    assert!(
+        drained <= RECOVERY_BOUND,
+        "the queue was written {drained:?} after the database came back (bound {RECOVERY_BOUND:?})"
+    );
     let res = create(99).send().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status().as_u16(), 200, "creates work again without a restart");
+}
+
+/// The database answers pings but writes hang (a transaction holds an EXCLUSIVE lock on the table:
+/// reads go on, inserts wait). `/readyz` reports the full queue and, after
+/// `stall_timeout_seconds`, the stalled writer; a create over the full queue is refused with a 503
+/// without calling the upstream; when the lock goes, the queue is written at once and `/readyz` is
+/// ready again.
+pub async fn stuck_writer_and_full_queue() {
+    const TEST: &str = "database::stuck_writer_and_full_queue";
+    let rig = Rig::start().await;
+    let mut settings = Settings::new("async");
+    settings.queue = 5;
+    let server = rig.serve(&settings).await;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_else(|e| panic!("{e}"));
+    let create = |n: usize| {
+        let body = json!({"model": "echo", "messages": [{"role": "user", "content": format!("stuck {n}")}]});
+        http.post(format!("{}/v1/chat/completions", server.base)).json(&body)
+    };
+    let locker = rig.cluster.client(&rig.db).await.unwrap_or_else(|e| panic!("{e}"));
+    locker
+        .batch_execute(&format!("BEGIN; LOCK TABLE {} IN EXCLUSIVE MODE", crate::support::TABLE))
+        .await
+        .unwrap_or_else(|e| panic!("lock the table: {e}"));
+    let locked = Instant::now();
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    let mut slowest_refusal = Duration::ZERO;
+    for n in 0..7 {
+        let calls_before = rig.upstream.requests();
+        let started = Instant::now();
+        let res = create(n).send().await.unwrap_or_else(|e| panic!("create {n}: no answer: {e}"));
+        let took = started.elapsed();
+        let status = res.status().as_u16();
+        let retry = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let body: serde_json::Value = res.json().await.unwrap_or_default();
+        if status == 200 {
+            acked.push(body["id"].as_str().unwrap_or_else(|| panic!("no id: {body}")).to_owned());
+        } else {
+            check_refusal(status, retry.as_deref(), &body)
+                .unwrap_or_else(|e| panic!("create {n} over a full queue: {e}"));
+            assert_eq!(rig.upstream.requests(), calls_before, "create {n} was refused after calling the upstream");
+            assert!(took <= ANSWER_BOUND, "create {n} took {took:?} to be refused (bound {ANSWER_BOUND:?})");
+            slowest_refusal = slowest_refusal.max(took);
+            refused += 1;
+        }
+    }
+    assert_eq!(acked.len(), settings.queue, "the queue takes {} rows while writes hang", settings.queue);
+    assert_eq!(refused, 2, "the creates over the queue are refused");
+    let full_ms = wait_readyz(&server.base, 503, Some("write_queue_full"), Duration::from_secs(5)).await;
+    let stalled_ms = wait_readyz(&server.base, 503, Some("writer_stalled"), Duration::from_secs(8)).await;
+    let stalled_after = locked.elapsed();
+    // Reads go on while writes hang.
+    let res =
+        http.get(format!("{}/v1/chat/completions?limit=1", server.base)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status().as_u16(), 200, "reads are not blocked by the lock");
+
+    locker.batch_execute("COMMIT").await.unwrap_or_else(|e| panic!("unlock: {e}"));
+    let unlocked = Instant::now();
+    let missing = rig.missing_after(&acked, Duration::from_secs(10)).await;
+    let written = unlocked.elapsed();
+    let ready_ms = wait_readyz(&server.base, 200, None, Duration::from_secs(10)).await;
+    report(
+        TEST,
+        &format!(
+            "acked={} stored={} refused_creates={refused} slowest_refusal_ms={} readyz_full_ms={} readyz_stalled_ms_after_lock={} written_ms_after_unlock={} ready_again_ms={}",
+            acked.len(),
+            acked.len() - missing.len(),
+            slowest_refusal.as_millis(),
+            full_ms.as_millis(),
+            stalled_after.as_millis().max(stalled_ms.as_millis()),
+            written.as_millis(),
+            ready_ms.as_millis()
+        ),
+    );
+    assert!(missing.is_empty(), "{TEST}: acknowledged rows not written after the lock went: {missing:?}");
+    assert!(
+        written <= RECOVERY_BOUND,
+        "{TEST}: the queue was written {written:?} after the lock went (bound {RECOVERY_BOUND:?})"
+    );
 }

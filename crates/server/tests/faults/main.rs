@@ -44,6 +44,7 @@ fn main() -> ExitCode {
             "database::down_refuses_honestly_and_full_queue_never_calls_upstream",
             database::down_refuses_honestly_and_full_queue_never_calls_upstream,
         ),
+        Test::plain("database::stuck_writer_and_full_queue", database::stuck_writer_and_full_queue),
         Test::plain("shutdown::sigterm_under_load_sync", shutdown::sigterm_sync),
         Test::plain("shutdown::sigterm_under_load_async", shutdown::sigterm_async),
         Test::plain("shutdown::sigkill_under_load_sync", shutdown::sigkill_sync),
@@ -52,7 +53,10 @@ fn main() -> ExitCode {
             "shutdown::sigterm_database_down_hung_upstream_spills_and_replays",
             shutdown::sigterm_database_down_hung_upstream_spills_and_replays,
         ),
-        Test::plain("upstream::client_disconnect_cancels_the_upstream_call", upstream::client_disconnect_cancels_the_upstream_call),
+        Test::plain(
+            "upstream::client_disconnect_cancels_the_upstream_call",
+            upstream::client_disconnect_cancels_the_upstream_call,
+        ),
         Test::plain("upstream::upstream_killed_mid_stream", upstream::upstream_killed_mid_stream),
         Test::plain(
             "upstream::hung_upstream_and_retrying_clients_do_not_pile_up",

@@ -29,7 +29,11 @@ async fn sigterm_under_load(test: &str, durability: &'static str) {
     let tally = load.stop().await;
     let missing = rig.missing_after(&tally.acked, Duration::ZERO).await;
     let Some((status, took)) = exit else {
-        panic!("{test}: still running {:?} after SIGTERM:\n{}", settings.shutdown_bound() + Duration::from_secs(10), server.tail(40));
+        panic!(
+            "{test}: still running {:?} after SIGTERM:\n{}",
+            settings.shutdown_bound() + Duration::from_secs(10),
+            server.tail(40)
+        );
     };
     report(
         test,
@@ -43,8 +47,17 @@ async fn sigterm_under_load(test: &str, durability: &'static str) {
         ),
     );
     assert!(status.success(), "{test}: SIGTERM ends with exit 0, not {status}:\n{}", server.tail(40));
-    assert!(took <= settings.shutdown_bound() + EXIT_SLACK, "{test}: exit took {took:?}, bound {:?}", settings.shutdown_bound());
-    assert!(missing.is_empty(), "{test}: {} acknowledged completions not stored: {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        took <= settings.shutdown_bound() + EXIT_SLACK,
+        "{test}: exit took {took:?}, bound {:?}",
+        settings.shutdown_bound()
+    );
+    assert!(
+        missing.is_empty(),
+        "{test}: {} acknowledged completions not stored: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
     tally.assert_honest(test);
 }
 
@@ -87,9 +100,19 @@ async fn sigkill_under_load(test: &str, durability: &'static str) {
         ),
     );
     if durability == "sync" {
-        assert!(missing.is_empty(), "{test}: sync lost {} acknowledged completions to SIGKILL: {:?}", missing.len(), &missing[..missing.len().min(10)]);
+        assert!(
+            missing.is_empty(),
+            "{test}: sync lost {} acknowledged completions to SIGKILL: {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
     } else {
-        assert!(missing.len() <= settings.queue, "{test}: async lost {} rows, more than the queue ({})", missing.len(), settings.queue);
+        assert!(
+            missing.len() <= settings.queue,
+            "{test}: async lost {} rows, more than the queue ({})",
+            missing.len(),
+            settings.queue
+        );
     }
     let res = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", server.base))
@@ -156,7 +179,11 @@ pub async fn sigterm_database_down_hung_upstream_spills_and_replays() {
         });
     }
     let Some((status, took)) = exit else {
-        panic!("{TEST}: still running {:?} after SIGTERM:\n{}", settings.shutdown_bound() + Duration::from_secs(30), server.tail(40));
+        panic!(
+            "{TEST}: still running {:?} after SIGTERM:\n{}",
+            settings.shutdown_bound() + Duration::from_secs(30),
+            server.tail(40)
+        );
     };
     let log = server.tail(40);
     drop(server);
@@ -172,9 +199,17 @@ pub async fn sigterm_database_down_hung_upstream_spills_and_replays() {
         ),
     );
     assert!(status.success(), "{TEST}: exit 0, not {status}:\n{log}");
-    assert!(took <= settings.shutdown_bound() + EXIT_SLACK, "{TEST}: exit took {took:?}, bound {:?}:\n{log}", settings.shutdown_bound());
+    assert!(
+        took <= settings.shutdown_bound() + EXIT_SLACK,
+        "{TEST}: exit took {took:?}, bound {:?}:\n{log}",
+        settings.shutdown_bound()
+    );
     for (n, a) in hung_answers.iter().enumerate() {
-        assert!(a.is_ok(), "{TEST}: hung client {n} at shutdown: {}", a.as_ref().err().map(String::as_str).unwrap_or_default());
+        assert!(
+            a.is_ok(),
+            "{TEST}: hung client {n} at shutdown: {}",
+            a.as_ref().err().map(String::as_str).unwrap_or_default()
+        );
     }
 
     // The next start replays the spill before it serves.

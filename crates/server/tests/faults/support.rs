@@ -53,7 +53,8 @@ impl Settings {
             queue: 200,
             pool_wait_ms: 500,
             upstream_timeout_ms: 5_000,
-            store_extra: String::new(),
+            // Bounded waits short enough that a 4 s outage outlasts them (defaults: 5 s, 10 s, 30 s).
+            store_extra: "queue_wait_timeout_ms: 1000, commit_timeout_ms: 1500, stall_timeout_seconds: 2".to_owned(),
             provider_extra: String::new(),
         }
     }
@@ -95,7 +96,7 @@ impl Rig {
     /// provider of the models `echo`, `slow` (`fault-slow`), `trickle` and `hang`.
     pub fn config(&self, s: &Settings) -> PathBuf {
         let pg = format!(
-            "host: 127.0.0.1, port: {}, db: {}, user: postgres, pool_size: 8, wait_timeout_ms: {}, create_timeout_ms: {}, statement_timeout_ms: 5000",
+            "host: 127.0.0.1, port: {}, db: {}, user: postgres, pool_size: 8, wait_timeout_ms: {}, create_timeout_ms: {}, statement_timeout_ms: 1500",
             self.cluster.port(),
             self.db,
             s.pool_wait_ms,
@@ -104,7 +105,9 @@ impl Rig {
         let sep = |extra: &str| if extra.is_empty() { String::new() } else { format!(", {extra}") };
         let models = [("echo", "echo"), ("slow", "fault-slow"), ("trickle", "fault-trickle"), ("hang", "fault-hang")]
             .iter()
-            .map(|(id, scenario)| format!("  - {{ model_id: {id}, provider_id: fake, provider_model_id: {scenario} }}\n"))
+            .map(|(id, scenario)| {
+                format!("  - {{ model_id: {id}, provider_id: fake, provider_model_id: {scenario} }}\n")
+            })
             .collect::<String>();
         let yaml = format!(
             "version: 2
@@ -331,7 +334,9 @@ pub fn check_refusal(status: u16, retry_after: Option<&str>, body: &Value) -> Re
         && error["code"].is_string()
         && error.get("param").is_some();
     if !shaped {
-        return Err(format!("503 not in the error shape {{error: {{message, type: service_unavailable, code, param}}}}: {body}"));
+        return Err(format!(
+            "503 not in the error shape {{error: {{message, type: service_unavailable, code, param}}}}: {body}"
+        ));
     }
     match retry_after.map(str::parse::<u64>) {
         Some(Ok(_)) => Ok(()),
@@ -358,6 +363,8 @@ pub struct Tally {
     pub slowest_refusal: Duration,
     /// Longest any answer took.
     pub slowest_answer: Duration,
+    /// What that answer was (request and outcome).
+    pub slowest_what: String,
     /// When the first 2xx create after [`Load::mark`] was answered, relative to the mark.
     pub first_ok_after_mark: Option<Duration>,
 }
@@ -366,7 +373,7 @@ impl Tally {
     /// A one-line summary for the closing note.
     pub fn summary(&self) -> String {
         format!(
-            "acked={} refusals_503={} reads={} conn_refused={} no_answer={} wrong={} slowest_refusal_ms={} slowest_answer_ms={}",
+            "acked={} refusals_503={} reads={} conn_refused={} no_answer={} wrong={} slowest_refusal_ms={} slowest_answer_ms={} slowest=[{}]",
             self.acked.len(),
             self.refusals,
             self.reads,
@@ -374,14 +381,19 @@ impl Tally {
             self.no_answer.len(),
             self.wrong.len(),
             self.slowest_refusal.as_millis(),
-            self.slowest_answer.as_millis()
+            self.slowest_answer.as_millis(),
+            self.slowest_what
         )
     }
 
     /// Panics naming every answer that was neither a 2xx, an expected read, a 503 in shape nor a
     /// refused connection.
     pub fn assert_honest(&self, what: &str) {
-        assert!(self.wrong.is_empty(), "{what}: answers other than 2xx or a 503 in the error shape: {:#?}", first(&self.wrong));
+        assert!(
+            self.wrong.is_empty(),
+            "{what}: answers other than 2xx or a 503 in the error shape: {:#?}",
+            first(&self.wrong)
+        );
         assert!(self.no_answer.is_empty(), "{what}: requests left without an answer: {:#?}", first(&self.no_answer));
     }
 }
@@ -514,6 +526,25 @@ enum Outcome {
     NoAnswer(String),
 }
 
+impl Outcome {
+    fn describe(&self) -> String {
+        match self {
+            Outcome::Answer { status, body, .. } => format!("{status} {}", body["error"]["code"]),
+            Outcome::Refused => "connection refused".to_owned(),
+            Outcome::NoAnswer(e) => format!("no answer: {}", e.chars().take(120).collect::<String>()),
+        }
+    }
+}
+
+impl Tally {
+    fn note_time(&mut self, took: Duration, what: impl FnOnce() -> String) {
+        if took > self.slowest_answer {
+            self.slowest_answer = took;
+            self.slowest_what = what();
+        }
+    }
+}
+
 impl Client {
     async fn send(&self, req: reqwest::RequestBuilder) -> Outcome {
         match req.send().await {
@@ -521,9 +552,11 @@ impl Client {
                 let status = res.status().as_u16();
                 let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
                 match res.bytes().await {
-                    Ok(bytes) => {
-                        Outcome::Answer { status, retry_after, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
-                    }
+                    Ok(bytes) => Outcome::Answer {
+                        status,
+                        retry_after,
+                        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                    },
                     Err(e) => Outcome::NoAnswer(format!("status {status}, then the body broke: {e:?}")),
                 }
             }
@@ -562,7 +595,7 @@ impl Client {
         let outcome = self.send(self.http.post(format!("{}/v1/chat/completions", self.base)).json(&body)).await;
         let took = started.elapsed();
         let mut t = self.tally.lock().unwrap_or_else(|e| e.into_inner());
-        t.slowest_answer = t.slowest_answer.max(took);
+        t.note_time(took, || format!("create -> {}", outcome.describe()));
         if let Outcome::Answer { status: 200, body, .. } = &outcome {
             match body["id"].as_str() {
                 Some(id) => {
@@ -586,14 +619,14 @@ impl Client {
             t.acked.get((n * 7919 + i) % t.acked.len().max(1)).cloned()
         };
         let (path, must_find) = match known {
-            Some(id) if i % 2 == 0 => (format!("/v1/chat/completions/{id}"), self.spec.reads_must_find),
+            Some(id) if i.is_multiple_of(2) => (format!("/v1/chat/completions/{id}"), self.spec.reads_must_find),
             _ => ("/v1/chat/completions?limit=2".to_owned(), true),
         };
         let started = Instant::now();
         let outcome = self.send(self.http.get(format!("{}{path}", self.base))).await;
         let took = started.elapsed();
         let mut t = self.tally.lock().unwrap_or_else(|e| e.into_inner());
-        t.slowest_answer = t.slowest_answer.max(took);
+        t.note_time(took, || format!("GET {path} -> {}", outcome.describe()));
         match &outcome {
             Outcome::Answer { status: 200, .. } => {
                 t.reads += 1;
@@ -606,6 +639,28 @@ impl Client {
             _ => self.file_other(&mut t, &format!("GET {path}"), outcome, took),
         }
     }
+}
+
+/// `GET /readyz`: the status and the `reasons` it gives (none when it did not answer in 3 s).
+pub async fn readyz(base: &str) -> Option<(u16, Vec<String>)> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().ok()?;
+    let res = http.get(format!("{base}/readyz")).send().await.ok()?;
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap_or_default();
+    let reasons = body["reasons"].as_array().map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect());
+    Some((status, reasons.unwrap_or_default()))
+}
+
+/// Wait until `/readyz` answers `status` with `reason` among its reasons (any reasons: `None`).
+pub async fn wait_readyz(base: &str, status: u16, reason: Option<&str>, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    let what = format!("/readyz to answer {status} with reason {reason:?}");
+    ferrostack_testkit::wait_for(&what, timeout, || async move {
+        let (got, reasons) = readyz(base).await?;
+        (got == status && reason.is_none_or(|r| reasons.iter().any(|g| g == r))).then_some(())
+    })
+    .await;
+    started.elapsed()
 }
 
 /// Print one line of numbers for the closing note (`cargo test ... 2>&1 | grep FAULTS`).

@@ -38,10 +38,7 @@ async fn open_stream(http: &reqwest::Client, base: &str, model: &str) -> (reqwes
 
 /// The JSON data events of an SSE text.
 fn events(text: &str) -> Vec<Value> {
-    text.split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
-        .filter_map(|d| serde_json::from_str(d).ok())
-        .collect()
+    text.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).filter_map(|d| serde_json::from_str(d).ok()).collect()
 }
 
 /// Read the rest of a stream; the text and whether it broke (vs. ended).
@@ -90,7 +87,8 @@ pub async fn client_disconnect_cancels_the_upstream_call() {
     assert_eq!(choice["message"]["content"], "partial", "what was produced is stored: {choice}");
 
     // Non-streaming: the client gives up after 300 ms.
-    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap_or_else(|e| panic!("{e}"));
+    let impatient =
+        reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap_or_else(|e| panic!("{e}"));
     let body = json!({"model": "hang", "messages": [{"role": "user", "content": "never answered"}]});
     let started = rig.upstream.fault_calls_started();
     let res = impatient.post(format!("{}/v1/chat/completions", server.base)).json(&body).send().await;
@@ -148,7 +146,10 @@ pub async fn upstream_killed_mid_stream() {
     let body = json!({"model": "echo", "messages": [{"role": "user", "content": "are you back?"}]});
     let res = http.post(format!("{}/v1/chat/completions", server.base)).json(&body).send().await;
     let status = res.map(|r| r.status().as_u16()).unwrap_or_else(|e| panic!("{e}"));
-    report(TEST, &format!("cut_streams=3 error_events={error_events} stored_with_null_finish=3 after_restart_status={status}"));
+    report(
+        TEST,
+        &format!("cut_streams=3 error_events={error_events} stored_with_null_finish=3 after_restart_status={status}"),
+    );
     assert_eq!(status, 200, "the upstream is used again once it is back");
     assert_eq!(back.requests(), 1);
 }
@@ -164,7 +165,8 @@ pub async fn hung_upstream_and_retrying_clients_do_not_pile_up() {
     settings.upstream_timeout_ms = 60_000;
     let server = rig.serve(&settings).await;
     let fds_before = server.open_fds();
-    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap_or_else(|e| panic!("{e}"));
+    let impatient =
+        reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap_or_else(|e| panic!("{e}"));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
@@ -188,7 +190,10 @@ pub async fn hung_upstream_and_retrying_clients_do_not_pile_up() {
     while Instant::now() < until {
         let started = Instant::now();
         let res = health.get(format!("{}/v1/health", server.base)).send().await;
-        assert!(res.is_ok_and(|r| r.status().is_success()), "/v1/health answers within 1 s under the pile of hung calls");
+        assert!(
+            res.is_ok_and(|r| r.status().is_success()),
+            "/v1/health answers within 1 s under the pile of hung calls"
+        );
         slowest_health = slowest_health.max(started.elapsed());
         peak_fds = peak_fds.max(server.open_fds());
         peak_open = peak_open.max(rig.upstream.fault_calls_open());
@@ -214,7 +219,10 @@ pub async fn hung_upstream_and_retrying_clients_do_not_pile_up() {
     );
     // Each client has at most one live call (plus one being torn down) at any time.
     assert!(peak_open <= 2 * CLIENTS as u64, "{peak_open} upstream calls open at once for {CLIENTS} clients");
-    assert!(peak_fds <= fds_before + 4 * CLIENTS, "file descriptors grew from {fds_before} to {peak_fds} for {CLIENTS} clients");
+    assert!(
+        peak_fds <= fds_before + 4 * CLIENTS,
+        "file descriptors grew from {fds_before} to {peak_fds} for {CLIENTS} clients"
+    );
 }
 
 /// A provider with `max_concurrent_requests: 2` and `queue_timeout_ms: 300`: two calls hang
@@ -229,7 +237,9 @@ pub async fn provider_concurrency_cap_refuses_without_calling_upstream() {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_else(|e| panic!("{e}"));
     let hang = json!({"model": "hang", "messages": [{"role": "user", "content": "hold a place"}]});
     let holders: Vec<_> = (0..2)
-        .map(|_| ferrostack_testkit::spawn(http.post(format!("{}/v1/chat/completions", server.base)).json(&hang).send()))
+        .map(|_| {
+            ferrostack_testkit::spawn(http.post(format!("{}/v1/chat/completions", server.base)).json(&hang).send())
+        })
         .collect();
     ferrostack_testkit::wait_for("two calls holding the provider's places", Duration::from_secs(5), || {
         let open = rig.upstream.fault_calls_open();
@@ -239,14 +249,22 @@ pub async fn provider_concurrency_cap_refuses_without_calling_upstream() {
     let calls_before = rig.upstream.requests();
     let started = Instant::now();
     let echo = json!({"model": "echo", "messages": [{"role": "user", "content": "any room?"}]});
-    let res = http.post(format!("{}/v1/chat/completions", server.base)).json(&echo).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = http
+        .post(format!("{}/v1/chat/completions", server.base))
+        .json(&echo)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let took = started.elapsed();
     let status = res.status().as_u16();
     let retry = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body: Value = res.json().await.unwrap_or_default();
     check_refusal(status, retry.as_deref(), &body).unwrap_or_else(|e| panic!("a call over the cap: {e}"));
     assert_eq!(rig.upstream.requests(), calls_before, "a refused call never reaches the upstream");
-    assert!(took >= Duration::from_millis(250) && took <= Duration::from_secs(3), "refused after the bounded wait (300 ms), took {took:?}");
+    assert!(
+        took >= Duration::from_millis(250) && took <= Duration::from_secs(3),
+        "refused after the bounded wait (300 ms), took {took:?}"
+    );
 
     // One holder leaves: its upstream call is cancelled and its place is free again.
     for h in &holders[..1] {
@@ -257,7 +275,12 @@ pub async fn provider_concurrency_cap_refuses_without_calling_upstream() {
         async move { (open == 1).then_some(()) }
     })
     .await;
-    let res = http.post(format!("{}/v1/chat/completions", server.base)).json(&echo).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = http
+        .post(format!("{}/v1/chat/completions", server.base))
+        .json(&echo)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let after = res.status().as_u16();
     report(TEST, &format!("cap=2 refused_503_after_ms={} served_after_a_place_freed={after}", took.as_millis()));
     assert_eq!(after, 200, "a freed place serves the next call");
