@@ -494,8 +494,8 @@ const SCENARIOS: &[&str] = &[
 // | scenario | answer |
 // |---|---|
 // | `fault-slow` | as `echo`, after [`FakeUpstream::set_fault_delay`] (150 ms at start) |
-// | `fault-trickle` | streams `partial`, then an SSE comment every 50 ms, never ending (a generation that hangs with its connection open); JSON: never answers |
-// | `fault-hang` | no answer at all |
+// | `fault-trickle` | streams `partial`, then an SSE comment every 50 ms, never ending (a generation that hangs with its connection open); JSON: as `fault-hang` |
+// | `fault-hang` | a 200 whose JSON body never comes (a space every 50 ms, never a value) |
 //
 // `fault-trickle` and `fault-hang` calls are counted while open, and counted again as dropped when
 // the caller closes the connection (or the fake is stopped): how a test sees that ferrostack
@@ -590,11 +590,16 @@ async fn fault_answer(scenario: &str, id: &str, model: &str, stream: bool, share
             HttpResponse::Ok().content_type("text/event-stream").streaming(body)
         }
         _ => {
-            // `fault-hang`, and `fault-trickle` without `stream`: the handler never answers; the
-            // guard drops with the handler's future when actix gives up on the connection.
-            let _guard = Tracked::new(shared);
-            std::future::pending::<()>().await;
-            HttpResponse::Ok().finish()
+            // `fault-hang`, and `fault-trickle` without `stream`: the status line and headers,
+            // then a JSON body that never comes (a space every 50 ms, which JSON allows before a
+            // value). actix drops a pending handler only when it writes to a closed connection,
+            // so the spaces are what lets the fake see its caller leave.
+            let guard = Tracked::new(shared);
+            let body = futures_util::stream::unfold(guard, |guard| async move {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                Some((Ok::<_, actix_web::Error>(Bytes::from_static(b" ")), guard))
+            });
+            HttpResponse::Ok().content_type("application/json").streaming(body)
         }
     }
 }

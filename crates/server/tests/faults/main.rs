@@ -47,12 +47,17 @@ fn main() -> ExitCode {
         Test::plain("database::stuck_writer_and_full_queue", database::stuck_writer_and_full_queue),
         Test::plain("shutdown::sigterm_under_load_sync", shutdown::sigterm_sync),
         Test::plain("shutdown::sigterm_under_load_async", shutdown::sigterm_async),
+        Test::plain(
+            "shutdown::sigterm_open_connections_get_503_and_close",
+            shutdown::sigterm_open_connections_get_503_and_close,
+        ),
         Test::plain("shutdown::sigkill_under_load_sync", shutdown::sigkill_sync),
         Test::plain("shutdown::sigkill_under_load_async", shutdown::sigkill_async),
         Test::plain(
             "shutdown::sigterm_database_down_hung_upstream_spills_and_replays",
             shutdown::sigterm_database_down_hung_upstream_spills_and_replays,
         ),
+        Test::plain("upstream::fake_upstream_sees_a_caller_leave", upstream::fake_upstream_sees_a_caller_leave),
         Test::plain(
             "upstream::client_disconnect_cancels_the_upstream_call",
             upstream::client_disconnect_cancels_the_upstream_call,

@@ -225,3 +225,137 @@ pub async fn sigterm_database_down_hung_upstream_spills_and_replays() {
         server.tail(40)
     );
 }
+
+/// One HTTP/1.1 exchange on an open keep-alive connection: the status, the headers (lower-case
+/// names) and the body. Reads the head, then `content-length` bytes (or to the end when absent).
+async fn exchange(
+    stream: &mut tokio::net::TcpStream,
+    request: &str,
+) -> Result<(u16, Vec<(String, String)>, serde_json::Value), String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    stream.write_all(request.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0_u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk).await.map_err(|e| format!("read: {e} (got {buf:?})"))?;
+        if n == 0 {
+            return Err(format!("the connection closed without an answer (got {:?})", String::from_utf8_lossy(&buf)));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or(format!("no status line: {head}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse::<usize>().ok());
+    let mut body = buf[head_end..].to_vec();
+    loop {
+        if length.is_some_and(|l| body.len() >= l) {
+            break;
+        }
+        let n = stream.read(&mut chunk).await.map_err(|e| format!("read the body: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok((status, headers, serde_json::from_slice(&body).unwrap_or_default()))
+}
+
+fn post_request(addr: &str, body: &serde_json::Value) -> String {
+    let body = body.to_string();
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The shutdown order on open connections: SIGTERM while one request is in flight (a 1.5 s
+/// upstream answer) and another keep-alive connection is idle. The in-flight request finishes
+/// with a 200 whose row is stored; a request sent on the idle connection after the signal is
+/// answered 503 in the error shape with `Connection: close` (not reset); new connections are
+/// refused; the process exits 0 within the bound.
+pub async fn sigterm_open_connections_get_503_and_close() {
+    const TEST: &str = "shutdown::sigterm_open_connections_get_503_and_close";
+    let rig = Rig::start().await;
+    let settings = Settings::new("sync");
+    let mut server = rig.serve(&settings).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    rig.upstream.set_fault_delay(Duration::from_millis(1500));
+
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap_or_else(|e| panic!("connect: {e}"));
+    let health = format!("GET /v1/health HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+    let (status, _, _) = exchange(&mut idle, &health).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, 200, "the idle connection is open and kept alive");
+
+    let slow = json!({"model": "slow", "messages": [{"role": "user", "content": "in flight at SIGTERM"}]});
+    let (in_flight_req, in_flight_addr) = (post_request(&addr, &slow), addr.clone());
+    let in_flight = ferrostack_testkit::spawn(async move {
+        let mut conn = tokio::net::TcpStream::connect(&in_flight_addr).await.map_err(|e| format!("connect: {e}"))?;
+        exchange(&mut conn, &in_flight_req).await
+    });
+    ferrostack_testkit::wait_for("the slow call to reach the upstream", Duration::from_secs(5), || {
+        let n = rig.upstream.seen().iter().filter(|s| s.body["model"] == "fault-slow").count();
+        async move { (n == 1).then_some(()) }
+    })
+    .await;
+    server.sigterm();
+    ferrostack_testkit::wait_for("the server to begin its shutdown", Duration::from_secs(5), || {
+        let began = server.text().contains("shutting down");
+        async move { began.then_some(()) }
+    })
+    .await;
+
+    // A request on the idle connection after the signal.
+    let echo = json!({"model": "echo", "messages": [{"role": "user", "content": "after SIGTERM"}]});
+    let late = exchange(&mut idle, &post_request(&addr, &echo)).await;
+    // A new connection.
+    let refused = tokio::net::TcpStream::connect(&addr).await.is_err();
+    let in_flight = in_flight.await.unwrap_or_else(|e| panic!("{e}"));
+    let exit = server.exit_within(settings.shutdown_bound() + Duration::from_secs(10)).await;
+    let (status, took) = exit.unwrap_or_else(|| panic!("{TEST}: still running after SIGTERM:\n{}", server.tail(40)));
+    report(
+        TEST,
+        &format!(
+            "late_request={} new_connection_refused={refused} in_flight={} exit_ms={} bound_ms={}",
+            late.as_ref()
+                .map(|(s, h, _)| format!(
+                    "{s} connection={:?}",
+                    h.iter().find(|(k, _)| k == "connection").map(|(_, v)| v)
+                ))
+                .unwrap_or_else(|e| e.clone()),
+            in_flight.as_ref().map(|(s, _, _)| s.to_string()).unwrap_or_else(|e| e.clone()),
+            took.as_millis(),
+            settings.shutdown_bound().as_millis()
+        ),
+    );
+    let (late_status, late_headers, late_body) =
+        late.unwrap_or_else(|e| panic!("{TEST}: a request on an open connection after SIGTERM: {e}"));
+    let retry = late_headers.iter().find(|(k, _)| k == "retry-after").map(|(_, v)| v.as_str());
+    check_refusal(late_status, retry, &late_body).unwrap_or_else(|e| panic!("{TEST}: the late request: {e}"));
+    assert!(
+        late_headers.iter().any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close")),
+        "{TEST}: the refusal closes the connection: {late_headers:?}"
+    );
+    assert!(refused, "{TEST}: new connections are refused once shutdown began");
+    let (in_status, _, in_body) = in_flight.unwrap_or_else(|e| panic!("{TEST}: the in-flight request: {e}"));
+    assert_eq!(in_status, 200, "{TEST}: the in-flight request finishes: {in_body}");
+    let id = in_body["id"].as_str().unwrap_or_else(|| panic!("no id: {in_body}")).to_owned();
+    assert!(rig.missing_after(&[id], Duration::ZERO).await.is_empty(), "{TEST}: the in-flight 2xx is stored");
+    assert!(status.success(), "{TEST}: exit 0, not {status}");
+    assert!(
+        took <= settings.shutdown_bound() + EXIT_SLACK,
+        "{TEST}: exit took {took:?}, bound {:?}",
+        settings.shutdown_bound()
+    );
+}

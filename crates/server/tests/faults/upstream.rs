@@ -288,3 +288,44 @@ pub async fn provider_concurrency_cap_refuses_without_calling_upstream() {
         h.abort();
     }
 }
+
+/// The instrument the cancellation tests rely on: the fake counts a `fault-hang` call and a
+/// `fault-trickle` stream as dropped as soon as its caller closes the connection (here a plain
+/// HTTP client, no ferrostack in between).
+pub async fn fake_upstream_sees_a_caller_leave() {
+    let fake = FakeUpstream::start().await;
+    let impatient =
+        reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap_or_else(|e| panic!("{e}"));
+    let body = json!({"model": "fault-hang", "messages": [{"role": "user", "content": "x"}]});
+    let res = impatient.post(format!("{}/chat/completions", fake.base_url)).json(&body).send().await;
+    // The head comes at once, the body never.
+    let body = match res {
+        Ok(res) => res.bytes().await,
+        Err(e) => Err(e),
+    };
+    assert!(body.is_err_and(|e| e.is_timeout()), "the body never comes");
+    assert_eq!(fake.fault_calls_started(), 1);
+    ferrostack_testkit::wait_for("the fake to see the hung call's caller leave", CANCEL_BOUND, || {
+        let open = fake.fault_calls_open();
+        async move { (open == 0).then_some(()) }
+    })
+    .await;
+
+    let body = json!({"model": "fault-trickle", "stream": true, "messages": [{"role": "user", "content": "x"}]});
+    let mut res = reqwest::Client::new()
+        .post(format!("{}/chat/completions", fake.base_url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let first = res.chunk().await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_default();
+    assert!(String::from_utf8_lossy(&first).contains("partial"), "{first:?}");
+    assert_eq!(fake.fault_calls_open(), 1);
+    drop(res);
+    ferrostack_testkit::wait_for("the fake to see the stream's caller leave", CANCEL_BOUND, || {
+        let open = fake.fault_calls_open();
+        async move { (open == 0).then_some(()) }
+    })
+    .await;
+    assert_eq!(fake.fault_calls_dropped(), 2);
+}
