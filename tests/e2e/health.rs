@@ -113,7 +113,11 @@ async fn readyz_database_stopped(pg: Postgres) {
         (status == 503).then_some(body)
     })
     .await;
-    assert_eq!(body, json!({"status": "not_ready"}), "the public probe names no backend, host or database");
+    assert_eq!(
+        body,
+        json!({"status": "not_ready", "reasons": ["database_unavailable"]}),
+        "the public probe names no backend, host or database"
+    );
     let (status, body) = app.get("/v1/readiness").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "not_ready", "{body}");

@@ -6,6 +6,7 @@
 mod auth;
 mod chat;
 mod conversations;
+mod durability;
 mod errors;
 mod health;
 mod lists;
@@ -34,5 +35,6 @@ fn main() -> ExitCode {
     tests.extend(replicas::tests());
     tests.extend(llama_stack::tests());
     tests.extend(models::tests());
+    tests.extend(durability::tests());
     ferrostack_testkit::run(tests)
 }

@@ -14,6 +14,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::ConnectionType;
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError as _};
+
 use tokio_util::sync::CancellationToken;
 
 use crate::ApiError;
@@ -49,10 +50,31 @@ impl Lifecycle {
     }
 }
 
-fn refusal(message: &str) -> HttpResponse {
-    let mut res = ApiError::unavailable(message).error_response();
-    res.head_mut().set_connection_type(ConnectionType::Close);
-    res
+/// The 503 of a request refused at shutdown: the one error shape, `Retry-After`, and
+/// `Connection: close`.
+#[derive(Debug)]
+struct Refusal(ApiError);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl actix_web::ResponseError for Refusal {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.0.status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = self.0.error_response();
+        res.head_mut().set_connection_type(ConnectionType::Close);
+        res
+    }
+}
+
+fn refusal(message: &str) -> Refusal {
+    Refusal(ApiError::unavailable(message))
 }
 
 /// The middleware ([`crate::app`] installs it outside authentication).
@@ -65,15 +87,18 @@ pub async fn refuse_when_shutting_down(
     };
     if lifecycle.shutting_down() {
         tracing::debug!(path = %req.path(), "request refused: shutting down");
-        return Ok(req.into_response(refusal("the server is shutting down; retry on another connection")));
+        let res = refusal("the server is shutting down; retry on another connection").error_response();
+        return Ok(req.into_response(res));
     }
-    let http = req.request().clone();
+    let path = req.path().to_owned();
     tokio::select! {
         biased;
         res = next.call(req) => res,
         () = lifecycle.inner.cut.cancelled() => {
-            tracing::info!(path = %http.path(), "request still in progress when the shutdown grace ended; answered 503");
-            Ok(ServiceResponse::new(http, refusal("the server shut down before the request finished; retry")))
+            // The request was moved into the handler's future, which is dropped here: the
+            // answer goes out as an error response (same shape, same headers).
+            tracing::info!(path = %path, "request still in progress when the shutdown grace ended; answered 503");
+            Err(refusal("the server shut down before the request finished; retry").into())
         }
     }
 }

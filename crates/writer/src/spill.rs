@@ -120,8 +120,11 @@ pub(crate) fn claim(path: &Path) -> Result<Vec<PathBuf>, SpillError> {
     Ok(claimed)
 }
 
+/// One line of a spill file: a row, or its line number and why it is not one.
+pub(crate) type Line = Result<Spilled, (usize, String)>;
+
 /// Read a claimed file: each good line as a row, each bad one as its line number and why.
-pub(crate) fn read(path: &Path, table: &str) -> Result<Vec<Result<Spilled, (usize, String)>>, SpillError> {
+pub(crate) fn read(path: &Path, table: &str) -> Result<Vec<Line>, SpillError> {
     let file = std::fs::File::open(path).map_err(io(path))?;
     let mut rows = Vec::new();
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {

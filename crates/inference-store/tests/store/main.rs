@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use ferrostack_testkit::{Test, run};
 
+mod faults;
 mod read;
 mod support;
 mod write;
@@ -24,5 +25,6 @@ fn main() -> ExitCode {
     let mut tests = Vec::new();
     tests.extend(read::tests());
     tests.extend(write::tests());
+    tests.extend(faults::tests());
     run(tests)
 }

@@ -246,12 +246,19 @@ async fn poison_row(env: Env) {
     let expected: Vec<String> = (0..10).map(|i| format!("good{i}")).collect();
     assert_eq!(ids, expected);
     let m = store.metrics();
-    assert_eq!((m.rows_failed(), m.rows_written()), (1, 10));
+    assert_eq!((m.rows_failed(), m.rows_refused(), m.rows_written()), (1, 1, 10));
 
-    // With durability sync, the producer hears about it.
+    // With durability sync, the producer hears about it: refused for its content, with the
+    // database's reason (SQLSTATE 22021, invalid byte sequence), never its host.
     let (sync_store, _w) = env.start(&sync_config());
     let e = sync_store.store(completion("poison2", 1, "bad\0"), Some(&alice)).await.unwrap_err();
-    assert!(matches!(e, Error::WriteFailed { .. }), "{e}");
+    let Error::Refused { id, reason, content } = &e else { panic!("expected a refusal, got {e}") };
+    assert_eq!(id, "poison2");
+    assert!(*content, "a NUL byte is the content's fault: {e}");
+    assert!(reason.contains("22021"), "the reason names the SQLSTATE: {reason}");
+    assert!(!reason.contains("127.0.0.1") && !reason.contains("localhost"), "no host in the reason: {reason}");
+    // The writer goes on.
+    sync_store.store(completion("after-poison", 2, "m"), Some(&alice)).await.unwrap();
 }
 
 /// The grace period ends with rows still blocked: they are reported by id, not written.
