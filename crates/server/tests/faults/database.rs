@@ -102,6 +102,11 @@ async fn outage_under_load(test: &str, durability: &'static str, fault: Fault) {
         missing.len(),
         &missing[..missing.len().min(10)]
     );
+    if !tally.wrong.is_empty() || !tally.no_answer.is_empty() {
+        let log = server.text();
+        let notable: Vec<&str> = log.lines().filter(|l| l.contains("ERROR") || l.contains("upstream")).take(20).collect();
+        eprintln!("{test}: server log, errors and upstream lines:\n{}", notable.join("\n"));
+    }
     tally.assert_honest(test);
     assert!(
         tally.slowest_answer <= ANSWER_BOUND,
