@@ -29,8 +29,39 @@ use ferrostack_testkit::Test;
 use ferrostack_testkit::cluster::Cluster;
 
 /// Tests whose behaviour is not on the branch yet, with what is missing. Each is skipped with that
-/// reason (not run and passed); remove the entry when the behaviour lands.
-const PENDING: &[(&str, &str)] = &[];
+/// reason (reported as ignored, not passed); remove the entry when the behaviour lands. While a
+/// test is listed, the load tests leave its check to it (see [`pending`]) and say so.
+const PENDING: &[(&str, &str)] = &[
+    (
+        "database::reads_on_a_frozen_database_are_bounded",
+        "branch faults: no client-side deadline on a statement already sent, so a read in flight when PostgreSQL freezes waits the whole freeze (statement_timeout is enforced by the frozen server)",
+    ),
+    (
+        "shutdown::sigterm_open_connections_get_503_and_close",
+        "branch faults: actix's graceful stop closes idle keep-alive connections at SIGTERM, so a request sent on one is reset instead of answered 503 with Connection: close",
+    ),
+    (
+        "upstream::client_disconnect_cancels_the_upstream_call",
+        "branch hot: a client that leaves does not cancel its upstream call yet",
+    ),
+    (
+        "upstream::upstream_killed_mid_stream",
+        "branch hot: a stream cut by the upstream is still stored with finish_reason \"stop\", not null",
+    ),
+    (
+        "upstream::hung_upstream_and_retrying_clients_do_not_pile_up",
+        "branch hot: abandoned upstream calls are not cancelled yet, so they pile up",
+    ),
+    (
+        "upstream::provider_concurrency_cap_refuses_without_calling_upstream",
+        "branch hot: no per-provider max_concurrent_requests / queue_timeout_ms yet",
+    ),
+];
+
+/// Why test `name` is pending, if it is: the load tests relax the one check that test owns.
+pub fn pending(name: &str) -> Option<&'static str> {
+    PENDING.iter().find(|(n, _)| *n == name).map(|(_, why)| *why)
+}
 
 fn main() -> ExitCode {
     let tests = vec![
@@ -43,6 +74,10 @@ fn main() -> ExitCode {
         Test::plain(
             "database::down_refuses_honestly_and_full_queue_never_calls_upstream",
             database::down_refuses_honestly_and_full_queue_never_calls_upstream,
+        ),
+        Test::plain(
+            "database::reads_on_a_frozen_database_are_bounded",
+            database::reads_on_a_frozen_database_are_bounded,
         ),
         Test::plain("database::stuck_writer_and_full_queue", database::stuck_writer_and_full_queue),
         Test::plain("shutdown::sigterm_under_load_sync", shutdown::sigterm_sync),
@@ -77,7 +112,7 @@ fn main() -> ExitCode {
     let tests = tests
         .into_iter()
         .map(|t| {
-            let pending = PENDING.iter().find(|(name, _)| *name == t.name()).map(|(_, why)| format!("pending: {why}"));
+            let pending = pending(t.name()).map(|why| format!("pending: {why}"));
             let reason = missing.clone().map(|m| format!("no throwaway PostgreSQL cluster: {m}")).or(pending);
             t.skip_when(reason)
         })

@@ -365,6 +365,10 @@ pub struct Tally {
     pub slowest_answer: Duration,
     /// What that answer was (request and outcome).
     pub slowest_what: String,
+    /// Longest a create took (any outcome).
+    pub slowest_create: Duration,
+    /// Longest a read took (any outcome).
+    pub slowest_read: Duration,
     /// When the first 2xx create after [`Load::mark`] was answered, relative to the mark.
     pub first_ok_after_mark: Option<Duration>,
 }
@@ -373,7 +377,7 @@ impl Tally {
     /// A one-line summary for the closing note.
     pub fn summary(&self) -> String {
         format!(
-            "acked={} refusals_503={} reads={} conn_refused={} no_answer={} wrong={} slowest_refusal_ms={} slowest_answer_ms={} slowest=[{}]",
+            "acked={} refusals_503={} reads={} conn_refused={} no_answer={} wrong={} slowest_refusal_ms={} slowest_create_ms={} slowest_read_ms={} slowest=[{}]",
             self.acked.len(),
             self.refusals,
             self.reads,
@@ -381,7 +385,8 @@ impl Tally {
             self.no_answer.len(),
             self.wrong.len(),
             self.slowest_refusal.as_millis(),
-            self.slowest_answer.as_millis(),
+            self.slowest_create.as_millis(),
+            self.slowest_read.as_millis(),
             self.slowest_what
         )
     }
@@ -596,6 +601,7 @@ impl Client {
         let took = started.elapsed();
         let mut t = self.tally.lock().unwrap_or_else(|e| e.into_inner());
         t.note_time(took, || format!("create -> {}", outcome.describe()));
+        t.slowest_create = t.slowest_create.max(took);
         if let Outcome::Answer { status: 200, body, .. } = &outcome {
             match body["id"].as_str() {
                 Some(id) => {
@@ -627,6 +633,7 @@ impl Client {
         let took = started.elapsed();
         let mut t = self.tally.lock().unwrap_or_else(|e| e.into_inner());
         t.note_time(took, || format!("GET {path} -> {}", outcome.describe()));
+        t.slowest_read = t.slowest_read.max(took);
         match &outcome {
             Outcome::Answer { status: 200, .. } => {
                 t.reads += 1;
