@@ -157,6 +157,7 @@ pub async fn sigkill_async() {
 /// rows are spilled to a local file, and the next start replays them *before serving*: once the
 /// new process listens, every acknowledged completion is a row.
 pub async fn sigterm_database_down_hung_upstream_spills_and_replays() {
+    const SPILLED: usize = 150;
     const TEST: &str = "shutdown::sigterm_database_down_hung_upstream_spills_and_replays";
     let rig = Rig::start().await;
     let settings = Settings::new("async");
@@ -167,16 +168,22 @@ pub async fn sigterm_database_down_hung_upstream_spills_and_replays() {
         http.post(format!("{}/v1/chat/completions", server.base)).json(&body)
     };
     rig.stop_db(StopMode::Fast).await;
+    // 150 rows acknowledged while the database is down (8 clients at a time; the queue holds 200).
     let mut acked = Vec::new();
-    for n in 0..10 {
-        let res = create("echo", n).send().await.unwrap_or_else(|e| panic!("create {n}: {e}"));
-        let status = res.status().as_u16();
-        let body: serde_json::Value = res.json().await.unwrap_or_default();
-        assert_eq!(status, 200, "async create {n} with room in the queue and the database down: {body}");
-        acked.push(body["id"].as_str().unwrap_or_else(|| panic!("no id: {body}")).to_owned());
+    for batch in 0..(SPILLED / 8 + 1) {
+        let sends: Vec<_> = (batch * 8..((batch + 1) * 8).min(SPILLED))
+            .map(|n| (n, ferrostack_testkit::spawn(create("echo", n).send())))
+            .collect();
+        for (n, send) in sends {
+            let res = send.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("create {n}: {e}"));
+            let status = res.status().as_u16();
+            let body: serde_json::Value = res.json().await.unwrap_or_default();
+            assert_eq!(status, 200, "async create {n} with room in the queue and the database down: {body}");
+            acked.push(body["id"].as_str().unwrap_or_else(|| panic!("no id: {body}")).to_owned());
+        }
     }
     // Clients on a hung upstream, in flight at the signal.
-    let hung: Vec<_> = (0..3).map(|n| ferrostack_testkit::spawn(create("hang", 100 + n).send())).collect();
+    let hung: Vec<_> = (0..3).map(|n| ferrostack_testkit::spawn(create("hang", 1000 + n).send())).collect();
     ferrostack_testkit::wait_for("the hung calls to reach the upstream", Duration::from_secs(10), || {
         let open = rig.upstream.fault_calls_open();
         async move { (open >= 3).then_some(()) }
@@ -231,11 +238,25 @@ pub async fn sigterm_database_down_hung_upstream_spills_and_replays() {
         );
     }
 
+    // The unwritten rows are in a JSON-lines spill file under the home directory, one per row.
+    let spilled_lines = spill_lines(rig.home.path());
+    report(TEST, &format!("spill_file_lines={spilled_lines}"));
+    assert_eq!(spilled_lines, acked.len(), "{TEST}: every unwritten row is spilled, once");
+
     // The next start replays the spill before it serves.
     rig.start_db().await;
     let server = Server::start(&rig.config(&settings), rig.home.path()).await;
     let missing = rig.missing_after(&acked, Duration::ZERO).await;
-    report(TEST, &format!("replayed_at_start={} missing={}", acked.len() - missing.len(), missing.len()));
+    let left_over = spill_lines(rig.home.path());
+    report(
+        TEST,
+        &format!(
+            "replayed_at_start={} missing={} spill_lines_after_replay={left_over}",
+            acked.len() - missing.len(),
+            missing.len()
+        ),
+    );
+    assert_eq!(left_over, 0, "{TEST}: a replayed spill file is not left to be replayed again");
     assert!(
         missing.is_empty(),
         "{TEST}: {} of {} rows acknowledged before a SIGTERM with the database down are not stored once the next process serves: {missing:?}\n{}",
@@ -243,6 +264,26 @@ pub async fn sigterm_database_down_hung_upstream_spills_and_replays() {
         acked.len(),
         server.tail(40)
     );
+}
+
+/// Lines of the `*.jsonl` files under `dir` (the spill files).
+fn spill_lines(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                spill_lines(&path)
+            } else if path.extension().is_some_and(|x| x == "jsonl") {
+                std::fs::read_to_string(&path).map(|t| t.lines().filter(|l| !l.trim().is_empty()).count()).unwrap_or(0)
+            } else {
+                0
+            }
+        })
+        .sum()
 }
 
 /// One HTTP/1.1 exchange on an open keep-alive connection: the status, the headers (lower-case
