@@ -419,3 +419,47 @@ pub async fn sigterm_open_connections_get_503_and_close() {
         settings.shutdown_bound()
     );
 }
+
+/// SIGTERM while a client reads a stream whose upstream hangs mid-way (connection open, no
+/// tokens): at the end of `shutdown_timeout_seconds` the stream is ended for the client (no
+/// `[DONE]`), the upstream call is closed, what was produced is stored as incomplete
+/// (`finish_reason: null`), and the process exits 0 within the bound.
+pub async fn sigterm_with_a_stream_hung_midway() {
+    const TEST: &str = "shutdown::sigterm_with_a_stream_hung_midway";
+    let rig = Rig::start().await;
+    let settings = Settings::new("sync");
+    let mut server = rig.serve(&settings).await;
+    let http = reqwest::Client::new();
+    let (res, id) = crate::upstream::open_stream(&http, &server.base, "trickle").await;
+    server.sigterm();
+    let (text, broke) = crate::upstream::read_rest(res).await;
+    let exit = server.exit_within(settings.shutdown_bound() + Duration::from_secs(10)).await;
+    let (status, took) = exit.unwrap_or_else(|| panic!("{TEST}: still running after SIGTERM:\n{}", server.tail(40)));
+    let choice = rig.stored_choices(&id).await.map(|c| c[0].clone());
+    let upstream_open = rig.upstream.fault_calls_open();
+    report(
+        TEST,
+        &format!(
+            "exit_ms={} bound_ms={} stream_broke={broke} done_sent={} stored_finish_reason={} upstream_calls_open_after_exit={upstream_open}",
+            took.as_millis(),
+            settings.shutdown_bound().as_millis(),
+            text.contains("[DONE]"),
+            choice.as_ref().map(|c| c["finish_reason"].to_string()).unwrap_or_else(|| "not stored".to_owned())
+        ),
+    );
+    assert!(status.success(), "{TEST}: exit 0, not {status}:\n{}", server.tail(40));
+    assert!(
+        took <= settings.shutdown_bound() + EXIT_SLACK,
+        "{TEST}: exit took {took:?}, bound {:?}",
+        settings.shutdown_bound()
+    );
+    assert!(!text.contains("[DONE]"), "{TEST}: a stream cut by the shutdown does not end with [DONE]: {text}");
+    let choice = choice.unwrap_or_else(|| panic!("{TEST}: the cut stream {id} is not stored:\n{}", server.tail(40)));
+    assert_eq!(choice["message"]["content"], "partial", "{TEST}: what was produced is stored: {choice}");
+    assert_eq!(choice["finish_reason"], serde_json::Value::Null, "{TEST}: stored as incomplete, not `stop`: {choice}");
+    ferrostack_testkit::wait_for("the upstream call to be closed", Duration::from_secs(3), || {
+        let open = rig.upstream.fault_calls_open();
+        async move { (open == 0).then_some(()) }
+    })
+    .await;
+}

@@ -16,7 +16,7 @@ const CANCEL_BOUND: Duration = Duration::from_secs(3);
 
 /// Open a streamed completion and read up to its first data event: the response (still open) and
 /// the completion id the client sees.
-async fn open_stream(http: &reqwest::Client, base: &str, model: &str) -> (reqwest::Response, String) {
+pub async fn open_stream(http: &reqwest::Client, base: &str, model: &str) -> (reqwest::Response, String) {
     let body = json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "stream, please"}]});
     let mut res = http
         .post(format!("{base}/v1/chat/completions"))
@@ -37,12 +37,12 @@ async fn open_stream(http: &reqwest::Client, base: &str, model: &str) -> (reqwes
 }
 
 /// The JSON data events of an SSE text.
-fn events(text: &str) -> Vec<Value> {
+pub fn events(text: &str) -> Vec<Value> {
     text.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).filter_map(|d| serde_json::from_str(d).ok()).collect()
 }
 
 /// Read the rest of a stream; the text and whether it broke (vs. ended).
-async fn read_rest(mut res: reqwest::Response) -> (String, bool) {
+pub async fn read_rest(mut res: reqwest::Response) -> (String, bool) {
     let mut text = String::new();
     loop {
         match tokio::time::timeout(Duration::from_secs(10), res.chunk()).await {
@@ -55,7 +55,7 @@ async fn read_rest(mut res: reqwest::Response) -> (String, bool) {
 }
 
 /// Wait until completion `id` is stored; its first choice.
-async fn stored_choice(rig: &Rig, id: &str) -> Value {
+pub async fn stored_choice(rig: &Rig, id: &str) -> Value {
     let rig_ref = rig;
     ferrostack_testkit::wait_for(&format!("completion {id} to be stored"), Duration::from_secs(10), || async move {
         rig_ref.stored_choices(id).await.map(|c| c[0].clone())
