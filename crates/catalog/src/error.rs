@@ -141,6 +141,16 @@ pub enum Error {
         /// The pool's size.
         pool_size: usize,
     },
+    /// The database did not answer a statement within the client-side bound (the backend's
+    /// statement timeout plus its connect timeout): it is frozen or the network path is gone.
+    /// The connection is abandoned (cancelled and closed).
+    #[error("storage backend {backend} did not answer within {} ms", waited.as_millis())]
+    NoAnswer {
+        /// The backend.
+        backend: Arc<BackendDescription>,
+        /// How long the statement waited.
+        waited: Duration,
+    },
     /// The catalog was closed (shutdown).
     #[error("storage backend {backend} is closed")]
     Closed {
@@ -214,6 +224,7 @@ impl Error {
             Error::Open { backend, .. }
             | Error::Connect { backend, .. }
             | Error::PoolTimeout { backend, .. }
+            | Error::NoAnswer { backend, .. }
             | Error::Closed { backend }
             | Error::Query { backend, .. }
             | Error::Statement { backend, .. }
@@ -249,7 +260,7 @@ impl Error {
     /// Wrong passwords, unknown databases and failing statements are not transient.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::PoolTimeout { .. } => true,
+            Error::PoolTimeout { .. } | Error::NoAnswer { .. } => true,
             Error::Connect { cause, .. } => cause_is_transient(cause, true),
             Error::Query { cause, .. } => cause_is_transient(cause, false),
             _ => false,
@@ -261,8 +272,10 @@ impl Error {
     /// ([`Error::is_transient`]), or the statement was cancelled by a timeout (PostgreSQL
     /// `57014`, e.g. `statement_timeout`). Clients are told to retry later.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Error::Connect { .. } | Error::PoolTimeout { .. } | Error::Closed { .. })
-            || self.is_transient()
+        matches!(
+            self,
+            Error::Connect { .. } | Error::PoolTimeout { .. } | Error::NoAnswer { .. } | Error::Closed { .. }
+        ) || self.is_transient()
             || self.sql_state() == Some("57014")
     }
 
@@ -295,6 +308,7 @@ impl Error {
             Error::Query { cause, .. } | Error::Connect { cause, .. } => cause.to_string(),
             Error::Statement { reason, .. } => reason.clone(),
             Error::PoolTimeout { waited, .. } => format!("no free connection within {} ms", waited.as_millis()),
+            Error::NoAnswer { waited, .. } => format!("no answer within {} ms", waited.as_millis()),
             Error::Closed { .. } => "the storage backend is closed".to_owned(),
             other => other.to_string(),
         }

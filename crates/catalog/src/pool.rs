@@ -265,6 +265,11 @@ pub(crate) struct PgPool {
     pub(crate) tls: crate::tls::Tls,
     pub(crate) desc: Arc<BackendDescription>,
     wait_timeout: Duration,
+    /// Client-side bound of one use of a connection (statements, or a transaction): the
+    /// server-side statement timeout plus the connect timeout; `None` without a statement
+    /// timeout. It only fires when the server cannot enforce its own (frozen, or the network
+    /// path gone): then the caller gets [`Error::NoAnswer`] (503) instead of waiting for TCP.
+    answer_timeout: Option<Duration>,
     /// Cancel requests for abandoned statements.
     cancels: tokio_util::task::TaskTracker,
 }
@@ -323,7 +328,17 @@ impl PgPool {
             backend: Arc::clone(&desc),
             cause: Cause::Message(format!("cannot build the connection pool: {e}")),
         })?;
-        Ok(Self { pool, config, tls, desc, wait_timeout, cancels: tokio_util::task::TaskTracker::new() })
+        let answer_timeout = (pg.statement_timeout_ms > 0)
+            .then(|| Duration::from_millis(pg.statement_timeout_ms).saturating_add(create_timeout));
+        Ok(Self {
+            pool,
+            config,
+            tls,
+            desc,
+            wait_timeout,
+            answer_timeout,
+            cancels: tokio_util::task::TaskTracker::new(),
+        })
     }
 
     /// A pooled connection, or an error that says why there is none.
@@ -359,6 +374,30 @@ impl PgPool {
     pub(crate) async fn get_watched(&self) -> Result<InFlight, Error> {
         let client = self.get().await?;
         Ok(InFlight { client: Some(client), canceller: self.canceller(), armed: true })
+    }
+
+    /// The client-side bound of one use of a connection, if any.
+    pub(crate) fn answer_timeout(&self) -> Option<Duration> {
+        self.answer_timeout
+    }
+
+    /// Run one use of a watched connection (`work`), bounded by the answer timeout: past it
+    /// `work` (and with it the [`InFlight`] it holds, which cancels and closes its connection)
+    /// is dropped and [`Error::NoAnswer`] returned. Driver errors become [`Error::Query`].
+    pub(crate) async fn bounded<T>(
+        &self,
+        work: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, Error> {
+        match self.answer_timeout {
+            None => work.await.map_err(|e| self.query_error(e)),
+            Some(limit) => match tokio::time::timeout(limit, work).await {
+                Ok(result) => result.map_err(|e| self.query_error(e)),
+                Err(_) => {
+                    tracing::warn!(backend = %self.desc, waited_ms = limit.as_millis(), "no answer from the database; connection abandoned");
+                    Err(Error::NoAnswer { backend: Arc::clone(&self.desc), waited: limit })
+                }
+            },
+        }
     }
 
     /// Close the pool, then wait for cancel requests still on their way.

@@ -92,14 +92,19 @@ impl Db {
         let rows = match &self.backend.pool {
             Pool::Postgres(pg) => {
                 let mut conn = pg.get_watched().await?;
-                let result = async {
-                    let stmt = conn.prepare(&text).await?;
-                    let raw = conn.client().query(&stmt, &postgres::params(&values)).await?;
-                    Ok((stmt, raw))
-                }
-                .await;
-                conn.finish();
-                let (stmt, raw) = result.map_err(|e| pg.query_error(e))?;
+                // Bounded client-side too (a frozen server cannot enforce its statement timeout).
+                let (stmt, raw) = pg
+                    .bounded(async move {
+                        let result = async {
+                            let stmt = conn.prepare(&text).await?;
+                            let raw = conn.client().query(&stmt, &postgres::params(&values)).await?;
+                            Ok((stmt, raw))
+                        }
+                        .await;
+                        conn.finish();
+                        result
+                    })
+                    .await?;
                 postgres::rows(stmt.columns(), raw)?
             }
             Pool::Sqlite(pool, _) => pool.run(move |conn| sqlite::query(conn, &text, &values)).await?,
@@ -124,13 +129,16 @@ impl Db {
         let count = match &self.backend.pool {
             Pool::Postgres(pg) => {
                 let mut conn = pg.get_watched().await?;
-                let result = async {
-                    let stmt = conn.prepare(&text).await?;
-                    conn.client().execute(&stmt, &postgres::params(&values)).await
-                }
-                .await;
-                conn.finish();
-                result.map_err(|e| pg.query_error(e))?
+                pg.bounded(async move {
+                    let result = async {
+                        let stmt = conn.prepare(&text).await?;
+                        conn.client().execute(&stmt, &postgres::params(&values)).await
+                    }
+                    .await;
+                    conn.finish();
+                    result
+                })
+                .await?
             }
             Pool::Sqlite(pool, _) => pool.run_write(move |conn| sqlite::execute(conn, &text, &values)).await?,
         };
@@ -156,24 +164,27 @@ impl Db {
         match &self.backend.pool {
             Pool::Postgres(pg) => {
                 let mut conn = pg.get_watched().await?;
-                let result = async {
-                    // Statements are prepared (through the bounded cache) before the transaction
-                    // opens; dropping the transaction on an error rolls it back.
-                    let mut statements = Vec::with_capacity(prepared.len());
-                    for (text, _) in &prepared {
-                        statements.push(conn.prepare(text).await?);
+                pg.bounded(async move {
+                    let result = async {
+                        // Statements are prepared (through the bounded cache) before the transaction
+                        // opens; dropping the transaction on an error rolls it back.
+                        let mut statements = Vec::with_capacity(prepared.len());
+                        for (text, _) in &prepared {
+                            statements.push(conn.prepare(text).await?);
+                        }
+                        let tx = conn.client().transaction().await?;
+                        let mut counts = Vec::with_capacity(prepared.len());
+                        for (stmt, (_, values)) in statements.iter().zip(&prepared) {
+                            counts.push(tx.execute(stmt, &postgres::params(values)).await?);
+                        }
+                        tx.commit().await?;
+                        Ok(counts)
                     }
-                    let tx = conn.client().transaction().await?;
-                    let mut counts = Vec::with_capacity(prepared.len());
-                    for (stmt, (_, values)) in statements.iter().zip(&prepared) {
-                        counts.push(tx.execute(stmt, &postgres::params(values)).await?);
-                    }
-                    tx.commit().await?;
-                    Ok(counts)
-                }
-                .await;
-                conn.finish();
-                result.map_err(|e| pg.query_error(e))
+                    .await;
+                    conn.finish();
+                    result
+                })
+                .await
             }
             Pool::Sqlite(pool, _) => pool.run_write(move |conn| sqlite::transaction(conn, &prepared)).await,
         }

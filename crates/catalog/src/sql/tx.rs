@@ -61,12 +61,11 @@ enum Inner {
     Postgres {
         client: Option<Box<deadpool_postgres::Object>>,
         canceller: crate::pool::Canceller,
+        /// Client-side bound of each statement (see `PgPool::bounded`).
+        limit: Option<std::time::Duration>,
     },
     /// `abandoned` stops the thread's running statement when the transaction is dropped.
-    Sqlite {
-        commands: std::sync::mpsc::Sender<Command>,
-        abandoned: Arc<AtomicBool>,
-    },
+    Sqlite { commands: std::sync::mpsc::Sender<Command>, abandoned: Arc<AtomicBool> },
 }
 
 /// One open transaction; see the module docs. Commit with [`Tx::commit`]; dropping it rolls back.
@@ -88,8 +87,16 @@ impl Db {
         let inner = match self.pool() {
             Pool::Postgres(pg) => {
                 let client = pg.get().await?;
-                client.batch_execute("BEGIN").await.map_err(|e| pg.query_error(e))?;
-                Inner::Postgres { client: Some(Box::new(client)), canceller: pg.canceller() }
+                let limit = pg.answer_timeout();
+                match bounded(self, limit, client.batch_execute("BEGIN")).await {
+                    Ok(()) => {}
+                    Err(e @ Error::NoAnswer { .. }) => {
+                        pg.canceller().abandon(client);
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+                Inner::Postgres { client: Some(Box::new(client)), canceller: pg.canceller(), limit }
             }
             Pool::Sqlite(pool, _) => {
                 let (turn, conn) = pool.take_for_transaction().await?;
@@ -127,6 +134,22 @@ impl Db {
             backend: Arc::clone(self.description()),
             cause: Cause::Message("the transaction has ended (its connection is gone)".to_owned()),
         }
+    }
+}
+
+/// `work` on the transaction's connection, bounded client-side by `limit` ([`Error::NoAnswer`]
+/// past it: a frozen server cannot enforce its own statement timeout).
+async fn bounded<T>(
+    db: &Db,
+    limit: Option<std::time::Duration>,
+    work: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, Error> {
+    let Some(limit) = limit else {
+        return work.await.map_err(|e| db.pg_error(e));
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(result) => result.map_err(|e| db.pg_error(e)),
+        Err(_) => Err(Error::NoAnswer { backend: Arc::clone(db.description()), waited: limit }),
     }
 }
 
@@ -208,9 +231,14 @@ impl Tx {
     /// Make every statement of the transaction durable. On error nothing is.
     pub async fn commit(mut self) -> Result<(), Error> {
         match &mut self.inner {
-            Inner::Postgres { client, .. } => {
+            Inner::Postgres { client, canceller, limit } => {
                 let Some(c) = client.take() else { return Err(self.db.tx_gone()) };
-                c.batch_execute("COMMIT").await.map_err(|e| self.db.pg_error(e))
+                let committed = bounded(&self.db, *limit, c.batch_execute("COMMIT")).await;
+                if matches!(committed, Err(Error::NoAnswer { .. })) {
+                    // Never back to the pool in an unknown state.
+                    canceller.abandon(*c);
+                }
+                committed
             }
             Inner::Sqlite { commands, .. } => {
                 let (reply, answer) = oneshot::channel();
@@ -225,10 +253,14 @@ impl Tx {
     pub async fn fetch_all(&mut self, sql: Sql) -> Result<Vec<Row>, Error> {
         let (text, values) = self.db.prepare_statement(sql)?;
         match &mut self.inner {
-            Inner::Postgres { client: Some(c), .. } => {
+            Inner::Postgres { client: Some(c), limit, .. } => {
                 let db = &self.db;
-                let stmt = crate::pool::prepare_bounded(c, &text).await.map_err(|e| db.pg_error(e))?;
-                let raw = c.query(&stmt, &postgres::params(&values)).await.map_err(|e| db.pg_error(e))?;
+                let (stmt, raw) = bounded(db, *limit, async {
+                    let stmt = crate::pool::prepare_bounded(c, &text).await?;
+                    let raw = c.query(&stmt, &postgres::params(&values)).await?;
+                    Ok((stmt, raw))
+                })
+                .await?;
                 postgres::rows(stmt.columns(), raw)
             }
             Inner::Postgres { client: None, .. } => Err(self.db.tx_gone()),
@@ -245,10 +277,13 @@ impl Tx {
     pub async fn execute(&mut self, sql: Sql) -> Result<u64, Error> {
         let (text, values) = self.db.prepare_statement(sql)?;
         match &mut self.inner {
-            Inner::Postgres { client: Some(c), .. } => {
+            Inner::Postgres { client: Some(c), limit, .. } => {
                 let db = &self.db;
-                let stmt = crate::pool::prepare_bounded(c, &text).await.map_err(|e| db.pg_error(e))?;
-                c.execute(&stmt, &postgres::params(&values)).await.map_err(|e| db.pg_error(e))
+                bounded(db, *limit, async {
+                    let stmt = crate::pool::prepare_bounded(c, &text).await?;
+                    c.execute(&stmt, &postgres::params(&values)).await
+                })
+                .await
             }
             Inner::Postgres { client: None, .. } => Err(self.db.tx_gone()),
             Inner::Sqlite { commands, .. } => {
@@ -263,7 +298,7 @@ impl Tx {
 impl Drop for Tx {
     fn drop(&mut self) {
         match &mut self.inner {
-            Inner::Postgres { client, canceller } => {
+            Inner::Postgres { client, canceller, .. } => {
                 if let Some(c) = client.take() {
                     // Not committed: never hand a connection inside a transaction back to the
                     // pool. A statement may still run for it (its caller went away): cancel it,

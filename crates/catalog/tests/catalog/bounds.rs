@@ -20,6 +20,9 @@ pub fn tests() -> Vec<Test> {
         Test::postgres("bounds::postgres::an_abandoned_statement_is_cancelled", |pg| async move {
             postgres_abandoned(pg.fresh_database().await).await;
         }),
+        Test::postgres("bounds::postgres::a_frozen_server_answers_no_answer_in_bounded_time", |pg| async move {
+            postgres_frozen(pg.fresh_database().await).await;
+        }),
         Test::plain("bounds::sqlite::statement_timeout_interrupts_a_long_statement", sqlite_statement_timeout),
         Test::plain("bounds::sqlite::an_abandoned_statement_frees_its_connection", sqlite_abandoned),
     ]
@@ -129,4 +132,90 @@ async fn sqlite_abandoned() {
     let rows = sql.fetch_all(Sql::new().push("SELECT 1 AS one")).await.expect("the connection was freed");
     assert_eq!(rows[0].get::<i64>("one").expect("one"), 1);
     catalog.close().await;
+}
+
+/// A TCP relay to the database that can stop relaying while keeping both connections open: a
+/// server frozen (SIGSTOP) or a network path gone, as the client sees it.
+struct Freezer {
+    port: u16,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Freezer {
+    async fn start(host: &str, port: u16) -> Freezer {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let local = listener.local_addr().expect("relay address").port();
+        let frozen = std::sync::Arc::new(AtomicBool::new(false));
+        let target = format!("{host}:{port}");
+        let flag = std::sync::Arc::clone(&frozen);
+        ferrostack_testkit::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else { continue };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (mut from, mut to) in [(cr, sw), (sr, cw)] {
+                    let flag = std::sync::Arc::clone(&flag);
+                    ferrostack_testkit::spawn(async move {
+                        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                        let mut buf = vec![0_u8; 16 * 1024];
+                        loop {
+                            let Ok(n) = from.read(&mut buf).await else { return };
+                            if n == 0 {
+                                return;
+                            }
+                            while flag.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Freezer { port: local, frozen }
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn thaw(&self) {
+        self.frozen.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Statements on a connection to a frozen server end with `NoAnswer` (a 503 for clients) within
+/// the statement timeout plus the connect timeout, instead of waiting for TCP.
+async fn postgres_frozen(db: TestDatabase) {
+    let server = db.server();
+    let relay = Freezer::start(&server.host(), server.port()).await;
+    let extra = json!({ "host": "127.0.0.1", "port": relay.port, "pool_size": 1,
+        "statement_timeout_ms": 300, "create_timeout_ms": 300, "wait_timeout_ms": 300 });
+    let (catalog, sql) = postgres_db(&db, extra).await;
+    sql.fetch_all(Sql::new().push("SELECT 1 AS n")).await.expect("through the relay");
+    relay.freeze();
+    for attempt in 0..2 {
+        let err = sql.fetch_all(Sql::new().push("SELECT 1 AS n")).await.expect_err("frozen");
+        assert!(err.is_unavailable(), "attempt {attempt}: {err}");
+        assert!(err.is_transient(), "attempt {attempt}: {err}");
+    }
+    let err = sql.transaction(vec![Sql::new().push("SELECT 1")]).await.expect_err("frozen");
+    assert!(err.is_unavailable(), "{err}");
+    // A transaction whose server freezes half-way: its statements are bounded too.
+    relay.thaw();
+    ferrostack_testkit::wait_for("the relay to carry statements again", Duration::from_secs(20), || async {
+        sql.fetch_all(Sql::new().push("SELECT 1 AS n")).await.ok()
+    })
+    .await;
+    let mut tx = sql.begin().await.expect("begin");
+    tx.fetch_all(Sql::new().push("SELECT 1 AS n")).await.expect("in the transaction");
+    relay.freeze();
+    let err = tx.fetch_all(Sql::new().push("SELECT 1 AS n")).await.expect_err("frozen");
+    assert!(matches!(err, Error::NoAnswer { .. }), "{err}");
+    assert!(err.is_unavailable(), "{err}");
+    drop(tx);
+    drop(catalog);
 }

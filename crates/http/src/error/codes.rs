@@ -72,7 +72,7 @@ codes! {
         "the id is taken by another owner's row, which was left unchanged (`durability: sync`), a model id is already registered, or an item id is already used in that conversation";
     /// Body over the limit.
     PayloadTooLarge => PAYLOAD_TOO_LARGE, "invalid_request_error", "payload_too_large",
-        "body over the limit";
+        "body over the limit, or a completion to store over the store's `max_row_bytes` (the message names the limit)";
     /// A bug or an unexpected failure.
     Internal => INTERNAL_SERVER_ERROR, "internal_error", "internal_error",
         "a bug or an unexpected failure; the message is opaque, the cause is in the server log";
@@ -90,10 +90,10 @@ codes! {
         "the provider's answer is not what the OpenAI API promises (not JSON, no `id` or `created`, ...) and cannot be relayed or stored";
     /// A dependency other than the database is down, or the server is shutting down.
     ServiceUnavailable => SERVICE_UNAVAILABLE, "service_unavailable", "service_unavailable",
-        "the identity provider is down or timed out, or the server is shutting down; carries `Retry-After`";
+        "the identity provider is down or timed out, or the server is shutting down (with `Connection: close`); carries `Retry-After`";
     /// The database is down, or no connection was free in time.
     DatabaseUnavailable => SERVICE_UNAVAILABLE, "service_unavailable", "database_unavailable",
-        "the database is unreachable, refused the connection, timed out, or no pooled connection was free in time; carries `Retry-After`";
+        "the database is unreachable, refused the connection, timed out, or no pooled connection was free in time; or the write queue stayed full (`queue_wait_timeout_ms`) or a `durability: sync` row did not commit in time (`commit_timeout_ms`); carries `Retry-After`";
     /// The provider did not answer in time.
     UpstreamTimeout => GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout",
         "the provider did not answer (or stopped answering) in time";

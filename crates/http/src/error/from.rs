@@ -123,7 +123,7 @@ impl From<ferrostack_catalog::Error> for ApiError {
     fn from(e: ferrostack_catalog::Error) -> Self {
         use ferrostack_catalog::Error as E;
         let unavailable = match &e {
-            E::Connect { .. } | E::PoolTimeout { .. } | E::Closed { .. } => true,
+            E::Connect { .. } | E::PoolTimeout { .. } | E::NoAnswer { .. } | E::Closed { .. } => true,
             E::Query { .. } => e.is_unavailable(),
             E::UnknownBackend { .. }
             | E::WrongFamily { .. }
