@@ -33,10 +33,6 @@ use ferrostack_testkit::cluster::Cluster;
 /// test is listed, the load tests leave its check to it (see [`pending`]) and say so.
 const PENDING: &[(&str, &str)] = &[
     (
-        "database::reads_on_a_frozen_database_are_bounded",
-        "branch faults: no client-side deadline on a statement already sent, so a read in flight when PostgreSQL freezes waits the whole freeze (statement_timeout is enforced by the frozen server)",
-    ),
-    (
         "shutdown::sigterm_open_connections_get_503_and_close",
         "branch faults: actix's graceful stop closes idle keep-alive connections at SIGTERM, so a request sent on one is reset instead of answered 503 with Connection: close",
     ),
