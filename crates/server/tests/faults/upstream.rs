@@ -232,7 +232,7 @@ pub async fn provider_concurrency_cap_refuses_without_calling_upstream() {
     const TEST: &str = "upstream::provider_concurrency_cap_refuses_without_calling_upstream";
     let rig = Rig::start().await;
     let mut settings = Settings::new("sync");
-    settings.provider_extra = "max_concurrent_requests: 2, queue_timeout_ms: 300".to_owned();
+    settings.provider_extra.push_str(", max_concurrent_requests: 2, queue_timeout_ms: 300");
     let server = rig.serve(&settings).await;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_else(|e| panic!("{e}"));
     let hang = json!({"model": "hang", "messages": [{"role": "user", "content": "hold a place"}]});
