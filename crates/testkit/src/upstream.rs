@@ -67,8 +67,6 @@ struct Shared {
     models: Mutex<Option<Vec<String>>>,
     /// `GET /v1/models` requests answered.
     model_lists: AtomicU64,
-    /// The fault suite's scenarios (`fault-*`).
-    faults: FaultState,
 }
 
 /// The running fake.
@@ -79,6 +77,8 @@ pub struct FakeUpstream {
     root: String,
     shared: Arc<Shared>,
     handle: ServerHandle,
+    /// The fault suite's scenarios (`/fault/v1`).
+    faults: web::Data<FaultState>,
 }
 
 impl FakeUpstream {
@@ -97,9 +97,13 @@ impl FakeUpstream {
             ..Shared::default()
         });
         let data = web::Data::from(Arc::clone(&shared));
+        let faults = web::Data::new(FaultState::default());
+        let fault_data = faults.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(fault_data.clone())
+                .route("/fault/v1/chat/completions", web::post().to(fault_by_model))
                 .route("/v1/chat/completions", web::post().to(by_model))
                 .route("/v1/models", web::get().to(list_models))
                 .route("/{scenario}/v1/chat/completions", web::post().to(by_path))
@@ -112,7 +116,7 @@ impl FakeUpstream {
         let server = server.run();
         let handle = server.handle();
         crate::spawn(server);
-        FakeUpstream { base_url: format!("http://{addr}/v1"), root: format!("http://{addr}"), shared, handle }
+        FakeUpstream { base_url: format!("http://{addr}/v1"), root: format!("http://{addr}"), shared, handle, faults }
     }
 
     /// The base URL of `scenario` (what a provider's `url` would be).
@@ -318,7 +322,7 @@ async fn answer(
     } else {
         format!("chatcmpl-fake{:016x}", shared.ids.fetch_add(1, Ordering::Relaxed))
     };
-    let known = SCENARIOS.contains(&scenario.as_str()) || FAULT_SCENARIOS.contains(&scenario.as_str());
+    let known = SCENARIOS.contains(&scenario.as_str());
     let scenario = if known || !echo_unknown { scenario } else { "echo".to_owned() };
     match scenario.as_str() {
         "json" => HttpResponse::Ok().json(json!({
@@ -453,7 +457,6 @@ async fn answer(
             frame(&id, &model, json!({}), Some("stop")),
             Bytes::from_static(b"data: [DONE]\n\n"),
         ]),
-        fault if FAULT_SCENARIOS.contains(&fault) => fault_answer(fault, &id, &model, stream, &shared).await,
         other => HttpResponse::NotFound().body(format!("no scenario {other}")),
     }
 }
@@ -491,6 +494,9 @@ const SCENARIOS: &[&str] = &[
 
 // ---- The fault suite's scenarios (crates/server/tests/faults) --------------------------------
 //
+// `POST /fault/v1/chat/completions` ([`FakeUpstream::fault_url`]): the request's `model` names the
+// scenario, as on `/v1`; models other than these are answered as on `/v1` (`echo`, ...).
+//
 // | scenario | answer |
 // |---|---|
 // | `fault-slow` | as `echo`, after [`FakeUpstream::set_fault_delay`] (150 ms at start) |
@@ -499,7 +505,8 @@ const SCENARIOS: &[&str] = &[
 //
 // `fault-trickle` and `fault-hang` calls are counted while open, and counted again as dropped when
 // the caller closes the connection (or the fake is stopped): how a test sees that ferrostack
-// cancelled an upstream call.
+// cancelled an upstream call. (actix drops a pending answer only when a write to a closed
+// connection fails, hence the ticks.)
 
 /// The scenarios of the fault suite.
 pub const FAULT_SCENARIOS: &[&str] = &["fault-slow", "fault-trickle", "fault-hang"];
@@ -522,36 +529,41 @@ impl Default for FaultState {
 }
 
 /// Counts a tracked call as dropped when the answer (future or body stream) holding it is dropped.
-struct Tracked(Arc<Shared>);
+struct Tracked(web::Data<FaultState>);
 
 impl Tracked {
-    fn new(shared: &Arc<Shared>) -> Tracked {
-        shared.faults.started.fetch_add(1, Ordering::SeqCst);
-        Tracked(Arc::clone(shared))
+    fn new(faults: &web::Data<FaultState>) -> Tracked {
+        faults.started.fetch_add(1, Ordering::SeqCst);
+        Tracked(faults.clone())
     }
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.0.faults.dropped.fetch_add(1, Ordering::SeqCst);
+        self.0.dropped.fetch_add(1, Ordering::SeqCst);
     }
 }
 
 impl FakeUpstream {
+    /// The base URL of the fault suite's route (`http://127.0.0.1:<port>/fault/v1`).
+    pub fn fault_url(&self) -> String {
+        format!("{}/fault/v1", self.root)
+    }
+
     /// How long `fault-slow` waits before answering, from now on.
     pub fn set_fault_delay(&self, delay: std::time::Duration) {
         let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        self.shared.faults.delay_ms.store(ms, Ordering::SeqCst);
+        self.faults.delay_ms.store(ms, Ordering::SeqCst);
     }
 
     /// `fault-trickle` and `fault-hang` calls received so far.
     pub fn fault_calls_started(&self) -> u64 {
-        self.shared.faults.started.load(Ordering::SeqCst)
+        self.faults.started.load(Ordering::SeqCst)
     }
 
     /// Of those, the ones that ended because the caller closed the connection (or the fake stopped).
     pub fn fault_calls_dropped(&self) -> u64 {
-        self.shared.faults.dropped.load(Ordering::SeqCst)
+        self.faults.dropped.load(Ordering::SeqCst)
     }
 
     /// Tracked calls still open (started and not dropped).
@@ -560,26 +572,49 @@ impl FakeUpstream {
     }
 }
 
-async fn fault_answer(scenario: &str, id: &str, model: &str, stream: bool, shared: &Arc<Shared>) -> HttpResponse {
-    match scenario {
+async fn fault_by_model(
+    req: HttpRequest,
+    body: Bytes,
+    shared: web::Data<Shared>,
+    faults: web::Data<FaultState>,
+) -> HttpResponse {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let model = body["model"].as_str().unwrap_or_default().to_owned();
+    if !FAULT_SCENARIOS.contains(&model.as_str()) {
+        return answer(&req, model, body, shared.into_inner(), true).await;
+    }
+    if let Ok(mut seen) = shared.seen.lock() {
+        seen.push(Seen {
+            path: req.path().to_owned(),
+            authorization: header(&req, "authorization"),
+            traceparent: header(&req, "traceparent"),
+            tracestate: header(&req, "tracestate"),
+            request_id: header(&req, "x-request-id"),
+            accept: header(&req, "accept"),
+            body: body.clone(),
+        });
+    }
+    let id = format!("chatcmpl-fake{:016x}", shared.ids.fetch_add(1, Ordering::Relaxed));
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    match model.as_str() {
         "fault-slow" => {
-            let delay = shared.faults.delay_ms.load(Ordering::SeqCst);
+            let delay = faults.delay_ms.load(Ordering::SeqCst);
             tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
             if stream {
                 sse(vec![
-                    frame(id, model, json!({"role": "assistant", "content": "hel"}), None),
-                    frame(id, model, json!({"content": "lo "}), None),
-                    frame(id, model, json!({"content": "world"}), None),
-                    frame(id, model, json!({}), Some("stop")),
+                    frame(&id, &model, json!({"role": "assistant", "content": "hel"}), None),
+                    frame(&id, &model, json!({"content": "lo "}), None),
+                    frame(&id, &model, json!({"content": "world"}), None),
+                    frame(&id, &model, json!({}), Some("stop")),
                     Bytes::from_static(b"data: [DONE]\n\n"),
                 ])
             } else {
-                HttpResponse::Ok().json(completion(id, model, "hello world"))
+                HttpResponse::Ok().json(completion(&id, &model, "hello world"))
             }
         }
         "fault-trickle" if stream => {
-            let guard = Tracked::new(shared);
-            let first = frame(id, model, json!({"role": "assistant", "content": "partial"}), None);
+            let guard = Tracked::new(&faults);
+            let first = frame(&id, &model, json!({"role": "assistant", "content": "partial"}), None);
             // The guard lives in the body stream: dropped when actix drops the body, which it does
             // when a write fails (the caller is gone) or the server stops.
             let ticks = futures_util::stream::unfold(guard, |guard| async move {
@@ -590,11 +625,9 @@ async fn fault_answer(scenario: &str, id: &str, model: &str, stream: bool, share
             HttpResponse::Ok().content_type("text/event-stream").streaming(body)
         }
         _ => {
-            // `fault-hang`, and `fault-trickle` without `stream`: the status line and headers,
-            // then a JSON body that never comes (a space every 50 ms, which JSON allows before a
-            // value). actix drops a pending handler only when it writes to a closed connection,
-            // so the spaces are what lets the fake see its caller leave.
-            let guard = Tracked::new(shared);
+            // `fault-hang`, and `fault-trickle` without `stream`: the head, then a JSON body that
+            // never comes (a space every 50 ms, which JSON allows before a value).
+            let guard = Tracked::new(&faults);
             let body = futures_util::stream::unfold(guard, |guard| async move {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 Some((Ok::<_, actix_web::Error>(Bytes::from_static(b" ")), guard))

@@ -11,10 +11,11 @@ use serde_json::json;
 use crate::support::{Load, LoadSpec, Rig, Settings, check_refusal, readyz, report, wait_readyz};
 
 /// Longest any answer may take while the database is down or frozen: the suite's bounded waits
-/// (pool 500 ms, queue place 1 s, sync commit 1.5 s; see `Settings`) with room for a loaded 2-core
-/// machine. Shorter than [`OUTAGE`], so a request that waits for the whole outage fails the test
-/// (the issue saw 30 s and more).
-const ANSWER_BOUND: Duration = Duration::from_secs(3);
+/// (pool 500 ms, connect 1 s, statement 1 s, queue place 1 s, sync commit 1.5 s; see `Settings`)
+/// with room for a loaded 2-core machine (alone, the slowest is 1.0-2.1 s; with two tests and
+/// other builds sharing the 2 cores, up to 4.6 s was seen). Shorter than [`OUTAGE`], so a request
+/// that waits for the whole outage fails the test (the issue saw 30 s and more).
+const ANSWER_BOUND: Duration = Duration::from_secs(5);
 
 /// How soon after the database is back the work resumes (sync: a 2xx create; async: every row
 /// acknowledged during the outage written): the writer wakes on a successful ping within a
@@ -24,7 +25,7 @@ const RECOVERY_BOUND: Duration = Duration::from_secs(2);
 
 /// How long the database stays down or frozen: longer than every bounded wait, so requests meet
 /// the fault and a wait that lasts as long as the fault shows.
-const OUTAGE: Duration = Duration::from_secs(4);
+const OUTAGE: Duration = Duration::from_secs(6);
 
 /// The test that owns "a read in flight when the database freezes is answered in bounded time".
 const FROZEN_READS: &str = "database::reads_on_a_frozen_database_are_bounded";
@@ -363,7 +364,7 @@ pub async fn stuck_writer_and_full_queue() {
 /// server can end it (PostgreSQL's `statement_timeout` is the frozen server's), so only a
 /// client-side deadline answers it. Made deterministic with a lock: the test holds an ACCESS
 /// EXCLUSIVE lock on the table, so the reads wait at the server; then the cluster is frozen for
-/// 4 s. Each read must be answered within [`ANSWER_BOUND`] with a 503 in the error shape (or a
+/// [`OUTAGE`]. Each read must be answered within [`ANSWER_BOUND`] with a 503 in the error shape (or a
 /// 200, should it finish), never after the freeze.
 pub async fn reads_on_a_frozen_database_are_bounded() {
     let rig = Rig::start().await;

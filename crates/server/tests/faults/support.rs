@@ -32,7 +32,8 @@ pub struct Settings {
     pub drain_timeout_seconds: u64,
     /// `max_write_queue_size` of the inference store.
     pub queue: usize,
-    /// `wait_timeout_ms` / `create_timeout_ms` of the pools.
+    /// `wait_timeout_ms` of the pools (`create_timeout_ms` is 1 s: opening a connection on a
+    /// loaded 2-core machine can take longer than 500 ms; `statement_timeout_ms` is 1 s).
     pub pool_wait_ms: u64,
     /// `timeout_ms` of the provider.
     pub upstream_timeout_ms: u64,
@@ -53,10 +54,10 @@ impl Settings {
             queue: 200,
             pool_wait_ms: 500,
             upstream_timeout_ms: 5_000,
-            // Bounded waits short enough that a 4 s outage outlasts them (defaults: 5 s, 10 s, 30 s).
+            // Bounded waits short enough that a 6 s outage outlasts them (defaults: 5 s, 10 s, 30 s).
             store_extra: "queue_wait_timeout_ms: 1000, commit_timeout_ms: 1500, stall_timeout_seconds: 2".to_owned(),
             // No idle upstream connections: the fake (actix) closes a connection idle for 5 s, and
-            // an outage of 4 s leaves ferrostack's pooled connections idle about that long; a POST
+            // an outage of 6 s leaves ferrostack's pooled connections idle about that long; a POST
             // sent on one as it closes fails (502), which is not the fault under test here.
             provider_extra: "max_idle_connections: 0".to_owned(),
         }
@@ -99,10 +100,9 @@ impl Rig {
     /// provider of the models `echo`, `slow` (`fault-slow`), `trickle` and `hang`.
     pub fn config(&self, s: &Settings) -> PathBuf {
         let pg = format!(
-            "host: 127.0.0.1, port: {}, db: {}, user: postgres, pool_size: 8, wait_timeout_ms: {}, create_timeout_ms: {}, statement_timeout_ms: 1500",
+            "host: 127.0.0.1, port: {}, db: {}, user: postgres, pool_size: 8, wait_timeout_ms: {}, create_timeout_ms: 1000, statement_timeout_ms: 1000",
             self.cluster.port(),
             self.db,
-            s.pool_wait_ms,
             s.pool_wait_ms
         );
         let sep = |extra: &str| if extra.is_empty() { String::new() } else { format!(", {extra}") };
@@ -137,7 +137,7 @@ models:
             queue = s.queue,
             drain = s.drain_timeout_seconds,
             store_extra = sep(&s.store_extra),
-            url = self.upstream.base_url,
+            url = self.upstream.fault_url(),
             timeout = s.upstream_timeout_ms,
             provider_extra = sep(&s.provider_extra),
         );

@@ -297,7 +297,7 @@ pub async fn fake_upstream_sees_a_caller_leave() {
     let impatient =
         reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap_or_else(|e| panic!("{e}"));
     let body = json!({"model": "fault-hang", "messages": [{"role": "user", "content": "x"}]});
-    let res = impatient.post(format!("{}/chat/completions", fake.base_url)).json(&body).send().await;
+    let res = impatient.post(format!("{}/chat/completions", fake.fault_url())).json(&body).send().await;
     // The head comes at once, the body never.
     let body = match res {
         Ok(res) => res.bytes().await,
@@ -313,7 +313,7 @@ pub async fn fake_upstream_sees_a_caller_leave() {
 
     let body = json!({"model": "fault-trickle", "stream": true, "messages": [{"role": "user", "content": "x"}]});
     let mut res = reqwest::Client::new()
-        .post(format!("{}/chat/completions", fake.base_url))
+        .post(format!("{}/chat/completions", fake.fault_url()))
         .json(&body)
         .send()
         .await
