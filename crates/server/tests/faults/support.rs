@@ -15,7 +15,7 @@ use ferrostack_testkit::upstream::FakeUpstream;
 use serde_json::{Value, json};
 
 /// The `ferrostack` binary cargo built for this package.
-const BIN: &str = env!("CARGO_BIN_EXE_ferrostack");
+pub const BIN: &str = env!("CARGO_BIN_EXE_ferrostack");
 
 /// The table stored completions live in.
 pub const TABLE: &str = "inference_store";
