@@ -22,6 +22,7 @@ pub fn tests() -> Vec<Test> {
         Test::plain("durability::shutdown_answers_new_requests_503_and_finishes_in_flight", shutdown_in_order),
         Test::plain("durability::shutdown_answers_a_waiting_request_503_at_the_grace_end", shutdown_cut),
         Test::postgres("durability::async_rows_outliving_the_drain_are_spilled_and_replayed", spill_and_replay),
+        Test::postgres("durability::refusals_and_a_stalled_writer_reach_clients_and_readyz", writer_faults),
     ]
 }
 
@@ -285,6 +286,70 @@ async fn spill_and_replay(pg: Postgres) {
     let (status, _, list) = send(&app, reqwest::Method::GET, "/v1/chat/completions?limit=100", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["data"].as_array().map(Vec::len), Some(20), "each row once");
+    app.stop().await.expect("clean stop");
+    upstream.stop().await;
+}
+
+/// What the writer meets reaches the client (sync) and the probe: a completion over
+/// `max_row_bytes` is 413 before the upstream; a row the database refuses for its content is
+/// 400 naming the reason, and the writer goes on; a writer that cannot commit makes `/readyz`
+/// answer 503 `writer_stalled`, and ready again once it can.
+async fn writer_faults(pg: Postgres) {
+    let db = pg.fresh_database().await;
+    let upstream = FakeUpstream::start().await;
+    let mut config = chat_config(Storage::Postgres(&db), &upstream.base_url, "");
+    tune(&mut config, |s| {
+        s.durability = Durability::Sync;
+        s.max_row_bytes = 4096;
+        s.stall_timeout_seconds = 1;
+        s.commit_timeout_ms = 60_000;
+    });
+    let app = TestApp::spawn(&config, options()).await;
+    let post = reqwest::Method::POST;
+
+    let big = json!({"model": "test-model", "messages": [{"role": "user", "content": "x".repeat(5000)}]});
+    let (status, _, body) = send(&app, post.clone(), "/v1/chat/completions", Some(big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
+    assert_eq!(body["error"]["param"], "messages", "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("4096")), "names the limit: {body}");
+    assert_eq!(upstream.requests(), 0, "refused before the upstream");
+
+    // PostgreSQL refuses \u0000 in jsonb: the request learns it, with the database's reason.
+    let nul = json!({"model": "test-model", "messages": [{"role": "user", "content": "a\u{0}b"}]});
+    let (status, _, body) = send(&app, post.clone(), "/v1/chat/completions", Some(nul)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_request", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("SQLSTATE"), "names the database's reason: {body}");
+    assert!(!message.contains(&db.server().host()) || db.server().host().is_empty(), "no host: {body}");
+    let (status, _, body) = send(&app, post.clone(), "/v1/chat/completions", Some(chat("test-model"))).await;
+    assert_eq!(status, StatusCode::OK, "the writer goes on: {body}");
+
+    // A writer that cannot commit: readyz says so, then recovers.
+    let locker = db.client().await;
+    locker.batch_execute("BEGIN; LOCK TABLE inference_store IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+    let blocked = {
+        let (http, url) = (app.http.clone(), format!("{}/v1/chat/completions", app.base));
+        ferrostack_testkit::spawn(
+            async move { http.post(url).json(&chat("test-model")).send().await.map(|r| r.status()) },
+        )
+    };
+    let body = wait_for("readyz to report the stalled writer", Duration::from_secs(20), || async {
+        let (status, _, body) = send(&app, reqwest::Method::GET, "/readyz", None).await;
+        (status == StatusCode::SERVICE_UNAVAILABLE).then_some(body)
+    })
+    .await;
+    assert_eq!(body, json!({"status": "not_ready", "reasons": ["writer_stalled"]}));
+    let (_, _, details) = send(&app, reqwest::Method::GET, "/v1/readiness", None).await;
+    assert_eq!(details["writers"]["inference_store"]["status"], "stalled", "{details}");
+    assert_eq!(details["writers"]["inference_store"]["queue_depth"], 1, "{details}");
+    locker.batch_execute("COMMIT").await.expect("unlock");
+    assert_eq!(blocked.await.expect("task").expect("answer"), StatusCode::OK);
+    wait_for("readyz to recover", Duration::from_secs(20), || async {
+        (send(&app, reqwest::Method::GET, "/readyz", None).await.0 == StatusCode::OK).then_some(())
+    })
+    .await;
     app.stop().await.expect("clean stop");
     upstream.stop().await;
 }

@@ -235,7 +235,11 @@ impl<'a> Validator<'a> {
         self.range(&join(&path, "queue_wait_timeout_ms"), r.queue_wait_timeout_ms, 0..=600_000, "ms");
         self.range(&join(&path, "commit_timeout_ms"), r.commit_timeout_ms, 100..=600_000, "ms");
         self.range(&join(&path, "max_batch_bytes"), r.max_batch_bytes, 65_536..=268_435_456, "bytes");
-        self.range(&join(&path, "max_row_bytes"), r.max_row_bytes, 1_024..=r.max_batch_bytes.max(1_024), "bytes");
+        // A row fits in a batch; against the largest batch when max_batch_bytes is itself out
+        // of range (one problem reported, not two).
+        let batch_bytes =
+            if (65_536..=268_435_456).contains(&r.max_batch_bytes) { r.max_batch_bytes } else { 268_435_456 };
+        self.range(&join(&path, "max_row_bytes"), r.max_row_bytes, 1_024..=batch_bytes, "bytes");
         self.range(&join(&path, "stall_timeout_seconds"), r.stall_timeout_seconds, 1..=3_600, "seconds");
         if r.spill_path.as_deref().is_some_and(|p| p.trim().is_empty()) {
             self.problem(join(&path, "spill_path"), "must not be empty (leave it out for the default)");

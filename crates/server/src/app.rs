@@ -20,6 +20,9 @@ use tokio_util::task::TaskTracker;
 use crate::telemetry::Telemetry;
 use crate::{metrics, migrate};
 
+/// Longest wait for the storage pools to close at shutdown (after the drain).
+const POOL_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Start-up choices that do not belong in the run config.
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
@@ -212,7 +215,11 @@ impl Application {
         // 4. close the storage pools, now that nothing can use them;
         // 5. (the caller) shut telemetry down: `TelemetryGuard::shutdown` flushes the spans and
         //    metrics of everything above, so it comes last.
-        catalog.close().await;
+        //    Cancel requests for statements abandoned above finish in the background; against a
+        //    frozen database they could take a connect timeout, so closing is bounded.
+        if tokio::time::timeout(POOL_CLOSE_TIMEOUT, catalog.close()).await.is_err() {
+            tracing::warn!("shutdown: cancel requests to the database still pending; not waiting for them");
+        }
         tracing::info!("ferrostack stopped");
         served.context("server task failed")?.context("server failed")
     }

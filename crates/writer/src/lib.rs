@@ -12,7 +12,7 @@
 //!   caller's owner columns;
 //! - retries transient errors with capped, jittered exponential backoff for as long as it runs,
 //!   and bisects a batch the database rejects for good until the rows at fault are isolated
-//!   (logged by key, never their content, and dropped);
+//!   (refused: logged by key, never their content; see below);
 //! - reports a row whose key belongs to another owner's row (that row is left untouched);
 //! - `durability: sync`: [`Writer::write`] returns once the row's batch committed (group commit);
 //! - drains on [`Writers::shutdown`] within a grace period; its tasks are tracked

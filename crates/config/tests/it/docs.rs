@@ -81,6 +81,11 @@ fn defaults_match_the_code() {
     documents(d, "Store fields", "durability", fc::Durability::default());
     documents(d, "Store fields", "batch_size", fc::default_batch_size());
     documents(d, "Store fields", "drain_timeout_seconds", fc::default_drain_timeout_seconds());
+    documents(d, "Store fields", "queue_wait_timeout_ms", fc::default_queue_wait_timeout_ms());
+    documents(d, "Store fields", "commit_timeout_ms", fc::default_commit_timeout_ms());
+    documents(d, "Store fields", "max_batch_bytes", fc::default_max_batch_bytes());
+    documents(d, "Store fields", "max_row_bytes", fc::default_max_row_bytes());
+    documents(d, "Store fields", "stall_timeout_seconds", fc::default_stall_timeout_seconds());
 
     documents(d, "`telemetry`", "log_level", fc::default_log_level());
 
