@@ -8,6 +8,7 @@
 //!   `postgres://postgres@127.0.0.1:5432/postgres`; [`Postgres::fresh_database`] creates a
 //!   `test_<uuid>` database that is dropped when the guard is.
 
+pub mod cluster;
 pub mod upstream;
 
 use std::future::Future;

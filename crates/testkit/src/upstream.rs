@@ -77,6 +77,8 @@ pub struct FakeUpstream {
     root: String,
     shared: Arc<Shared>,
     handle: ServerHandle,
+    /// The fault suite's scenarios (`/fault/v1`).
+    faults: web::Data<FaultState>,
 }
 
 impl FakeUpstream {
@@ -95,9 +97,13 @@ impl FakeUpstream {
             ..Shared::default()
         });
         let data = web::Data::from(Arc::clone(&shared));
+        let faults = web::Data::new(FaultState::default());
+        let fault_data = faults.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(fault_data.clone())
+                .route("/fault/v1/chat/completions", web::post().to(fault_by_model))
                 .route("/v1/chat/completions", web::post().to(by_model))
                 .route("/v1/models", web::get().to(list_models))
                 .route("/{scenario}/v1/chat/completions", web::post().to(by_path))
@@ -110,7 +116,7 @@ impl FakeUpstream {
         let server = server.run();
         let handle = server.handle();
         crate::spawn(server);
-        FakeUpstream { base_url: format!("http://{addr}/v1"), root: format!("http://{addr}"), shared, handle }
+        FakeUpstream { base_url: format!("http://{addr}/v1"), root: format!("http://{addr}"), shared, handle, faults }
     }
 
     /// The base URL of `scenario` (what a provider's `url` would be).
@@ -485,3 +491,148 @@ const SCENARIOS: &[&str] = &[
     "status-500",
     "hang",
 ];
+
+// ---- The fault suite's scenarios (crates/server/tests/faults) --------------------------------
+//
+// `POST /fault/v1/chat/completions` ([`FakeUpstream::fault_url`]): the request's `model` names the
+// scenario, as on `/v1`; models other than these are answered as on `/v1` (`echo`, ...).
+//
+// | scenario | answer |
+// |---|---|
+// | `fault-slow` | as `echo`, after [`FakeUpstream::set_fault_delay`] (150 ms at start) |
+// | `fault-trickle` | streams `partial`, then an SSE comment every 50 ms, never ending (a generation that hangs with its connection open); JSON: as `fault-hang` |
+// | `fault-hang` | a 200 whose JSON body never comes (a space every 50 ms, never a value) |
+//
+// `fault-trickle` and `fault-hang` calls are counted while open, and counted again as dropped when
+// the caller closes the connection (or the fake is stopped): how a test sees that ferrostack
+// cancelled an upstream call. (actix drops a pending answer only when a write to a closed
+// connection fails, hence the ticks.)
+
+/// The scenarios of the fault suite.
+pub const FAULT_SCENARIOS: &[&str] = &["fault-slow", "fault-trickle", "fault-hang"];
+
+/// Counters and settings of the `fault-*` scenarios.
+#[derive(Debug)]
+struct FaultState {
+    /// Delay of `fault-slow`, in milliseconds.
+    delay_ms: AtomicU64,
+    /// `fault-trickle` / `fault-hang` calls received.
+    started: AtomicU64,
+    /// Of those, the ones whose connection was closed by the caller (or by stopping the fake).
+    dropped: AtomicU64,
+}
+
+impl Default for FaultState {
+    fn default() -> Self {
+        Self { delay_ms: AtomicU64::new(150), started: AtomicU64::new(0), dropped: AtomicU64::new(0) }
+    }
+}
+
+/// Counts a tracked call as dropped when the answer (future or body stream) holding it is dropped.
+struct Tracked(web::Data<FaultState>);
+
+impl Tracked {
+    fn new(faults: &web::Data<FaultState>) -> Tracked {
+        faults.started.fetch_add(1, Ordering::SeqCst);
+        Tracked(faults.clone())
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.0.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl FakeUpstream {
+    /// The base URL of the fault suite's route (`http://127.0.0.1:<port>/fault/v1`).
+    pub fn fault_url(&self) -> String {
+        format!("{}/fault/v1", self.root)
+    }
+
+    /// How long `fault-slow` waits before answering, from now on.
+    pub fn set_fault_delay(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.faults.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// `fault-trickle` and `fault-hang` calls received so far.
+    pub fn fault_calls_started(&self) -> u64 {
+        self.faults.started.load(Ordering::SeqCst)
+    }
+
+    /// Of those, the ones that ended because the caller closed the connection (or the fake stopped).
+    pub fn fault_calls_dropped(&self) -> u64 {
+        self.faults.dropped.load(Ordering::SeqCst)
+    }
+
+    /// Tracked calls still open (started and not dropped).
+    pub fn fault_calls_open(&self) -> u64 {
+        self.fault_calls_started().saturating_sub(self.fault_calls_dropped())
+    }
+}
+
+async fn fault_by_model(
+    req: HttpRequest,
+    body: Bytes,
+    shared: web::Data<Shared>,
+    faults: web::Data<FaultState>,
+) -> HttpResponse {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let model = body["model"].as_str().unwrap_or_default().to_owned();
+    if !FAULT_SCENARIOS.contains(&model.as_str()) {
+        return answer(&req, model, body, shared.into_inner(), true).await;
+    }
+    if let Ok(mut seen) = shared.seen.lock() {
+        seen.push(Seen {
+            path: req.path().to_owned(),
+            authorization: header(&req, "authorization"),
+            traceparent: header(&req, "traceparent"),
+            tracestate: header(&req, "tracestate"),
+            request_id: header(&req, "x-request-id"),
+            accept: header(&req, "accept"),
+            body: body.clone(),
+        });
+    }
+    let id = format!("chatcmpl-fake{:016x}", shared.ids.fetch_add(1, Ordering::Relaxed));
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    match model.as_str() {
+        "fault-slow" => {
+            let delay = faults.delay_ms.load(Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            if stream {
+                sse(vec![
+                    frame(&id, &model, json!({"role": "assistant", "content": "hel"}), None),
+                    frame(&id, &model, json!({"content": "lo "}), None),
+                    frame(&id, &model, json!({"content": "world"}), None),
+                    frame(&id, &model, json!({}), Some("stop")),
+                    Bytes::from_static(b"data: [DONE]\n\n"),
+                ])
+            } else {
+                HttpResponse::Ok().json(completion(&id, &model, "hello world"))
+            }
+        }
+        "fault-trickle" if stream => {
+            let guard = Tracked::new(&faults);
+            let first = frame(&id, &model, json!({"role": "assistant", "content": "partial"}), None);
+            // The guard lives in the body stream: dropped when actix drops the body, which it does
+            // when a write fails (the caller is gone) or the server stops.
+            let ticks = futures_util::stream::unfold(guard, |guard| async move {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                Some((Ok::<_, actix_web::Error>(Bytes::from_static(b": still thinking\n\n")), guard))
+            });
+            let body = futures_util::stream::once(async move { Ok::<_, actix_web::Error>(first) }).chain(ticks);
+            HttpResponse::Ok().content_type("text/event-stream").streaming(body)
+        }
+        _ => {
+            // `fault-hang`, and `fault-trickle` without `stream`: the head, then a JSON body that
+            // never comes (a space every 50 ms, which JSON allows before a value).
+            let guard = Tracked::new(&faults);
+            let body = futures_util::stream::unfold(guard, |guard| async move {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                Some((Ok::<_, actix_web::Error>(Bytes::from_static(b" ")), guard))
+            });
+            HttpResponse::Ok().content_type("application/json").streaming(body)
+        }
+    }
+}
