@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 
 pub use auth::{Caller, PUBLIC_PATHS};
 pub use error::{ApiError, Code, RETRY_AFTER_SECONDS};
-pub use lifecycle::Lifecycle;
+pub use lifecycle::{ConnectionGuard, Lifecycle};
 pub use list::{ListQuery, ListSpec, MAX_METADATA_FILTERS, Order, Page};
 pub use routes::health::{READINESS_CACHE_TTL, ReadinessCache};
 pub use telemetry::{HttpTelemetry, REQUEST_ID_HEADER, RequestId};
