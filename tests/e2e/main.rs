@@ -9,6 +9,7 @@ mod conversations;
 mod durability;
 mod errors;
 mod health;
+mod hostile;
 mod lists;
 mod llama_stack;
 mod models;
@@ -36,5 +37,6 @@ fn main() -> ExitCode {
     tests.extend(llama_stack::tests());
     tests.extend(models::tests());
     tests.extend(durability::tests());
+    tests.extend(hostile::tests());
     ferrostack_testkit::run(tests)
 }

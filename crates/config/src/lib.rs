@@ -19,6 +19,7 @@ mod de;
 mod env;
 mod error;
 mod inference;
+mod limits;
 mod load;
 mod model;
 mod paths;
@@ -44,6 +45,7 @@ pub use inference::{
     default_inference_connect_timeout_ms, default_inference_max_idle_connections, default_inference_timeout_ms,
     default_refresh_interval_seconds,
 };
+pub use limits::LimitsConfig;
 pub use load::{Loaded, load_default, load_file, load_str};
 pub use model::*;
 pub use policy::{

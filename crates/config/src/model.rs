@@ -111,6 +111,9 @@ pub struct ServerConfig {
     /// Llama Stack's CORS settings. Accepted and listed as ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<serde_json::Value>,
+    /// Resource limits of the listener (body sizes, budgets, timeouts, connections).
+    #[serde(default)]
+    pub limits: crate::limits::LimitsConfig,
 }
 
 impl Default for ServerConfig {
@@ -126,6 +129,7 @@ impl Default for ServerConfig {
             tls_cafile: None,
             quota: None,
             cors: None,
+            limits: crate::limits::LimitsConfig::default(),
         }
     }
 }

@@ -85,6 +85,7 @@ impl<'a> Validator<'a> {
             self.range("server.workers", w, 1..=1024, "");
         }
         self.range("server.shutdown_timeout_seconds", s.shutdown_timeout_seconds, 0..=3600, "seconds");
+        self.limits();
         for (field, value) in
             [("tls_certfile", &s.tls_certfile), ("tls_keyfile", &s.tls_keyfile), ("tls_cafile", &s.tls_cafile)]
         {
@@ -96,6 +97,30 @@ impl<'a> Validator<'a> {
                 );
             }
         }
+    }
+
+    fn limits(&mut self) {
+        let l = &self.config.server.limits;
+        // Bodies are counted in u32 permits of the budget: 1 GiB is far above any sane setting.
+        let gib = 1 << 30;
+        self.range("server.limits.max_body_bytes", l.max_body_bytes, 1024..=gib, "bytes");
+        self.range("server.limits.max_inflight_body_bytes", l.max_inflight_body_bytes, 1024..=64 * gib, "bytes");
+        if l.max_inflight_body_bytes < l.max_body_bytes {
+            self.problem(
+                "server.limits.max_inflight_body_bytes",
+                format!(
+                    "must be at least server.limits.max_body_bytes ({}), or a body of the largest size could never \
+                     be read, got {}",
+                    l.max_body_bytes, l.max_inflight_body_bytes
+                ),
+            );
+        }
+        self.range("server.limits.budget_wait_ms", l.budget_wait_ms, 0..=60_000, "ms");
+        self.range("server.limits.body_read_timeout_seconds", l.body_read_timeout_seconds, 1..=3600, "seconds");
+        self.range("server.limits.header_timeout_seconds", l.header_timeout_seconds, 1..=3600, "seconds");
+        self.range("server.limits.max_connections", l.max_connections, 1..=1_000_000, "");
+        self.range("server.limits.max_uri_bytes", l.max_uri_bytes, 256..=65_536, "bytes");
+        self.range("server.limits.max_header_bytes", l.max_header_bytes, 1024..=65_536, "bytes");
     }
 
     fn telemetry(&mut self) {

@@ -322,6 +322,90 @@ mod tests {
         assert!(metadata(&json!({"k".repeat(64): "v".repeat(512)})).is_ok());
     }
 
+    /// Any JSON value, biased towards the shapes the validators look at (objects with `type`,
+    /// `role`, `content`, `id` keys and strings that are item and part types).
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Json> {
+        use proptest::prelude::*;
+        let words: Vec<&'static str> = ITEM_TYPES
+            .iter()
+            .map(|(t, _)| *t)
+            .chain(PART_TYPES.iter().map(|(t, _)| *t))
+            .chain(ROLES.iter().copied())
+            .chain(["", "x", "\u{0}", "\u{10FFFF}"])
+            .collect();
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::from),
+            any::<i64>().prop_map(Json::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number)),
+            proptest::sample::select(words).prop_map(Json::from),
+            proptest::collection::vec(any::<char>(), 0..8).prop_map(|c| Json::from(String::from_iter(c))),
+            (500usize..700).prop_map(|n| Json::from("é".repeat(n))),
+        ];
+        leaf.prop_recursive(3, 48, 8, |inner| {
+            let keys = proptest::sample::select(vec![
+                "type",
+                "role",
+                "content",
+                "id",
+                "text",
+                "call_id",
+                "name",
+                "arguments",
+                "output",
+                "summary",
+                "server_label",
+                "tools",
+                "approval_request_id",
+                "approve",
+                "refusal",
+                "k",
+            ]);
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..24).prop_map(Json::Array),
+                proptest::collection::vec((keys, inner.clone()), 0..8)
+                    .prop_map(|kv| Json::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+                proptest::collection::vec((proptest::collection::vec(any::<char>(), 0..70), inner), 0..20)
+                    .prop_map(|kv| Json::Object(kv.into_iter().map(|(k, v)| (String::from_iter(k), v)).collect())),
+            ]
+        })
+    }
+
+    /// Arbitrary JSON in: either a valid answer (every item an object with a known string `type`)
+    /// or an invalid-request error naming a field under `items` / `metadata`; never a panic.
+    #[test]
+    fn validators_take_any_json() {
+        use proptest::test_runner::{Config, TestRunner};
+        let mut runner = TestRunner::new(Config { cases: 256, failure_persistence: None, ..Config::default() });
+        let strategy = (proptest::collection::vec(any_json(), 0..6), any_json(), 0usize..2);
+        runner
+            .run(&strategy, |(items, meta, min)| {
+                match super::items(&items, min) {
+                    Ok(out) => {
+                        assert_eq!(out.len(), items.len());
+                        for item in &out {
+                            let kind = item.get("type").and_then(Json::as_str).unwrap_or_default();
+                            assert!(ITEM_TYPES.iter().any(|(t, _)| *t == kind), "{item}");
+                        }
+                    }
+                    Err(e) => {
+                        let param = e.param().unwrap_or_default();
+                        assert!(param.starts_with("items"), "param {param:?} for {e}");
+                        assert!(matches!(e, Error::Invalid { .. }), "{e}");
+                    }
+                }
+                match metadata(&meta) {
+                    Ok(map) => {
+                        assert!(map.len() <= MAX_METADATA_PAIRS);
+                        assert!(map.values().all(Json::is_string));
+                    }
+                    Err(e) => assert_eq!(e.param(), Some("metadata"), "{e}"),
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
     #[test]
     fn conversation_ids() {
         assert!(conversation_id(&format!("conv_{}", "a".repeat(48))).is_ok());

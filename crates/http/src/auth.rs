@@ -5,14 +5,16 @@ use std::future::{Ready, ready};
 
 use actix_web::body::BoxBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 use ferrostack_authz::{RequestInfo, User, is_route_allowed};
 
 use crate::{ApiError, AppState};
 
-/// Paths served without authentication: probes and version checks carry no credentials.
-pub const PUBLIC_PATHS: &[&str] = &["/v1/health", "/v1/version", "/readyz"];
+/// Paths served without authentication: probes and version checks carry no credentials, and the
+/// API description says nothing about any tenant.
+pub const PUBLIC_PATHS: &[&str] = &["/v1/health", "/v1/version", "/readyz", "/openapi.json"];
 
 /// Who is calling: `Some(user)` when authenticated, `None` when authentication is off (or the
 /// path is public). Handlers take it as an argument and pass it to the authorized store layer.
@@ -50,6 +52,13 @@ pub async fn authenticate(
     // characters decoded, `%2F`, `%25` and `%2B` kept), so a policy that looked at the raw path
     // could be walked around with `/v1/%63hat/completions`.
     let path = req.match_info().get_ref().path().to_owned();
+    // Two credentials are ambiguous: which one a proxy in front and ferrostack each honour could
+    // differ. Refused, whether or not authentication is on.
+    if req.headers().get_all(header::AUTHORIZATION).nth(1).is_some() {
+        tracing::info!(path = %path, "request refused: more than one Authorization header");
+        let err = ApiError::invalid_request("send one Authorization header, not several", None);
+        return Ok(req.into_response(err.error_response()));
+    }
     if let Some(problem) = path_problem(&path) {
         tracing::info!(path = %path, problem, "request refused: ambiguous path");
         return Ok(

@@ -4,9 +4,12 @@
 mod auth;
 mod error;
 mod lifecycle;
+mod limits;
 mod list;
+mod openapi;
 mod routes;
 mod telemetry;
+mod text;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -27,7 +30,9 @@ use tokio_util::task::TaskTracker;
 pub use auth::{Caller, PUBLIC_PATHS};
 pub use error::{ApiError, Code, RETRY_AFTER_SECONDS};
 pub use lifecycle::{ConnectionGuard, Lifecycle};
+pub use limits::Limits;
 pub use list::{ListQuery, ListSpec, MAX_METADATA_FILTERS, Order, Page};
+pub use openapi::document as openapi_document;
 pub use routes::health::{READINESS_CACHE_TTL, ReadinessCache};
 pub use telemetry::{HttpTelemetry, REQUEST_ID_HEADER, RequestId};
 
@@ -64,6 +69,8 @@ pub struct AppState {
     pub readiness: Arc<ReadinessCache>,
     /// Shutdown as requests see it (503 with `Connection: close` once it began).
     pub lifecycle: Lifecycle,
+    /// `server.limits` and the budget of in-flight body bytes.
+    pub limits: Limits,
 }
 
 impl AppState {
@@ -81,7 +88,8 @@ impl AppState {
     }
 }
 
-/// Largest JSON body accepted, in bytes; larger bodies get 413.
+/// Largest JSON body accepted by default, in bytes (`server.limits.max_body_bytes`); larger
+/// bodies get 413.
 pub const MAX_JSON_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// The whole app: ferrostack's routes with its middlewares, in the order they must run. Build one
@@ -101,9 +109,13 @@ pub fn app(
         // Outermost last: errors from authentication come out in the one error shape too, and
         // the request span wraps both (authentication is part of the request's time, and the
         // span records the status the client actually got).
+        // The body budget is taken after authentication: an unauthenticated caller never holds
+        // room in it. The head limits come first: an oversized head is refused before anything.
+        .wrap(from_fn(limits::bound_body))
         .wrap(from_fn(auth::authenticate))
         // Outside authentication: once shutdown began, nothing is authenticated or routed.
         .wrap(from_fn(lifecycle::refuse_when_shutting_down))
+        .wrap(from_fn(limits::check_head))
         .wrap(error_shape())
         .wrap(from_fn(telemetry::trace_request))
         .configure(configure(state))
@@ -112,14 +124,17 @@ pub fn app(
 /// Register ferrostack's routes and error handling on an actix `App`.
 fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
+        let max_body = state.limits.config().max_body_bytes;
         cfg.app_data(web::Data::new(state))
-            .app_data(web::JsonConfig::default().limit(MAX_JSON_BODY_BYTES).error_handler(json_error))
+            .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
+            .app_data(web::PayloadConfig::default().limit(max_body))
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .app_data(web::PathConfig::default().error_handler(path_error))
             .route("/v1/health", web::get().to(routes::health::health))
             .route("/v1/version", web::get().to(routes::health::version))
             .route("/readyz", web::get().to(routes::health::readyz))
             .route("/v1/readiness", web::get().to(routes::health::readiness))
+            .route("/openapi.json", web::get().to(openapi::serve))
             .configure(routes::chat::routes)
             .configure(routes::models::routes)
             .configure(routes::conversations::routes)
@@ -144,7 +159,10 @@ fn error_shape() -> ErrorHandlers<actix_web::body::BoxBody> {
         let err = match status.as_u16() {
             404 => ApiError::not_found(message),
             405 => ApiError::method_not_allowed(message),
+            408 => ApiError::new(Code::RequestTimeout, message),
             413 => ApiError::payload_too_large(message),
+            414 => ApiError::new(Code::UriTooLong, message),
+            431 => ApiError::new(Code::HeadersTooLarge, message),
             s if s >= 500 => ApiError::internal(&format!("actix answered {status} without a body")),
             _ => ApiError::invalid_request(message, None),
         };

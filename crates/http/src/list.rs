@@ -88,6 +88,9 @@ impl<S: ListSpec> ListQuery<S> {
             spec: PhantomData,
         };
         for (key, value) in pairs {
+            // What is matched against stored rows must be storable text.
+            crate::text::reject_nul_str(&key, "query")?;
+            crate::text::reject_nul_str(&value, &key)?;
             match key.as_str() {
                 "after" => q.after = Some(value),
                 "before" if S::BEFORE => q.before = Some(value),

@@ -125,6 +125,7 @@ impl Application {
             telemetry: ferrostack_http::HttpTelemetry::new(options.telemetry.meter(), options.telemetry.traces()),
             readiness: Arc::default(),
             lifecycle: lifecycle.clone(),
+            limits: ferrostack_http::Limits::new(&config.server.limits),
         };
         let on_connect = lifecycle.clone();
         let mut server = HttpServer::new(move || ferrostack_http::app(state.clone()))
@@ -144,6 +145,14 @@ impl Application {
         if let Some(workers) = config.server.workers {
             server = server.workers(workers);
         }
+        // `server.limits` that actix enforces itself: the header timeout and the connection cap.
+        // actix counts connections per worker, so the configured total is shared out.
+        let limits = &config.server.limits;
+        let workers =
+            config.server.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        server = server
+            .client_request_timeout(Duration::from_secs(limits.header_timeout_seconds))
+            .max_connections(limits.max_connections.div_ceil(workers.max(1)));
         let (host, port) = (config.server.host.as_str(), config.server.port);
         let listeners = Listeners::bind(host, port).with_context(|| format!("cannot listen on {host}:{port}"))?;
         for listener in listeners.for_actix()? {

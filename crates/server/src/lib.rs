@@ -4,6 +4,7 @@ mod app;
 pub mod cli;
 mod durability;
 pub mod exposure;
+pub mod malloc;
 mod metrics;
 mod migrate;
 mod models;

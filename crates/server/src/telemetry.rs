@@ -264,10 +264,23 @@ type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 pub const DATA_BEARING_TARGETS: &[&str] =
     &["tokio_postgres", "postgres_protocol", "rusqlite", "reqwest", "hyper", "hyper_util", "h2", "actix_http"];
 
+/// Where actix logs the requests it refuses before they reach the app (see [`log_filter`]).
+const CLIENT_ERROR_TARGET: &str = "actix_http::h1::dispatcher";
+
 /// The log filter for `spec` (`RUST_LOG` syntax): `spec`, plus `<target>=info` for each of
 /// [`DATA_BEARING_TARGETS`] that `spec` does not name, when `spec` enables anything more verbose
 /// than `info`.
 pub fn log_filter(spec: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+    // actix's HTTP/1 dispatcher logs a client's malformed request (a bad header, broken chunked
+    // framing) at ERROR after answering it itself: the client's fault, never the server's. Off
+    // unless the filter names the target (`actix_http::h1::dispatcher=error` shows them again).
+    let quiet;
+    let spec = if spec.contains(CLIENT_ERROR_TARGET) {
+        spec
+    } else {
+        quiet = format!("{spec},{CLIENT_ERROR_TARGET}=off");
+        quiet.as_str()
+    };
     let plain = EnvFilter::try_new(spec)?;
     if plain.max_level_hint().is_some_and(|max| max <= LevelFilter::INFO) {
         return Ok(plain);

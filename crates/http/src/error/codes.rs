@@ -73,6 +73,15 @@ codes! {
     /// Body over the limit.
     PayloadTooLarge => PAYLOAD_TOO_LARGE, "invalid_request_error", "payload_too_large",
         "body over the limit, or a completion to store over the store's `max_row_bytes` (the message names the limit)";
+    /// The request body did not arrive in time.
+    RequestTimeout => REQUEST_TIMEOUT, "invalid_request_error", "request_timeout",
+        "the request body did not arrive within `server.limits.body_read_timeout_seconds`; the connection is closed";
+    /// The request target is too long.
+    UriTooLong => URI_TOO_LONG, "invalid_request_error", "uri_too_long",
+        "the path and query are longer than `server.limits.max_uri_bytes`";
+    /// The request headers are too large.
+    HeadersTooLarge => REQUEST_HEADER_FIELDS_TOO_LARGE, "invalid_request_error", "headers_too_large",
+        "the request headers are larger than `server.limits.max_header_bytes`";
     /// A bug or an unexpected failure.
     Internal => INTERNAL_SERVER_ERROR, "internal_error", "internal_error",
         "a bug or an unexpected failure; the message is opaque, the cause is in the server log";
@@ -97,6 +106,9 @@ codes! {
     /// The provider did not answer in time.
     UpstreamTimeout => GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout",
         "the provider did not answer (or stopped answering) in time";
+    /// The in-flight request-body budget stayed full.
+    ServerBusy => SERVICE_UNAVAILABLE, "service_unavailable", "server_busy",
+        "the bodies of in-flight requests fill `server.limits.max_inflight_body_bytes` and no room was free within `budget_wait_ms`; carries `Retry-After`";
 }
 
 impl Code {

@@ -305,6 +305,30 @@ async fn every_status() {
             504,
             body("upstream provider fake timed out", "upstream_error", "upstream_timeout", None),
         ),
+        (
+            "slow body",
+            ApiError::new(Code::RequestTimeout, "slow"),
+            408,
+            body("slow", "invalid_request_error", "request_timeout", None),
+        ),
+        (
+            "long uri",
+            ApiError::new(Code::UriTooLong, "long"),
+            414,
+            body("long", "invalid_request_error", "uri_too_long", None),
+        ),
+        (
+            "large headers",
+            ApiError::new(Code::HeadersTooLarge, "large"),
+            431,
+            body("large", "invalid_request_error", "headers_too_large", None),
+        ),
+        (
+            "body budget full",
+            ApiError::new(Code::ServerBusy, "busy"),
+            503,
+            body("busy", "service_unavailable", "server_busy", None),
+        ),
     ];
     let mut seen = BTreeSet::new();
     for (case, err, status, want) in cases {

@@ -5,6 +5,8 @@
 
 mod errors;
 mod list;
+mod openapi;
+mod props;
 
 use std::process::ExitCode;
 
@@ -12,5 +14,7 @@ fn main() -> ExitCode {
     let mut tests = Vec::new();
     tests.extend(errors::tests());
     tests.extend(list::tests());
+    tests.extend(openapi::tests());
+    tests.extend(props::tests());
     ferrostack_testkit::run(tests)
 }

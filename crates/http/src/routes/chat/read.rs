@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::list::{ListQuery, ListSpec};
+use crate::text::{object_body, reject_nul_map, reject_nul_str};
 use crate::{ApiError, AppState, Caller};
 
 fn store(state: &AppState) -> Result<&InferenceStore, ApiError> {
@@ -62,6 +63,7 @@ pub(crate) async fn get(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    reject_nul_str(&id, "completion_id")?;
     match store(&state)?.get(caller.0.as_ref(), &id).await? {
         Some(completion) => Ok(HttpResponse::Ok().json(completion)),
         None => Err(ApiError::not_found(format!("Chat completion with id {id} not found"))),
@@ -75,6 +77,7 @@ pub(crate) async fn messages(
     id: web::Path<String>,
     query: ListQuery<Messages>,
 ) -> Result<HttpResponse, ApiError> {
+    reject_nul_str(&id, "completion_id")?;
     let params = MessagesParams { after: query.after, limit: Some(query.limit), order: Some(query.order) };
     Ok(HttpResponse::Ok().json(store(&state)?.messages(caller.0.as_ref(), &id, params).await?))
 }
@@ -91,12 +94,16 @@ pub(crate) async fn update(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    body: web::Json<UpdateBody>,
+    body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let metadata = body.into_inner().metadata.unwrap_or_default();
+    reject_nul_str(&id, "completion_id")?;
+    let metadata = object_body::<UpdateBody>(body.into_inner())?.metadata.unwrap_or_default();
+    reject_nul_map(&metadata, "metadata")?;
     if let Some((key, _)) = metadata.iter().find(|(_, v)| !v.is_string()) {
         return Err(ApiError::invalid_request(format!("metadata.{key} must be a string"), Some("metadata")));
     }
+    // OpenAI's limits (16 pairs, keys up to 64 characters, values up to 512), as on conversations.
+    let metadata = ferrostack_conversations::validate::metadata(&Value::Object(metadata))?;
     let updated = store(&state)?.update_metadata(caller.0.as_ref(), &id, metadata).await?;
     Ok(HttpResponse::Ok().json(updated))
 }
@@ -107,6 +114,7 @@ pub(crate) async fn delete(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    reject_nul_str(&id, "completion_id")?;
     store(&state)?.delete(caller.0.as_ref(), &id).await?;
     Ok(HttpResponse::Ok().json(json!({"id": id.as_str(), "object": "chat.completion.deleted", "deleted": true})))
 }

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::store;
+use crate::text::{object_body, reject_nul};
 use crate::{ApiError, AppState, Caller};
 
 /// Body of `POST /v1/conversations`.
@@ -26,14 +27,23 @@ pub(super) fn item_list(items: Option<Value>) -> Result<Vec<Value>, ApiError> {
     }
 }
 
+/// 400 naming the first item field (`items[2].content`) that holds a NUL.
+pub(super) fn reject_items_nul(items: &[Value]) -> Result<(), ApiError> {
+    items.iter().enumerate().try_for_each(|(i, item)| reject_nul(item, &format!("items[{i}]")))
+}
+
 /// `POST /v1/conversations` with `{items?, metadata?}`.
 pub(crate) async fn create(
     state: web::Data<AppState>,
     caller: Caller,
-    body: web::Json<CreateBody>,
+    body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let CreateBody { items, metadata } = body.into_inner();
+    let CreateBody { items, metadata } = object_body(body.into_inner())?;
+    if let Some(metadata) = &metadata {
+        reject_nul(metadata, "metadata")?;
+    }
     let items = item_list(items)?;
+    reject_items_nul(&items)?;
     let conversation = store(&state)?.create(caller.0.as_ref(), metadata.as_ref(), &items).await?;
     Ok(HttpResponse::Ok().json(conversation))
 }
@@ -59,11 +69,12 @@ pub(crate) async fn update(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    body: web::Json<UpdateBody>,
+    body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(metadata) = body.into_inner().metadata else {
+    let Some(metadata) = object_body::<UpdateBody>(body.into_inner())?.metadata else {
         return Err(ApiError::invalid_request("metadata is required", Some("metadata")));
     };
+    reject_nul(&metadata, "metadata")?;
     Ok(HttpResponse::Ok().json(store(&state)?.update_metadata(caller.0.as_ref(), &id, &metadata).await?))
 }
 

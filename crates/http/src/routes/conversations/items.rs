@@ -5,9 +5,10 @@ use ferrostack_conversations::{DEFAULT_LIMIT, ItemsParams, MAX_LIMIT};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::conversation::item_list;
+use super::conversation::{item_list, reject_items_nul};
 use super::store;
 use crate::list::{ListQuery, ListSpec, Order, Page};
+use crate::text::{object_body, reject_nul_str};
 use crate::{ApiError, AppState, Caller};
 
 /// `GET /v1/conversations/{id}/items`: newest first; `limit` outside 1..=100 is a 400, as the
@@ -35,12 +36,13 @@ pub(crate) async fn add(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    body: web::Json<AddBody>,
+    body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(items) = body.into_inner().items else {
+    let Some(items) = object_body::<AddBody>(body.into_inner())?.items else {
         return Err(ApiError::invalid_request("items is required", Some("items")));
     };
     let items = item_list(Some(items))?;
+    reject_items_nul(&items)?;
     let stored = store(&state)?.add_items(caller.0.as_ref(), &id, &items).await?;
     let page = Page::new(stored, false, |i| i.get("id").and_then(Value::as_str).unwrap_or_default());
     Ok(HttpResponse::Ok().json(page))
@@ -64,6 +66,7 @@ pub(crate) async fn get(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, item_id) = path.into_inner();
+    reject_nul_str(&item_id, "item_id")?;
     Ok(HttpResponse::Ok().json(store(&state)?.get_item(caller.0.as_ref(), &id, &item_id).await?))
 }
 
@@ -74,6 +77,7 @@ pub(crate) async fn delete(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, item_id) = path.into_inner();
+    reject_nul_str(&item_id, "item_id")?;
     store(&state)?.delete_item(caller.0.as_ref(), &id, &item_id).await?;
     Ok(HttpResponse::Ok().json(json!({"id": item_id, "object": "conversation.item.deleted", "deleted": true})))
 }

@@ -17,8 +17,10 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The model id of the path, percent-decoded: actix leaves `%2F` (and the other reserved
 /// characters) encoded in path segments, and clients that quote ids send `/` as `%2F`.
-fn model_id(req: &HttpRequest) -> String {
-    percent_decode(req.match_info().get("model_id").unwrap_or_default())
+fn model_id(req: &HttpRequest) -> Result<String, ApiError> {
+    let id = percent_decode(req.match_info().get("model_id").unwrap_or_default());
+    crate::text::reject_nul_str(&id, "model_id")?;
+    Ok(id)
 }
 
 /// `%XX` sequences decoded; invalid ones and non-UTF-8 results are kept as they are.
@@ -55,7 +57,7 @@ pub(crate) async fn get(
     caller: Caller,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let model = state.models.get(&model_id(&req), caller.0.as_ref()).await?;
+    let model = state.models.get(&model_id(&req)?, caller.0.as_ref()).await?;
     Ok(HttpResponse::Ok().json(model.to_json()))
 }
 
@@ -65,6 +67,7 @@ pub(crate) async fn register(
     caller: Caller,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
+    crate::text::reject_nul(&body, "")?;
     let registration = Registration::from_json(&body)?;
     let model = state.models.register(registration, caller.0.as_ref()).await?;
     Ok(HttpResponse::Ok().json(model.to_json()))
@@ -76,7 +79,7 @@ pub(crate) async fn delete(
     caller: Caller,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let id = model_id(&req);
+    let id = model_id(&req)?;
     state.models.delete(&id, caller.0.as_ref()).await?;
     Ok(HttpResponse::Ok().json(json!({"id": id, "object": "model", "deleted": true})))
 }
