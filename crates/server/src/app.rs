@@ -198,18 +198,21 @@ impl Application {
                 //    requests finish (their answers close their connections too), bounded by
                 //    server.shutdown_timeout_seconds. Shortly before the grace ends, requests
                 //    still waiting for their handler are answered 503 instead of being reset.
+                // actix's acceptor stops polling the listeners (open connections are untouched,
+                // unlike its graceful stop, which closes idle keep-alive connections under a
+                // request the client may be sending); then the listeners are closed, so that new
+                // connections are refused rather than left waiting in the listen queue. Only then
+                // are requests refused: a client answered 503 + `Connection: close` reconnects at
+                // once, and a connection made before the listener closed but not yet accepted
+                // would be reset by the kernel when it closes.
+                handle.pause().await;
+                listeners.close();
+                lifecycle.begin_shutdown();
                 tracing::info!(
                     grace_ms = grace.as_millis(),
                     connections = lifecycle.open_connections(),
                     "shutting down: draining in-flight requests"
                 );
-                lifecycle.begin_shutdown();
-                // actix's acceptor stops polling the listeners (open connections are untouched,
-                // unlike its graceful stop, which closes idle keep-alive connections under a
-                // request the client may be sending); then the listeners are closed, so that new
-                // connections are refused rather than left waiting in the listen queue.
-                handle.pause().await;
-                listeners.close();
                 // Open connections close as their answers (all `Connection: close` now) go out,
                 // or when their keep-alive ends; the server stops when none is left, or at the
                 // end of the grace, whichever comes first.
