@@ -285,7 +285,7 @@ pub fn cancel_on_signals(token: CancellationToken) -> anyhow::Result<impl Future
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        tracing::info!(signal = name, "signal received; shutting down");
+        tracing::info!(signal = name, "signal received");
         token.cancel();
     })
 }
