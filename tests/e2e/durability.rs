@@ -21,6 +21,7 @@ pub fn tests() -> Vec<Test> {
         Test::postgres("durability::database_down_answers_503_and_recovers", database_down),
         Test::plain("durability::shutdown_answers_new_requests_503_and_finishes_in_flight", shutdown_in_order),
         Test::plain("durability::shutdown_answers_a_waiting_request_503_at_the_grace_end", shutdown_cut),
+        Test::plain("durability::shutdown_answers_a_request_on_an_idle_connection_503", shutdown_idle_connection),
         Test::postgres("durability::async_rows_outliving_the_drain_are_spilled_and_replayed", spill_and_replay),
         Test::postgres("durability::refusals_and_a_stalled_writer_reach_clients_and_readyz", writer_faults),
     ]
@@ -172,7 +173,7 @@ async fn shutdown_in_order() {
     let addr = app.addr;
     // One keep-alive connection with two requests: A, in flight (the upstream holds its answer)
     // when shutdown begins, and B, pipelined behind it, so it reaches the server after shutdown
-    // began, on a connection that is still open. (Idle connections are simply closed.)
+    // began, on a connection that is still open.
     let body = chat("hold-model").to_string();
     let a = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
@@ -210,6 +211,79 @@ async fn shutdown_in_order() {
     }
     assert!(answers.len() <= 2, "{text}");
     stopping.await.expect("stop task").expect("clean stop");
+    upstream.stop().await;
+}
+
+/// Read one HTTP/1.1 response (head and a `content-length` body) from `conn`; lower-cased.
+async fn read_response(conn: &mut tokio::net::TcpStream) -> String {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if raw.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap_or_else(|e| panic!("reading the answer: {e} (after {:?})", String::from_utf8_lossy(&raw)));
+        assert!(n > 0, "the connection closed without an answer (after {:?})", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The fault suite's case: a keep-alive connection idle when shutdown begins is not closed under
+/// the client; its next request is answered 503 with `Connection: close`, then it closes. New
+/// connections are refused meanwhile, and the server stops as soon as the connection closed.
+async fn shutdown_idle_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let upstream = FakeUpstream::start().await;
+    let mut config = chat_config(Storage::Sqlite(dir.path()), &upstream.base_url, "");
+    config.server.shutdown_timeout_seconds = 20;
+    tune(&mut config, |s| s.drain_timeout_seconds = 1);
+    let app = TestApp::spawn(&config, options()).await;
+    let addr = app.addr;
+    let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(b"GET /v1/health HTTP/1.1\r\nhost: x\r\n\r\n").await.expect("write");
+    let first = read_response(&mut idle).await;
+    assert!(first.starts_with("http/1.1 200"), "{first}");
+    assert!(!first.contains("connection: close"), "{first}");
+    let started = Instant::now();
+    let mut stopping = ferrostack_testkit::spawn(app.stop());
+    // New connections are refused while the idle one is still open (not queued until exit).
+    stopped_listening(addr).await;
+    let refused_after = started.elapsed();
+    assert!(!stopping.is_finished(), "the server stopped with a connection still open");
+    let body = chat("test-model").to_string();
+    let post = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    idle.write_all(post.as_bytes()).await.expect("write on the idle connection");
+    let answer = read_response(&mut idle).await;
+    assert!(answer.starts_with("http/1.1 503"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    assert!(answer.contains("\"code\":\"service_unavailable\""), "{answer}");
+    let mut rest = Vec::new();
+    let eof = tokio::time::timeout(Duration::from_secs(10), idle.read_to_end(&mut rest)).await;
+    assert!(matches!(eof, Ok(Ok(_))) && rest.is_empty(), "the connection closes after the 503: {eof:?} {rest:?}");
+    assert_eq!(upstream.requests(), 0, "a refused request never reaches the upstream");
+    // With no connection left, the server stops at once, far inside its 20 s grace.
+    let stopped = tokio::time::timeout(Duration::from_secs(10), &mut stopping).await;
+    stopped.expect("the server stops once the connection closed").expect("stop task").expect("clean stop");
+    eprintln!(
+        "durability::shutdown_idle_connection: refused new connections after {} ms, stopped after {} ms",
+        refused_after.as_millis(),
+        started.elapsed().as_millis()
+    );
     upstream.stop().await;
 }
 

@@ -175,6 +175,11 @@ impl TestApp {
 
     /// Cancel the server and wait for its orderly shutdown; returns what `run_until` returned.
     pub async fn stop(mut self) -> Result<(), String> {
+        // The server waits at shutdown for open connections to close (it does not close idle
+        // keep-alive connections under a client): close this client's pooled ones first, as a
+        // client going away would, so the stop does not wait for their keep-alive to end.
+        // (Clones of the client that a test still holds keep theirs.)
+        drop(std::mem::replace(&mut self.http, reqwest::Client::new()));
         self.shutdown.cancel();
         match self.task.take() {
             Some(task) => task.await.map_err(|e| format!("server task panicked: {e}"))?,

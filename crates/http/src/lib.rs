@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 
 pub use auth::{Caller, PUBLIC_PATHS};
 pub use error::{ApiError, Code, RETRY_AFTER_SECONDS};
-pub use lifecycle::Lifecycle;
+pub use lifecycle::{ConnectionGuard, Lifecycle};
 pub use limits::Limits;
 pub use list::{ListQuery, ListSpec, MAX_METADATA_FILTERS, Order, Page};
 pub use openapi::document as openapi_document;

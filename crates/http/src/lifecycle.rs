@@ -1,13 +1,18 @@
 //! Shutdown as requests see it. When shutdown begins ([`Lifecycle::begin_shutdown`]), a request
 //! arriving on a connection that is still open is answered 503 `service_unavailable` with
 //! `Connection: close` and `Retry-After` (the client retries elsewhere; the connection closes so
-//! the server can finish); requests already in progress go on. When the in-flight grace ends
+//! the server can finish); requests already in progress go on, and their answers carry
+//! `Connection: close` too. The server keeps open connections open (it only stops accepting new
+//! ones) until they have all closed ([`Lifecycle::connections_closed`], counted through
+//! [`Lifecycle::connection_opened`]) or the grace ends: closing an idle keep-alive connection
+//! from the server side races with a request the client is sending on it, which would then get
+//! a reset instead of an answer. When the in-flight grace ends
 //! ([`Lifecycle::cut`]), requests still waiting for their handler are answered the same 503 rather
 //! than having their connection reset. A response whose body is already streaming cannot be
 //! replaced; it is cut when the server stops.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -15,6 +20,7 @@ use actix_web::http::ConnectionType;
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError as _};
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::ApiError;
@@ -30,6 +36,23 @@ pub struct Lifecycle {
 struct Inner {
     draining: AtomicBool,
     cut: CancellationToken,
+    /// Open client connections (see [`ConnectionGuard`]).
+    connections: AtomicUsize,
+    /// Woken when `connections` drops to zero.
+    all_closed: Notify,
+}
+
+/// Held by a client connection for as long as it is open (the server puts it in the
+/// connection's data when the connection is accepted; dropping the connection drops it).
+#[derive(Debug)]
+pub struct ConnectionGuard(Lifecycle);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if self.0.inner.connections.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.inner.all_closed.notify_waiters();
+        }
+    }
 }
 
 impl Lifecycle {
@@ -41,6 +64,31 @@ impl Lifecycle {
     /// Whether shutdown began.
     pub fn shutting_down(&self) -> bool {
         self.inner.draining.load(Ordering::SeqCst)
+    }
+
+    /// A client connection was accepted; it counts as open until the guard is dropped.
+    pub fn connection_opened(&self) -> ConnectionGuard {
+        self.inner.connections.fetch_add(1, Ordering::SeqCst);
+        ConnectionGuard(self.clone())
+    }
+
+    /// Client connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.inner.connections.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once no client connection is open.
+    pub async fn connections_closed(&self) {
+        loop {
+            let notified = self.inner.all_closed.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a close between the check and the wait is seen.
+            notified.as_mut().enable();
+            if self.open_connections() == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// The in-flight grace is over: requests still waiting for their handler are answered 503.
@@ -93,7 +141,15 @@ pub async fn refuse_when_shutting_down(
     let path = req.path().to_owned();
     tokio::select! {
         biased;
-        res = next.call(req) => res,
+        res = next.call(req) => {
+            // Shutdown began while the request was in progress: its answer closes the
+            // connection, so the server need not wait for the client's keep-alive to end.
+            let mut res = res?;
+            if lifecycle.shutting_down() {
+                res.response_mut().head_mut().set_connection_type(ConnectionType::Close);
+            }
+            Ok(res)
+        }
         () = lifecycle.inner.cut.cancelled() => {
             // The request was moved into the handler's future, which is dropped here: the
             // answer goes out as an error response (same shape, same headers).

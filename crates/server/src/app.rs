@@ -1,7 +1,7 @@
 //! The server as a library: build it from a config, run it until a cancellation token fires, shut
 //! it down in order. Tests embed it exactly as `ferrostack serve` runs it.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +22,9 @@ use crate::{metrics, migrate};
 
 /// Longest wait for the storage pools to close at shutdown (after the drain).
 const POOL_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Listen queue length of each listening socket (actix's own default).
+const BACKLOG: i32 = 2048;
 
 /// Start-up choices that do not belong in the run config.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +49,8 @@ pub struct Application {
     background: CancellationToken,
     /// Shutdown as requests see it.
     lifecycle: Lifecycle,
+    /// The listening sockets (second handles of those actix accepts on), closed at shutdown.
+    listeners: Listeners,
 }
 
 impl std::fmt::Debug for Application {
@@ -122,13 +127,20 @@ impl Application {
             lifecycle: lifecycle.clone(),
             limits: ferrostack_http::Limits::new(&config.server.limits),
         };
+        let on_connect = lifecycle.clone();
         let mut server = HttpServer::new(move || ferrostack_http::app(state.clone()))
+            // Every open client connection is counted: shutdown waits for them to close (see
+            // `run_until`) instead of closing idle keep-alive connections under a client's request.
+            .on_connect(move |_, data| {
+                data.insert(on_connect.connection_opened());
+            })
             // Signals are handled once, by the caller's cancellation token (see `run_until`).
             .disable_signals()
             // Streamed answers are many small writes spaced in time: with Nagle's algorithm each one
             // after the first waits for the client's delayed ACK (~40 ms a stream, measured with
             // scripts/bench.sh). Send them as they come.
             .tcp_nodelay(true)
+            // The bound on open connections is kept by `run_until`, which forces the stop.
             .shutdown_timeout(config.server.shutdown_timeout_seconds);
         if let Some(workers) = config.server.workers {
             server = server.workers(workers);
@@ -142,7 +154,10 @@ impl Application {
             .client_request_timeout(Duration::from_secs(limits.header_timeout_seconds))
             .max_connections(limits.max_connections.div_ceil(workers.max(1)));
         let (host, port) = (config.server.host.as_str(), config.server.port);
-        let server = server.bind((host, port)).with_context(|| format!("cannot listen on {host}:{port}"))?;
+        let listeners = Listeners::bind(host, port).with_context(|| format!("cannot listen on {host}:{port}"))?;
+        for listener in listeners.for_actix()? {
+            server = server.listen(listener).with_context(|| format!("cannot listen on {host}:{port}"))?;
+        }
         let addr =
             server.addrs().first().copied().with_context(|| format!("listening on {host}:{port} gave no address"))?;
         let server = server.run();
@@ -150,7 +165,7 @@ impl Application {
         // Model discovery runs until shutdown (step 2 below cancels it).
         let background = CancellationToken::new();
         ferrostack_models::discovery::start(&models, config, &tasks, &background);
-        Ok(Self { server, addr, catalog, tasks, writers, grace, background, lifecycle })
+        Ok(Self { server, addr, catalog, tasks, writers, grace, background, lifecycle, listeners })
     }
 
     /// The address actually bound (useful with port 0).
@@ -161,7 +176,7 @@ impl Application {
     /// Serve until `shutdown` is cancelled, then shut down in order, within
     /// `shutdown_timeout_seconds` + `drain_timeout_seconds` (see docs/operations.md).
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self { server, addr, catalog, tasks, writers, grace, background, lifecycle } = self;
+        let Self { server, addr, catalog, tasks, writers, grace, background, lifecycle, listeners } = self;
         tracing::info!(%addr, "ferrostack listening on http://{addr}");
         let handle = server.handle();
         // Tracked with the upstream tasks; it has ended by the time they are awaited (step 2).
@@ -178,24 +193,49 @@ impl Application {
             Some(res) => res,
             None => {
                 // Shutdown order:
-                // 1. stop accepting connections; requests arriving on open connections are
-                //    answered 503 with `Connection: close`; in-flight requests finish, bounded by
-                //    server.shutdown_timeout_seconds. Shortly before actix cuts the connections
-                //    still open, requests still waiting for their handler are answered 503
-                //    instead of being reset.
-                tracing::info!(grace_ms = grace.as_millis(), "shutting down: draining in-flight requests");
+                // 1. stop accepting connections: new ones are refused at once; requests arriving
+                //    on open connections are answered 503 with `Connection: close`, in-flight
+                //    requests finish (their answers close their connections too), bounded by
+                //    server.shutdown_timeout_seconds. Shortly before the grace ends, requests
+                //    still waiting for their handler are answered 503 instead of being reset.
+                // actix's acceptor stops polling the listeners (open connections are untouched,
+                // unlike its graceful stop, which closes idle keep-alive connections under a
+                // request the client may be sending); then the listeners are closed, so that new
+                // connections are refused rather than left waiting in the listen queue. Only then
+                // are requests refused: a client answered 503 + `Connection: close` reconnects at
+                // once, and a connection made before the listener closed but not yet accepted
+                // would be reset by the kernel when it closes.
+                handle.pause().await;
+                listeners.close();
                 lifecycle.begin_shutdown();
+                tracing::info!(
+                    grace_ms = grace.as_millis(),
+                    connections = lifecycle.open_connections(),
+                    "shutting down: draining in-flight requests"
+                );
+                // Open connections close as their answers (all `Connection: close` now) go out,
+                // or when their keep-alive ends; the server stops when none is left, or at the
+                // end of the grace, whichever comes first.
                 let cut_at = deadline - crate::durability::cut_margin(grace);
-                let stop = handle.stop(true);
-                tokio::pin!(stop);
-                tokio::select! {
-                    () = &mut stop => {}
+                let closed = lifecycle.connections_closed();
+                tokio::pin!(closed);
+                let all_closed = tokio::select! {
+                    () = &mut closed => true,
                     () = tokio::time::sleep_until(cut_at) => {
                         lifecycle.cut();
-                        stop.await;
+                        tokio::time::timeout_at(deadline, &mut closed).await.is_ok()
                     }
-                }
+                };
                 lifecycle.cut();
+                if !all_closed {
+                    tracing::warn!(
+                        connections = lifecycle.open_connections(),
+                        "shutdown: connections still open at the end of the grace are closed"
+                    );
+                }
+                // Nothing left to wait for: the stop is immediate (with connections still open
+                // at the end of the grace, they are closed now, a stream cut where it is).
+                handle.stop(false).await;
                 serving.await
             }
         };
@@ -245,7 +285,56 @@ pub fn cancel_on_signals(token: CancellationToken) -> anyhow::Result<impl Future
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        tracing::info!(signal = name, "signal received; shutting down");
+        tracing::info!(signal = name, "signal received");
         token.cancel();
     })
+}
+
+/// The listening sockets, bound here rather than by actix so that shutdown can close them while
+/// the connections actix accepted on them are still served (actix only pauses accepting).
+struct Listeners(Vec<socket2::Socket>);
+
+impl Listeners {
+    /// Bind every address `host` resolves to (as actix does): an error only when none binds.
+    fn bind(host: &str, port: u16) -> std::io::Result<Self> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let mut sockets = Vec::new();
+        let mut last_err = None;
+        for addr in (host, port).to_socket_addrs()? {
+            let bound = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).and_then(|socket| {
+                socket.set_reuse_address(true)?;
+                socket.set_nonblocking(true)?;
+                socket.bind(&addr.into())?;
+                socket.listen(BACKLOG)?;
+                Ok(socket)
+            });
+            match bound {
+                Ok(socket) => sockets.push(socket),
+                Err(err) => last_err = Some(err),
+            }
+        }
+        match (sockets.is_empty(), last_err) {
+            (true, Some(err)) => Err(err),
+            (true, None) => Err(std::io::Error::other("the host resolved to no address")),
+            (false, _) => Ok(Self(sockets)),
+        }
+    }
+
+    /// Second handles of the same sockets, for actix to accept on.
+    fn for_actix(&self) -> anyhow::Result<Vec<std::net::TcpListener>> {
+        self.0
+            .iter()
+            .map(|socket| Ok(socket.try_clone().context("cannot duplicate the listening socket")?.into()))
+            .collect()
+    }
+
+    /// Stop listening: connections not yet accepted and new ones are refused (on Linux, shutting
+    /// a listening socket's read side takes it out of the listen state, for every handle of it).
+    fn close(&self) {
+        for socket in &self.0 {
+            if let Err(err) = socket.shutdown(std::net::Shutdown::Read) {
+                tracing::warn!(%err, "shutdown: cannot close a listening socket; new connections wait until exit");
+            }
+        }
+    }
 }
