@@ -33,10 +33,6 @@ use ferrostack_testkit::cluster::Cluster;
 /// test is listed, the load tests leave its check to it (see [`pending`]) and say so.
 const PENDING: &[(&str, &str)] = &[
     (
-        "shutdown::sigterm_open_connections_get_503_and_close",
-        "branch faults: actix's graceful stop closes idle keep-alive connections at SIGTERM, so a request sent on one is reset instead of answered 503 with Connection: close",
-    ),
-    (
         "shutdown::sigterm_with_a_stream_hung_midway",
         "branches faults and hot: a stream still running when the shutdown grace ends is cut, and what it produced is not stored at all (its 200 was sent, so its id must be stored, with finish_reason null)",
     ),
