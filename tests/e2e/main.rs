@@ -12,6 +12,7 @@ mod lists;
 mod llama_stack;
 mod models;
 mod replicas;
+mod responses;
 mod security;
 mod telemetry;
 
@@ -34,5 +35,6 @@ fn main() -> ExitCode {
     tests.extend(replicas::tests());
     tests.extend(llama_stack::tests());
     tests.extend(models::tests());
+    tests.extend(responses::tests());
     ferrostack_testkit::run(tests)
 }
