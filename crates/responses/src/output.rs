@@ -355,3 +355,101 @@ pub fn usage(u: &Json) -> Json {
         "total_tokens": n(u.get("total_tokens")),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(delta: Json, finish: Json) -> Json {
+        json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    }
+
+    fn kinds(events: &[Json]) -> Vec<&str> {
+        events.iter().map(|e| e["type"].as_str().unwrap_or_default()).collect()
+    }
+
+    #[test]
+    fn text_then_fragmented_tool_calls_in_order() {
+        let mut t = Translator::new(json!({"id": "resp_1", "output": []}), None);
+        let mut events = t.start();
+        events.extend(t.push(&chunk(json!({"role": "assistant", "content": "Let me look."}), Json::Null)));
+        let call = |c: Json| chunk(json!({"tool_calls": [c]}), Json::Null);
+        events
+            .extend(t.push(&call(json!({"index": 0, "id": "call_a", "function": {"name": "get_", "arguments": ""}}))));
+        events.extend(t.push(&call(json!({"index": 0, "function": {"name": "weather", "arguments": "{\"city\":"}}))));
+        events.extend(t.push(&call(json!({"index": 0, "id": "", "function": {"arguments": "\"Paris\"}"}}))));
+        events.extend(t.push(&chunk(json!({}), json!("tool_calls"))));
+        let mut usage = chunk(json!({}), Json::Null);
+        usage["choices"] = json!([]);
+        usage["usage"] = json!({"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10});
+        events.extend(t.push(&usage));
+        let (end, response) = t.finish(End::Finished);
+        events.extend(end);
+        assert_eq!(
+            kinds(&events),
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e["sequence_number"], json!(i));
+        }
+        assert_eq!(events[8]["item"]["name"], "get_weather", "announced once its name is whole");
+        assert_eq!(events[8]["output_index"], 1);
+        let output = response["output"].as_array().expect("output");
+        assert_eq!(output[0]["content"][0]["text"], "Let me look.");
+        assert_eq!(
+            (output[1]["call_id"].as_str(), output[1]["arguments"].as_str()),
+            (Some("call_a"), Some("{\"city\":\"Paris\"}"))
+        );
+        assert_eq!(response["usage"]["input_tokens"], 4);
+        assert_eq!(response["usage"]["output_tokens"], 6);
+        assert_eq!(response["status"], "completed");
+    }
+
+    #[test]
+    fn max_tool_calls_and_endings() {
+        let calls = json!({"role": "assistant", "tool_calls": [
+            {"index": 0, "id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+            {"index": 1, "id": "b", "type": "function", "function": {"name": "g", "arguments": "{}"}}]});
+        let completion = json!({"choices": [{"index": 0, "message": calls, "finish_reason": "tool_calls"}]});
+        let one = Translator::new(json!({"id": "r"}), Some(1)).from_completion(&completion);
+        assert_eq!(one["output"].as_array().map(Vec::len), Some(1), "{one}");
+        let two = Translator::new(json!({"id": "r"}), None).from_completion(&completion);
+        assert_eq!(two["output"].as_array().map(Vec::len), Some(2));
+
+        let long = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "cut"}, "finish_reason": "length"}]});
+        let r = Translator::new(json!({"id": "r"}), None).from_completion(&long);
+        assert_eq!(
+            (r["status"].clone(), r["incomplete_details"].clone()),
+            (json!("incomplete"), json!({"reason": "max_output_tokens"}))
+        );
+
+        let mut t = Translator::new(json!({"id": "r"}), None);
+        t.push(&chunk(json!({"content": "part"}), Json::Null));
+        let (events, r) = t.finish(End::Failed { code: "upstream_error".into(), message: "boom".into() });
+        assert_eq!(events.last().map(|e| e["type"].clone()), Some(json!("response.failed")));
+        assert_eq!((r["status"].clone(), r["error"]["message"].clone()), (json!("failed"), json!("boom")));
+        assert_eq!(r["output"][0]["status"], "incomplete");
+        let mut t = Translator::new(json!({"id": "r"}), None);
+        t.push(&chunk(json!({"content": "part"}), Json::Null));
+        let (_, r) = t.finish(End::Interrupted);
+        assert_eq!(
+            (r["status"].clone(), r["incomplete_details"]["reason"].clone()),
+            (json!("incomplete"), json!("interrupted"))
+        );
+    }
+}

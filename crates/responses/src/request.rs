@@ -549,7 +549,10 @@ fn tools(value: Option<&Json>) -> Result<Vec<(Json, Json)>, Error> {
         let name = match t.get("name") {
             Some(Json::String(n)) if !n.is_empty() => n.clone(),
             _ => {
-                return Err(Error::invalid(format!("{at}.name"), format!("{at}.name is required (a non-empty string)")));
+                return Err(Error::invalid(
+                    format!("{at}.name"),
+                    format!("{at}.name is required (a non-empty string)"),
+                ));
             }
         };
         let mut function = Map::new();
@@ -737,5 +740,54 @@ fn chat_part(part: &Json) -> Option<Json> {
             Some(json!({"type": "file", "file": file}))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn translation_to_chat() {
+        let body = json!({
+            "model": "m", "instructions": "rules", "temperature": 0.2, "max_output_tokens": 9, "user": "u",
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "look"}, {"type": "input_image", "image_url": "https://x/y.png", "detail": "low"}]},
+                {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "42"},
+                {"type": "reasoning", "summary": []},
+            ],
+            "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+            "tool_choice": {"type": "function", "name": "f"},
+            "text": {"format": {"type": "json_object"}},
+        });
+        let req = parse(&body).expect("valid");
+        assert!(req.input.iter().all(|i| i["id"].as_str().is_some_and(|id| !id.is_empty())), "ids given");
+        let chat = req.chat_body(&[]);
+        assert_eq!(
+            chat["messages"],
+            json!([
+                {"role": "system", "content": "rules"},
+                {"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "low"}}]},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "42"},
+            ])
+        );
+        assert_eq!(
+            chat["tools"],
+            json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])
+        );
+        assert_eq!(chat["tool_choice"], json!({"type": "function", "function": {"name": "f"}}));
+        assert_eq!(chat["response_format"], json!({"type": "json_object"}));
+        assert_eq!(
+            (chat["temperature"].clone(), chat["max_tokens"].clone(), chat["user"].clone()),
+            (json!(0.2), json!(9), json!("u"))
+        );
+        assert!(chat.get("stream").is_none());
+        let skeleton = req.skeleton("resp_1", 7);
+        assert_eq!(skeleton["tools"][0]["name"], "f");
+        assert_eq!(skeleton["tool_choice"], json!({"type": "function", "name": "f"}));
+        assert_eq!(skeleton["instructions"], "rules");
+        assert_eq!(skeleton["text"], json!({"format": {"type": "json_object"}}));
     }
 }
