@@ -77,6 +77,7 @@ impl Error {
                 ferrostack_conversations::Error::Invalid { param, .. } if param == "conversation_id" => {
                     Some("conversation")
                 }
+                ferrostack_conversations::Error::ItemExists { .. } => Some("input"),
                 other => other.param(),
             },
             _ => None,
