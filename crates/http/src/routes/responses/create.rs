@@ -38,7 +38,10 @@ pub(crate) async fn create(
     let context = context(&state, &request, caller.0.as_ref()).await?;
     let chat = request.chat_body(&context);
     // The translation is ours, but the provider's request checks are a net for what it produced.
-    validate_chat_request(&chat).map_err(|e| ApiError::invalid_request(e.message.clone(), Some(&e.param)))?;
+    // (An input of reasoning items only, say, leaves no message to send.)
+    validate_chat_request(&chat).map_err(|e| {
+        ApiError::invalid_request(format!("input gives the model nothing to answer: {e}"), Some("input"))
+    })?;
     let id = new_response_id();
     let created_at =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
