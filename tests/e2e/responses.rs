@@ -2,7 +2,7 @@
 //! port, responses (and the conversations they append to) in a real SQLite file or PostgreSQL
 //! database, three callers under the access policy.
 //!
-//! CI cost: 16 tests (8 per dialect), about 8 s of wall time on 2 cores (measured with
+//! CI cost: 17 tests (8 per dialect and one SQLite-only), 6-8 s of wall time on 2 cores (measured with
 //! `cargo test -p ferrostack-tests --test e2e -- responses::`), plus the Responses part of the
 //! OpenAI SDK check (tests/sdk/openai_check.py, a second or two per run).
 
@@ -46,6 +46,10 @@ pub fn tests() -> Vec<Test> {
     ]
     .into_iter()
     .flatten()
+    .chain([Test::plain("responses::sqlite::store_off_answers_without_storing", || async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        store_off(Storage::Sqlite(dir.path())).await
+    })])
     .collect()
 }
 
@@ -67,6 +71,10 @@ struct Env {
 }
 
 async fn start(storage: Storage<'_>) -> Env {
+    start_with(storage, true).await
+}
+
+async fn start_with(storage: Storage<'_>, responses_store: bool) -> Env {
     let upstream = FakeUpstream::start().await;
     let models = [
         (MODEL, "echo"),
@@ -80,7 +88,16 @@ async fn start(storage: Storage<'_>) -> Env {
     .collect::<String>();
     let yaml = format!(
         "version: 2\n{}providers:\n  inference:\n    - provider_id: fake\n      provider_type: remote::vllm\n      config: {{ url: \"{}\", timeout_ms: 10000 }}\nmodels:\n{models}{AUTH}",
-        storage.yaml(),
+        if responses_store {
+            storage.yaml()
+        } else {
+            storage
+                .yaml()
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("responses:"))
+                .map(|l| format!("{l}\n"))
+                .collect()
+        },
         upstream.base_url
     );
     let mut config = config_from_yaml(&yaml, &[]);
@@ -734,5 +751,29 @@ async fn failures(storage: Storage<'_>) {
     })
     .await;
     assert!(text_of(&stored).starts_with("partial"), "{stored}");
+    env.stop().await;
+}
+
+/// `storage.stores.responses` left out: answers still come, nothing is stored, state is 501.
+async fn store_off(storage: Storage<'_>) {
+    let env = start_with(storage, false).await;
+    let app = &env.app;
+    assert!(env.config.storage.stores.responses.is_none());
+    let answer = create(app, ALICE, json!({"model": MODEL, "input": "hi"})).await;
+    assert_eq!(text_of(&answer), "hello world");
+    let (_, events) = stream(app, ALICE, json!({"model": MODEL, "input": "hi", "stream": true})).await;
+    assert_eq!(events.last().map(|(k, _)| k.as_str()), Some("response.completed"));
+    for (method, path, body) in [
+        (Method::GET, format!("/v1/responses/{}", id(&answer)), None),
+        (Method::GET, "/v1/responses".to_owned(), None),
+        (
+            Method::POST,
+            "/v1/responses".to_owned(),
+            Some(json!({"model": MODEL, "input": "x", "previous_response_id": id(&answer)})),
+        ),
+    ] {
+        let (status, body) = call(app, method.clone(), &path, ALICE, body).await;
+        assert_eq!(status, 501, "{method} {path}: {body}");
+    }
     env.stop().await;
 }
