@@ -8,6 +8,7 @@
 #      tenant's first and deep page over HTTP with static tokens, default and custom policy,
 #      with EXPLAIN ANALYZE of the statements;
 #   4. ferrostack's idle memory (RSS after start-up);
+#   1b. the Responses API (`POST /v1/responses`, JSON and streaming) through the same mock, turns stored;
 # stops everything it started, drops its databases, and writes a markdown report.
 #
 #   scripts/bench.sh                 # full run, ~10 minutes on 2 cores
@@ -17,7 +18,7 @@
 # BENCH_WORDS (words per answer), BENCH_CHUNK_DELAY_MS (mock delay between stream chunks),
 # BENCH_LATENCY_MS (mock delay before every answer), BENCH_MOCK_WORKERS, BENCH_WRITE_ROWS,
 # BENCH_LIST_ROWS (the large list size), BENCH_LIST_REQUESTS (requests per list measurement),
-# BENCH_REPORT (report path), BENCH_SKIP (space-separated: proxy write list), PGHOST/PGPORT/PGUSER (default 127.0.0.1:5432, postgres, trust auth).
+# BENCH_REPORT (report path), BENCH_SKIP (space-separated: proxy responses write list), PGHOST/PGPORT/PGUSER (default 127.0.0.1:5432, postgres, trust auth).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -227,6 +228,31 @@ if ! skipped proxy; then
     --url "$PROXY_URL/v1/chat/completions" --stream --count-rows "$CONNSTR"
   echo "{\"hwm_kb\": $(hwm_kb "$PROXY_PID"), \"rss_kb\": $(rss_kb "$PROXY_PID")}" >"$OUT/after-load.json"
   stop_pid "$PROXY_PID"
+fi
+
+# --- 1b. Responses API: POST /v1/responses through the same mock --------------------------------
+# The same load as the proxy runs, as Responses requests (translated to chat completions, each
+# turn stored synchronously before its answer ends), on the proxy's database.
+if ! skipped responses; then
+  FS_PORT=$(free_port)
+  write_config "$OUT/responses.yaml" "$DB" "$FS_PORT"
+  awk '{print} /^  stores:$/ {print "    responses: { backend: sql_default }"}' "$OUT/responses.yaml" >"$OUT/responses.yaml.new"
+  mv "$OUT/responses.yaml.new" "$OUT/responses.yaml"
+  "$BIN/ferrostack" migrate --config "$OUT/responses.yaml" >>"$OUT/migrate.out" 2>&1
+  start_ferrostack "$OUT/responses.yaml" responses
+  RESP_PID=$FS_PID
+  : >"$OUT/responses-rows.md"
+  for mode in json sse; do
+    stream_arg=()
+    [[ $mode == sse ]] && stream_arg=(--stream)
+    before=$(psql -X -tA -d "$DB" -c "SELECT count(*) FROM openai_responses")
+    "${LOADGEN[@]}" --responses "${stream_arg[@]}" --label "ferrostack /v1/responses, ${mode^^}" \
+      --json-out "$OUT/responses-$mode.json" --url "$FS_URL/v1/responses" >>"$OUT/responses-rows.md"
+    after=$(psql -X -tA -d "$DB" -c "SELECT count(*) FROM openai_responses")
+    echo "{\"stored\": $((after - before))}" >"$OUT/responses-$mode.stored.json"
+    log "$(tail -n1 "$OUT/responses-rows.md")"
+  done
+  stop_pid "$RESP_PID"
 fi
 
 # --- 2. write path -------------------------------------------------------------------------------
@@ -456,5 +482,30 @@ if goals:
         [f"| {g} | {m} | {'yes' if ok else '**no**'} |" for g, m, ok in goals] + [""]
 open(report, "w").write("\n".join(lines) + "\n")
 PY
+# The Responses rows, in a section of their own appended to the report.
+if [[ -s "$OUT/responses-rows.md" ]]; then
+  python3 - "$OUT" "$REPORT" <<'PY'
+import json, os, sys
+out, report = sys.argv[1:3]
+def load(name):
+    p = os.path.join(out, name)
+    return json.load(open(p)) if os.path.exists(p) else None
+lines = ["## Responses API (`POST /v1/responses`, same mock and load as the proxy runs)", "",
+         "Each request is translated to a chat completion, sent to the mock, translated back (JSON, or the "
+         "Responses events of each chunk) and stored synchronously (one row, committed before the answer ends).", "",
+         "| run | conns | req/s | p50 ms | p90 ms | p99 ms | max ms | first chunk p50 / p99 ms | 2xx | errors | stored rows |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|", open(os.path.join(out, "responses-rows.md")).read().strip(), ""]
+for mode, chat in (("json", "fs-json"), ("sse", "fs-sse")):
+    r, c, stored = load(f"responses-{mode}.json"), load(f"{chat}.json"), load(f"responses-{mode}.stored.json")
+    if not r:
+        continue
+    line = f"- {mode.upper()}: stored rows {stored['stored'] if stored else '?'} for {r['ok_total']} 2xx answers (warm-up included)"
+    if c and c["requests_per_second"]:
+        line += (f"; {r['requests_per_second'] / c['requests_per_second']:.2f}x the chat-completions throughput of this run, "
+                 f"p50 {r['latency']['p50_ms'] - c['latency']['p50_ms']:+.2f} ms vs chat completions")
+    lines.append(line + ".")
+open(report, "a").write("\n".join(lines) + "\n")
+PY
+fi
 log "report: $REPORT"
 cat "$REPORT"

@@ -14,6 +14,7 @@ mod lists;
 mod llama_stack;
 mod models;
 mod replicas;
+mod responses;
 mod security;
 mod telemetry;
 
@@ -38,5 +39,6 @@ fn main() -> ExitCode {
     tests.extend(models::tests());
     tests.extend(durability::tests());
     tests.extend(hostile::tests());
+    tests.extend(responses::tests());
     ferrostack_testkit::run(tests)
 }

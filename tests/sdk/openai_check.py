@@ -5,8 +5,9 @@ Usage: python3 openai_check.py BASE_URL API_KEY MODEL [OTHER_MODEL]
 Exercises models.list and models.retrieve (MODEL, and OTHER_MODEL when given: an id with a `/`),
 chat.completions.create (plain and streamed), list (with paging and a model filter),
 retrieve, update (metadata), messages.list and delete; then client.conversations (create,
-retrieve, update, delete, items.create, items.list, items.retrieve, items.delete); and checks what
-comes back. The server must
+retrieve, update, delete, items.create, items.list, items.retrieve, items.delete); then
+client.responses (create plain and streamed, chained with previous_response_id and in a
+conversation, retrieve, input_items.list, delete); and checks what comes back. The server must
 store completions with `durability: sync`, so a completion is listed as soon as create returns.
 Exits 0 when everything holds, 1 with the failed check otherwise.
 """
@@ -83,6 +84,7 @@ def main():
         check("no-such-model" in str(e), f"the 404 names the model: {e}")
 
     conversations(client)
+    responses(client, model)
     print("openai SDK check: all checks passed")
 
 
@@ -131,6 +133,48 @@ def conversations(client):
         check(False, "a malformed id is refused")
     except openai.BadRequestError as e:
         check("conversation_id" in str(e), f"the 400 names conversation_id: {e}")
+
+
+def responses(client, model):
+    """client.responses: create (plain, streamed, chained, in a conversation), retrieve,
+    input_items.list, delete."""
+    plain = client.responses.create(model=model, input="say hello", instructions="be brief", metadata={"suite": "sdk"})
+    check(plain.id.startswith("resp_") and plain.status == "completed", f"responses.create answers: {plain}")
+    check(plain.model == model, f"the model as sent, got {plain.model!r}")
+    check(plain.output_text, "responses.create returns text")
+
+    events = list(client.responses.create(model=model, input="again", previous_response_id=plain.id, stream=True))
+    types = [e.type for e in events]
+    check(types[:2] == ["response.created", "response.in_progress"] and types[-1] == "response.completed",
+          f"the stream opens and completes: {types}")
+    check([e.sequence_number for e in events] == list(range(len(events))), "sequence numbers count up from 0")
+    streamed = events[-1].response
+    check(streamed.id == events[0].response.id, "the first event carries the id")
+    check(streamed.previous_response_id == plain.id, "the streamed turn continues the first")
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    check(text and text == streamed.output_text, f"the deltas make the text: {text!r}")
+
+    got = client.responses.retrieve(streamed.id)
+    check(got.id == streamed.id and got.output_text == text and got.model == model, f"retrieve: {got}")
+    items = client.responses.input_items.list(streamed.id)
+    check(len(items.data) == 1 and items.data[0].content[0].text == "again", f"input_items.list: {items}")
+
+    conv = client.conversations.create()
+    in_conv = client.responses.create(model=model, input="in a conversation", conversation=conv.id)
+    listed = [i.id for i in client.conversations.items.list(conv.id, order="asc")]
+    check(len(listed) == 2 and listed[1] == in_conv.output[0].id, f"the turn is in the conversation: {listed}")
+
+    client.responses.delete(plain.id)
+    try:
+        client.responses.retrieve(plain.id)
+        check(False, "a deleted response is gone")
+    except openai.NotFoundError as e:
+        check(f"Response '{plain.id}' not found" in str(e), f"the 404 names the response: {e}")
+    try:
+        client.responses.create(model="no-such-model", input="x")
+        check(False, "an unknown model is refused")
+    except openai.NotFoundError as e:
+        check("Model 'no-such-model' not found" in str(e), f"the 404 names the model: {e}")
 
 
 if __name__ == "__main__":

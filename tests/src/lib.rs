@@ -71,7 +71,7 @@ impl Storage<'_> {
             Storage::Postgres(_) => ("kv_postgres", "sql_postgres"),
         };
         format!(
-            "storage:\n  backends:\n    {kv_name}: {kv}\n    {sql_name}: {sql}\n  stores:\n    metadata: {{ backend: {kv_name}, namespace: registry }}\n    prompts: {{ backend: {kv_name}, namespace: prompts }}\n    connectors: {{ backend: {kv_name}, namespace: connectors }}\n    inference: {{ backend: {sql_name}, durability: sync }}\n    conversations: {{ backend: {sql_name} }}\n"
+            "storage:\n  backends:\n    {kv_name}: {kv}\n    {sql_name}: {sql}\n  stores:\n    metadata: {{ backend: {kv_name}, namespace: registry }}\n    prompts: {{ backend: {kv_name}, namespace: prompts }}\n    connectors: {{ backend: {kv_name}, namespace: connectors }}\n    inference: {{ backend: {sql_name}, durability: sync }}\n    conversations: {{ backend: {sql_name} }}\n    responses: {{ backend: {sql_name} }}\n"
         )
     }
 }

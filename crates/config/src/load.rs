@@ -164,7 +164,11 @@ fn builtin_storage(home: &Path) -> StorageConfig {
     let mut backends = BTreeMap::new();
     backends.insert(DEFAULT_KV_BACKEND.to_owned(), BackendConfig::KvSqlite(sqlite("kvstore.db")));
     backends.insert(DEFAULT_SQL_BACKEND.to_owned(), BackendConfig::SqlSqlite(sqlite("sql_store.db")));
-    StorageConfig { backends, stores: StoresConfig::default(), builtin: true, unserved_backends: BTreeMap::new() }
+    let mut stores = StoresConfig::default();
+    // With no storage configured, the Responses API is served and stored on `sql_default` too (a
+    // config file's `storage` keeps `responses` off unless it names it).
+    stores.responses = stores.inference.clone();
+    StorageConfig { backends, stores, builtin: true, unserved_backends: BTreeMap::new() }
 }
 
 /// `(variable, provider_id, provider_type, settings)`.

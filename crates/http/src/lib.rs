@@ -25,6 +25,7 @@ use ferrostack_conversations::ConversationStore;
 use ferrostack_inference_store::InferenceStore;
 use ferrostack_models::ModelRegistry;
 use ferrostack_providers::{ModelRoute, ProviderError, Providers};
+use ferrostack_responses::ResponseStore;
 use tokio_util::task::TaskTracker;
 
 pub use auth::{Caller, PUBLIC_PATHS};
@@ -58,6 +59,9 @@ pub struct AppState {
     pub completions: Option<InferenceStore>,
     /// Conversations and their items; `None` when `storage.stores.conversations` is null.
     pub conversations: Option<ConversationStore>,
+    /// Stored responses (with the conversations store they append to); `None` when
+    /// `storage.stores.responses` is null.
+    pub responses: Option<ResponseStore>,
     /// Upstream calls and storing run here, on the server's main runtime, so that neither a client
     /// leaving nor an actix worker stopping cuts them short; shutdown waits for them.
     pub tasks: TaskTracker,
@@ -138,6 +142,7 @@ fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .configure(routes::chat::routes)
             .configure(routes::models::routes)
             .configure(routes::conversations::routes)
+            .configure(routes::responses::routes)
             .default_service(web::to(not_found));
     }
 }

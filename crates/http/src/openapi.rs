@@ -99,6 +99,16 @@ fn build() -> Value {
     let mut items_list = vec![conversation_id()];
     items_list.extend(list_params(Some(ferrostack_conversations::MAX_LIMIT)));
     items_list.push(query("include", json!({"type": "array", "items": {"type": "string"}})));
+    let response_id = || path_param("response_id");
+    let mut responses_list = list_params(Some(ferrostack_responses::MAX_LIMIT));
+    responses_list.push(query("model", json!({"type": "string"})));
+    let mut input_items_list = vec![response_id()];
+    input_items_list.extend(list_params(Some(ferrostack_responses::MAX_LIMIT)));
+    input_items_list.push(query("before", json!({"type": "string"})));
+    input_items_list.push(query(
+        "include",
+        json!({"type": "array", "items": {"type": "string", "enum": ferrostack_responses::INCLUDE_VALUES}}),
+    ));
 
     let paths = json!({
         "/v1/health": {"get": op("health", "Liveness", vec![], None, schema_ref("Status"))},
@@ -137,6 +147,17 @@ fn build() -> Value {
         "/v1/conversations/{conversation_id}/items": {
             "post": op("addConversationItems", "Add items to a conversation", vec![conversation_id()], Some(schema_ref("ItemsAdd")), schema_ref("List")),
             "get": op("listConversationItems", "A conversation's items", items_list, None, schema_ref("List")),
+        },
+        "/v1/responses": {
+            "post": op("createResponse", "Create a response (JSON, or SSE events with `stream: true`)", vec![], Some(schema_ref("ResponseCreate")), schema_ref("Response")),
+            "get": op("listResponses", "List stored responses", responses_list, None, schema_ref("List")),
+        },
+        "/v1/responses/{response_id}": {
+            "get": op("getResponse", "A stored response", vec![response_id()], None, schema_ref("Response")),
+            "delete": op("deleteResponse", "Delete a stored response", vec![response_id()], None, schema_ref("Deleted")),
+        },
+        "/v1/responses/{response_id}/input_items": {
+            "get": op("listResponseInputItems", "The input items of a stored response", input_items_list, None, schema_ref("List")),
         },
         "/v1/conversations/{conversation_id}/items/{item_id}": {
             "get": op("getConversationItem", "One item of a conversation", vec![conversation_id(), path_param("item_id")], None, schema_ref("Item")),
@@ -242,6 +263,34 @@ fn build() -> Value {
         },
         "Item": {"type": "object", "required": ["id", "type"], "additionalProperties": true,
             "properties": {"id": {"type": "string"}, "type": {"type": "string"}}},
+        "ResponseCreate": {
+            "type": "object", "required": ["model"], "additionalProperties": true,
+            "properties": {
+                "model": {"type": "string"},
+                "input": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object", "additionalProperties": true}}]},
+                "instructions": {"type": ["string", "null"]},
+                "previous_response_id": {"type": ["string", "null"]},
+                "conversation": {"anyOf": [{"type": "string"}, {"type": "object"}, {"type": "null"}]},
+                "stream": {"type": ["boolean", "null"]},
+                "store": {"type": ["boolean", "null"]},
+                "metadata": {"anyOf": [schema_ref("Metadata"), {"type": "null"}]},
+                "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
+                "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                "max_output_tokens": {"type": ["integer", "null"], "minimum": 1},
+                "tools": {"type": ["array", "null"], "items": {"type": "object", "additionalProperties": true}},
+            },
+        },
+        "Response": {
+            "type": "object", "required": ["id", "object"], "additionalProperties": true,
+            "properties": {
+                "id": {"type": "string"},
+                "object": {"const": "response"},
+                "created_at": {"type": "integer"},
+                "status": {"type": "string"},
+                "model": {"type": "string"},
+                "output": {"type": "array", "items": {"type": "object"}},
+            },
+        },
         "Deleted": {
             "type": "object", "required": ["id", "object", "deleted"],
             "properties": {"id": {"type": "string"}, "object": {"type": "string"}, "deleted": {"type": "boolean"}},

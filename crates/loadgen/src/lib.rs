@@ -52,6 +52,19 @@ pub fn chat_body(model: &str, stream: bool) -> Bytes {
     )
 }
 
+/// The body of a Responses API request (`POST /v1/responses`) with the same short question.
+pub fn responses_body(model: &str, stream: bool) -> Bytes {
+    Bytes::from(
+        serde_json::json!({
+            "model": model,
+            "stream": stream,
+            "instructions": "You are a helpful assistant.",
+            "input": "Write one sentence about load testing an API server."
+        })
+        .to_string(),
+    )
+}
+
 /// Why a request did not count as a success.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ErrorKind {
@@ -105,6 +118,10 @@ pub fn classify(error: &reqwest::Error) -> ErrorKind {
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 const ERROR_EVENT: &[u8] = b"data: {\"error\"";
+/// A Responses stream ends with this event (it has no `[DONE]`) ...
+const RESPONSE_COMPLETED: &[u8] = b"event: response.completed\n";
+/// ... or fails with one of these.
+const RESPONSE_FAILED: [&[u8]; 2] = [b"event: response.failed\n", b"event: error\n"];
 
 /// Follows an SSE body chunk by chunk: whether an `error` event was seen and whether the body
 /// ended with `data: [DONE]`. Only the last few bytes are kept.
@@ -112,6 +129,8 @@ const ERROR_EVENT: &[u8] = b"data: {\"error\"";
 pub struct StreamCheck {
     tail: Vec<u8>,
     error_event: bool,
+    /// A Responses stream's `response.completed` event was seen.
+    completed: bool,
 }
 
 impl StreamCheck {
@@ -123,7 +142,13 @@ impl StreamCheck {
         if !self.error_event && window.windows(ERROR_EVENT.len()).any(|w| w == ERROR_EVENT) {
             self.error_event = true;
         }
-        let keep = window.len().saturating_sub(DONE.len().max(ERROR_EVENT.len()));
+        if !self.error_event && RESPONSE_FAILED.iter().any(|e| window.windows(e.len()).any(|w| w == *e)) {
+            self.error_event = true;
+        }
+        if !self.completed && window.windows(RESPONSE_COMPLETED.len()).any(|w| w == RESPONSE_COMPLETED) {
+            self.completed = true;
+        }
+        let keep = window.len().saturating_sub(DONE.len().max(ERROR_EVENT.len()).max(RESPONSE_COMPLETED.len()));
         window.drain(..keep);
         self.tail = window;
     }
@@ -132,7 +157,7 @@ impl StreamCheck {
     pub fn finish(&self) -> Result<(), ErrorKind> {
         if self.error_event {
             Err(ErrorKind::StreamErrorEvent)
-        } else if self.tail.ends_with(DONE) {
+        } else if self.tail.ends_with(DONE) || self.completed {
             Ok(())
         } else {
             Err(ErrorKind::StreamIncomplete)

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ferrostack_loadgen::{Options, Report, chat_body, count_rows, run, stored_since};
+use ferrostack_loadgen::{Options, Report, chat_body, count_rows, responses_body, run, stored_since};
 
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", about = "Load driver for ferrostack's benchmarks")]
@@ -72,6 +72,10 @@ struct RunArgs {
     /// Send GET requests without a body (listing) instead of chat completions.
     #[arg(long, conflicts_with = "stream")]
     get: bool,
+    /// Send Responses API requests (`{model, instructions, input}`; a stream ends with
+    /// `response.completed`) instead of chat completions.
+    #[arg(long, conflicts_with = "get")]
+    responses: bool,
     /// Bearer token.
     #[arg(long, env = "LOADGEN_TOKEN")]
     token: Option<String>,
@@ -111,7 +115,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(args) => {
             let options = Options {
                 url: args.url.clone(),
-                body: (!args.get).then(|| chat_body(&args.model, args.stream)),
+                body: (!args.get).then(|| match args.responses {
+                    true => responses_body(&args.model, args.stream),
+                    false => chat_body(&args.model, args.stream),
+                }),
                 stream: args.stream,
                 token: args.token.clone(),
                 concurrency: args.concurrency,

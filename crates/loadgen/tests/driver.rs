@@ -75,6 +75,21 @@ fn stream_check_needs_done_and_no_error_event() {
 }
 
 #[test]
+fn stream_check_of_responses_streams() {
+    // A Responses stream has no [DONE]: it ends with response.completed, seen across chunks.
+    let mut ok = StreamCheck::default();
+    for chunk in
+        ["event: response.created\ndata: {}\n\n", "event: response.comp", "leted\ndata: {\"response\": {}}\n\n"]
+    {
+        ok.feed(chunk.as_bytes());
+    }
+    assert_eq!(ok.finish(), Ok(()));
+    let mut failed = StreamCheck::default();
+    failed.feed(b"event: response.created\ndata: {}\n\nevent: response.failed\ndata: {}\n\n");
+    assert_eq!(failed.finish(), Err(ErrorKind::StreamErrorEvent));
+}
+
+#[test]
 fn error_kinds_have_stable_names() {
     let names: Vec<String> = [
         ErrorKind::Connect,

@@ -14,6 +14,7 @@ use ferrostack_conversations::ConversationStore;
 use ferrostack_http::{AppState, Lifecycle};
 use ferrostack_inference_store::{InferenceStore, WriterConfig, Writers};
 use ferrostack_providers::Providers;
+use ferrostack_responses::ResponseStore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -105,6 +106,17 @@ impl Application {
             }
             None => None,
         };
+        // Responses append to conversations in the same transaction, so both stores must share a
+        // backend (checked here: a config that splits them does not start).
+        let responses = match &config.storage.stores.responses {
+            Some(store) => {
+                let db = catalog.sql(&store.backend).context("storage.stores.responses")?;
+                let responses = ResponseStore::new(db, auth.access_policy.clone(), conversations.clone())
+                    .context("cannot set up the responses store")?;
+                Some(responses)
+            }
+            None => None,
+        };
         if let Some(meter) = options.telemetry.meter() {
             metrics::register(meter, &catalog, completions.as_ref());
         }
@@ -120,6 +132,7 @@ impl Application {
             models: models.clone(),
             completions,
             conversations,
+            responses,
             tasks: tasks.clone(),
             runtime: tokio::runtime::Handle::current(),
             telemetry: ferrostack_http::HttpTelemetry::new(options.telemetry.meter(), options.telemetry.traces()),

@@ -17,7 +17,7 @@
 //! | `repeat-id` | as `echo`, always with the id [`REPEATED_ID`] |
 //! | `json` / `sse` | `hi there` / `Héllo wörld 🌍` in four chunks cut at awkward places |
 //! | `tools` | tool-call fragments to assemble, with an orphan fragment, several events per write |
-//! | `tool-call` | one tool call (`call_1`, `get_weather`, `{"city":"Paris"}`) in fragments |
+//! | `tool-call` | one tool call (`call_1`, `get_weather`, `{"city":"Paris"}`): streamed in fragments, or as JSON |
 //! | `logprobs` | chunks with logprobs and a usage-only chunk |
 //! | `hold` | streams `partial `, then waits for [`FakeUpstream::release`]; JSON waits first |
 //! | `gated` / `break` | one chunk, then (after [`FakeUpstream::release_one`]) the rest / a broken connection |
@@ -347,6 +347,13 @@ async fn answer(
             let text = sse_text(&chunks);
             let mid = text.len() / 2;
             sse(vec![Bytes::copy_from_slice(&text.as_bytes()[..mid]), Bytes::copy_from_slice(&text.as_bytes()[mid..])])
+        }
+        "tool-call" if !stream => {
+            let mut answer = completion(&id, &model, "");
+            answer["choices"][0]["finish_reason"] = json!("tool_calls");
+            answer["choices"][0]["message"] = json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]});
+            HttpResponse::Ok().json(answer)
         }
         "tool-call" => sse(vec![
             frame(&id, &model, json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}), None),

@@ -103,6 +103,26 @@ impl From<ferrostack_conversations::Error> for ApiError {
     }
 }
 
+impl From<ferrostack_responses::Error> for ApiError {
+    fn from(e: ferrostack_responses::Error) -> Self {
+        use ferrostack_responses::Error as E;
+        let message = e.to_string();
+        let param = e.param().map(str::to_owned);
+        let err = match e {
+            E::Invalid { .. } | E::AfterNotFound { .. } => Self::new(Code::InvalidRequest, message),
+            E::NotFound { .. } | E::InputItemNotFound { .. } => Self::new(Code::NotFound, message),
+            E::Forbidden { .. } => Self::new(Code::Forbidden, message),
+            E::Conversation(c) => Self::from(c),
+            E::SeparateBackends => Self::internal(&message),
+            E::Store(e) => return e.into(),
+        };
+        match param {
+            Some(p) => err.with_param(p),
+            None => err,
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
