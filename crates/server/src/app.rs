@@ -117,6 +117,10 @@ impl Application {
             // after the first waits for the client's delayed ACK (~40 ms a stream, measured with
             // scripts/bench.sh). Send them as they come.
             .tcp_nodelay(true)
+            // A client that closes its connection is gone: its request's handler (and the
+            // upstream call it makes, see crates/http/src/routes/chat/create.rs) is dropped at
+            // once instead of running on for a half-closed connection nobody reads.
+            .h1_allow_half_closed(false)
             .shutdown_timeout(config.server.shutdown_timeout_seconds);
         if let Some(workers) = config.server.workers {
             server = server.workers(workers);

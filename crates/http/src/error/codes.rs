@@ -97,6 +97,9 @@ codes! {
     /// The provider did not answer in time.
     UpstreamTimeout => GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout",
         "the provider did not answer (or stopped answering) in time";
+    /// The provider's cap on concurrent requests stayed full for its bounded wait.
+    UpstreamBusy => SERVICE_UNAVAILABLE, "service_unavailable", "upstream_busy",
+        "the provider's `max_concurrent_requests` were all in use for `queue_timeout_ms`; nothing was sent upstream; carries `Retry-After`";
 }
 
 impl Code {
