@@ -305,6 +305,17 @@ async fn every_status() {
             504,
             body("upstream provider fake timed out", "upstream_error", "upstream_timeout", None),
         ),
+        (
+            "provider at its cap",
+            ProviderError::Busy { provider: "fake".into(), limit: 8 }.into(),
+            503,
+            body(
+                "upstream provider fake is at its limit of 8 concurrent requests; retry later",
+                "service_unavailable",
+                "upstream_busy",
+                None,
+            ),
+        ),
     ];
     let mut seen = BTreeSet::new();
     for (case, err, status, want) in cases {
