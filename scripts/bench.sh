@@ -329,12 +329,14 @@ if ! skipped callgrind && command -v valgrind >/dev/null; then
   # start-up or warm-up), all threads, PostgreSQL store on, 10 connections.
   FS_PORT=$(free_port)
   write_config "$OUT/callgrind.yaml" "$DB" "$FS_PORT"
+  "$BIN/ferrostack" migrate --config "$OUT/callgrind.yaml" >>"$OUT/migrate.out" 2>&1
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.out" \
     "$BIN/ferrostack" serve --config "$OUT/callgrind.yaml" >"$OUT/callgrind.stdout" 2>"$OUT/callgrind.err" &
   CG_PID=$!
   PIDS+=("$CG_PID")
   CG_URL="http://127.0.0.1:$FS_PORT"
   for _ in $(seq 1 600); do curl -fsS -o /dev/null "$CG_URL/v1/health" 2>/dev/null && break; sleep 0.1; done
+  curl -fsS -o /dev/null "$CG_URL/v1/health" || { log "ferrostack under callgrind did not start; see $OUT/callgrind.err"; exit 1; }
   CG=("$BIN/loadgen" run --concurrency 10 --model mock-model --url "$CG_URL/v1/chat/completions" --timeout 120)
   cg_run() { # name requests [--stream]
     local name=$1 n=$2 file ir
@@ -345,9 +347,14 @@ if ! skipped callgrind && command -v valgrind >/dev/null; then
     "${CG[@]}" --requests "$n" --label "callgrind $name" --json-out "$OUT/cg-$name.json" "$@" >/dev/null
     callgrind_control -i off "$CG_PID" >/dev/null
     callgrind_control -d "cg-$name" "$CG_PID" >/dev/null
-    sleep 1
-    file=$(grep -l "cg-$name" "$OUT"/callgrind.out* | head -n1)
-    ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$file")
+    file=""
+    for _ in $(seq 1 120); do # the dump is written once a thread of the process runs again
+      file=$(grep -l "cg-$name" "$OUT"/callgrind.out.* 2>/dev/null | head -n1 || true)
+      [[ -n $file ]] && break
+      sleep 0.5
+    done
+    [[ -n $file ]] || { log "callgrind wrote no dump for $name"; return 1; }
+    ir=$(awk '/^totals:/ {print $2; exit}' "$file")
     echo "{\"instructions\": $ir, \"requests\": $n, \"file\": \"$(basename "$file")\"}" >"$OUT/cg-$name.ir.json"
     log "callgrind $name: $ir instructions for $n requests = $((ir / n)) per request ($file)"
   }
