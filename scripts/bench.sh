@@ -9,6 +9,12 @@
 #      with EXPLAIN ANALYZE of the statements;
 #   4. ferrostack's idle memory (RSS after start-up);
 #   1b. the Responses API (`POST /v1/responses`, JSON and streaming) through the same mock, turns stored;
+#   5. peers' measures of the proxy (sections "peers" and "callgrind"): `wrk` (Debian package,
+#      installed with apt-get when missing) at $BENCH_CONCURRENCY connections against the mock
+#      directly and through ferrostack, ferrostack's own CPU time per request (JSON, SSE, per
+#      relayed event), added latency and time to first chunk at 1 connection (p50/p99, loadgen,
+#      exact), and a callgrind instruction count per request of the JSON and SSE paths
+#      (valgrind; repeatable on a noisy machine);
 # stops everything it started, drops its databases, and writes a markdown report.
 #
 #   scripts/bench.sh                 # full run, ~10 minutes on 2 cores
@@ -18,7 +24,11 @@
 # BENCH_WORDS (words per answer), BENCH_CHUNK_DELAY_MS (mock delay between stream chunks),
 # BENCH_LATENCY_MS (mock delay before every answer), BENCH_MOCK_WORKERS, BENCH_WRITE_ROWS,
 # BENCH_LIST_ROWS (the large list size), BENCH_LIST_REQUESTS (requests per list measurement),
-# BENCH_REPORT (report path), BENCH_SKIP (space-separated: proxy responses write list), PGHOST/PGPORT/PGUSER (default 127.0.0.1:5432, postgres, trust auth).
+# BENCH_REPORT (report path), BENCH_SKIP (space-separated: proxy responses peers callgrind write list),
+# BENCH_WRK_DURATION (s per wrk run), BENCH_LATENCY_REQUESTS (requests per 1-connection run),
+# BENCH_CALLGRIND_REQUESTS (JSON requests under callgrind; a fifth as many streams),
+# BENCH_BIN (a directory of prebuilt binaries to run instead of building target/release),
+# PGHOST/PGPORT/PGUSER (default 127.0.0.1:5432, postgres, trust auth).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -36,6 +46,9 @@ WRITE_ROWS=${BENCH_WRITE_ROWS:-$((q ? 4000 : 20000))}
 LIST_ROWS=${BENCH_LIST_ROWS:-$((q ? 100000 : 1000000))}
 LIST_REQUESTS=${BENCH_LIST_REQUESTS:-$((q ? 50 : 300))}
 SKIP=${BENCH_SKIP:-}
+WRK_DURATION=${BENCH_WRK_DURATION:-$((q ? 3 : 10))}
+LATENCY_REQUESTS=${BENCH_LATENCY_REQUESTS:-$((q ? 300 : 3000))}
+CALLGRIND_REQUESTS=${BENCH_CALLGRIND_REQUESTS:-$((q ? 200 : 2000))}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -44,7 +57,8 @@ REPORT=${BENCH_REPORT:-$OUT/report.md}
 mkdir -p "$OUT"
 DB="bench_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 LIST_DB="${DB}_list"
-BIN="$ROOT/target/release"
+# BENCH_BIN: run prebuilt binaries from this directory (another build to compare) without building.
+BIN=${BENCH_BIN:-$ROOT/target/release}
 PIDS=()
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -88,10 +102,12 @@ wait_http() { # url, pid
 }
 
 # --- build ------------------------------------------------------------------------------------
-log "building release binaries"
-cargo build --release --quiet -p ferrostack -p ferrostack-mock-upstream -p ferrostack-loadgen
-cargo build --release --quiet -p ferrostack-inference-store --example write_bench
-cargo build --release --quiet -p ferrostack-authz --example explain_list
+if [[ -z ${BENCH_BIN:-} ]]; then
+  log "building release binaries"
+  cargo build --release --quiet -p ferrostack -p ferrostack-mock-upstream -p ferrostack-loadgen
+  cargo build --release --quiet -p ferrostack-inference-store --example write_bench
+  cargo build --release --quiet -p ferrostack-authz --example explain_list
+fi
 
 # --- machine ----------------------------------------------------------------------------------
 {
@@ -255,6 +271,124 @@ if ! skipped responses; then
   stop_pid "$RESP_PID"
 fi
 
+# --- 1c. peers' measures: wrk, CPU per request, latency at 1 connection, callgrind ----------------
+stored_count() { psql -X -tA -d "$DB" -c "SELECT count(*) FROM inference_store"; }
+settled_count() { # the row count once it stopped moving for 2 s (the write queue drained)
+  local last now same=0
+  last=$(stored_count)
+  while ((same < 4)); do
+    sleep 0.5
+    now=$(stored_count)
+    if [[ $now == "$last" ]]; then same=$((same + 1)); else same=0; last=$now; fi
+  done
+  echo "$last"
+}
+
+wrk_script() { # file stream
+  cat >"$1" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"model":"mock-model","stream":$2,"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write one sentence about load testing an API server."}]}'
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRKJSON {"requests": %d, "duration_us": %d, "non2xx": %d, "socket_errors": %d, "p50_us": %d, "p99_us": %d}\\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+LUA
+}
+
+measure_wrk() { # name url script [ferrostack pid]
+  local name=$1 url=$2 script=$3 fs=${4:-} before=() pids=("$MOCK_PID") rows0="" t0 t1
+  [[ -n $fs ]] && pids+=("$fs")
+  [[ -n $fs ]] && rows0=$(settled_count)
+  for pid in "${pids[@]}"; do before+=("$(cpu_ticks "$pid")"); done
+  t0=$(date +%s.%N)
+  wrk -t2 -c"$CONCURRENCY" -d"${WRK_DURATION}s" --timeout 10s -s "$script" "$url" >"$OUT/$name.wrk.txt" 2>&1
+  t1=$(date +%s.%N)
+  local out="{" i
+  for i in "${!pids[@]}"; do
+    out+="\"cpu_${i}\": $(( $(cpu_ticks "${pids[$i]}") - ${before[$i]} )),"
+  done
+  out+="\"wall\": $(elapsed "$t0" "$t1"), \"clk_tck\": $CLK_TCK,"
+  [[ -n $fs ]] && out+="\"stored_rows\": $(( $(settled_count) - rows0 )),"
+  out+="\"wrk\": $(sed -n 's/^WRKJSON //p' "$OUT/$name.wrk.txt")}"
+  echo "$out" >"$OUT/$name.json"
+  log "wrk $name: $(grep -E 'Requests/sec' "$OUT/$name.wrk.txt" | tr -s ' ')"
+}
+
+if ! skipped peers; then
+  if ! command -v wrk >/dev/null; then
+    log "installing wrk (Debian package)"
+    if [[ $(id -u) == 0 ]]; then apt-get install -y -q wrk >"$OUT/apt.log" 2>&1; else sudo apt-get install -y -q wrk >"$OUT/apt.log" 2>&1; fi
+  fi
+  wrk_script "$OUT/json.lua" false
+  wrk_script "$OUT/sse.lua" true
+  FS_PORT=$(free_port)
+  write_config "$OUT/peers.yaml" "$DB" "$FS_PORT"
+  "$BIN/ferrostack" migrate --config "$OUT/peers.yaml" >>"$OUT/migrate.out" 2>&1
+  start_ferrostack "$OUT/peers.yaml" peers
+  PEERS_PID=$FS_PID
+  PEERS_URL=$FS_URL
+  echo "{\"mock\": $MOCK_PID, \"ferrostack\": $PEERS_PID, \"words\": $WORDS}" >"$OUT/peers-pids.json"
+  measure_wrk wrk-direct-json "$MOCK_URL/v1/chat/completions" "$OUT/json.lua"
+  measure_wrk wrk-fs-json "$PEERS_URL/v1/chat/completions" "$OUT/json.lua" "$PEERS_PID"
+  measure_wrk wrk-direct-sse "$MOCK_URL/v1/chat/completions" "$OUT/sse.lua"
+  measure_wrk wrk-fs-sse "$PEERS_URL/v1/chat/completions" "$OUT/sse.lua" "$PEERS_PID"
+  # One connection, sequential requests: the latency ferrostack adds to each (loadgen: exact
+  # percentiles over every sample, and the time to the first SSE chunk).
+  ONE=("$BIN/loadgen" run --concurrency 1 --requests "$LATENCY_REQUESTS" --warmup 1 --model mock-model)
+  for kind in json sse; do
+    flag=()
+    [[ $kind == sse ]] && flag=(--stream)
+    "${ONE[@]}" "${flag[@]}" --url "$MOCK_URL/v1/chat/completions" --label "mock direct, $kind, 1 connection" \
+      --json-out "$OUT/one-direct-$kind.json" >>"$OUT/one-rows.md"
+    "${ONE[@]}" "${flag[@]}" --url "$PEERS_URL/v1/chat/completions" --label "ferrostack, $kind, 1 connection" \
+      --json-out "$OUT/one-fs-$kind.json" >>"$OUT/one-rows.md"
+    log "$(tail -n2 "$OUT/one-rows.md" | tr '\n' ' ')"
+  done
+  stop_pid "$PEERS_PID"
+fi
+
+if ! skipped callgrind && command -v valgrind >/dev/null; then
+  # Instructions per request under callgrind: counted only while the measured requests run (not
+  # start-up or warm-up), all threads, PostgreSQL store on, 10 connections.
+  FS_PORT=$(free_port)
+  write_config "$OUT/callgrind.yaml" "$DB" "$FS_PORT"
+  "$BIN/ferrostack" migrate --config "$OUT/callgrind.yaml" >>"$OUT/migrate.out" 2>&1
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.out" \
+    "$BIN/ferrostack" serve --config "$OUT/callgrind.yaml" >"$OUT/callgrind.stdout" 2>"$OUT/callgrind.err" &
+  CG_PID=$!
+  PIDS+=("$CG_PID")
+  CG_URL="http://127.0.0.1:$FS_PORT"
+  for _ in $(seq 1 600); do curl -fsS -o /dev/null "$CG_URL/v1/health" 2>/dev/null && break; sleep 0.1; done
+  curl -fsS -o /dev/null "$CG_URL/v1/health" || { log "ferrostack under callgrind did not start; see $OUT/callgrind.err"; exit 1; }
+  CG=("$BIN/loadgen" run --concurrency 10 --model mock-model --url "$CG_URL/v1/chat/completions" --timeout 120)
+  cg_run() { # name requests [--stream]
+    local name=$1 n=$2 file ir
+    shift 2
+    "${CG[@]}" --requests 50 --label warmup "$@" >/dev/null
+    callgrind_control -i on "$CG_PID" >/dev/null
+    callgrind_control -z "$CG_PID" >/dev/null
+    "${CG[@]}" --requests "$n" --label "callgrind $name" --json-out "$OUT/cg-$name.json" "$@" >/dev/null
+    callgrind_control -i off "$CG_PID" >/dev/null
+    callgrind_control -d "cg-$name" "$CG_PID" >/dev/null
+    file=""
+    for _ in $(seq 1 120); do # the dump is written once a thread of the process runs again
+      file=$(grep -l "cg-$name" "$OUT"/callgrind.out.* 2>/dev/null | head -n1 || true)
+      [[ -n $file ]] && break
+      sleep 0.5
+    done
+    [[ -n $file ]] || { log "callgrind wrote no dump for $name"; return 1; }
+    ir=$(awk '/^totals:/ {print $2; exit}' "$file")
+    echo "{\"instructions\": $ir, \"requests\": $n, \"file\": \"$(basename "$file")\"}" >"$OUT/cg-$name.ir.json"
+    log "callgrind $name: $ir instructions for $n requests = $((ir / n)) per request ($file)"
+  }
+  cg_run json "$CALLGRIND_REQUESTS"
+  cg_run sse $((CALLGRIND_REQUESTS / 5)) --stream
+  stop_pid "$CG_PID"
+fi
+
 # --- 2. write path -------------------------------------------------------------------------------
 if ! skipped write; then
   log "write bench: $WRITE_ROWS rows, 8 producers"
@@ -269,13 +403,15 @@ LIST_ROWS_MD="$OUT/list-rows.md"
 : >"$OUT/explain.txt"
 if ! skipped list; then
   psql_q -d postgres -c "CREATE DATABASE $LIST_DB"
-  AUTH=$(cat <<'EOF'
+  AUTH=$(cat <<EOF
   auth:
     provider_config:
       type: static
       tokens:
         - { token: team-token, principal: user7, attributes: { teams: [team7] } }
         - { token: solo-token, principal: user8 }
+        - { token: wide-token, principal: user9, attributes: { teams: [$(seq -s, -f 'team%g' 0 29)] } }
+        - { token: admin-token, principal: admin1, attributes: { roles: [admin] } }
 EOF
 )
   CUSTOM=$(cat <<'EOF'
@@ -334,15 +470,19 @@ $CUSTOM"
   }
 
   list_runs() { # size label
-    local size=$1 after7 after8
+    local size=$1 after7 after8 after9
     after7=$(deep_after user7)
     after8=$(deep_after user8)
+    after9=$(deep_after user9)
     for policy in default custom; do
       local url
       if [[ $policy == default ]]; then url=$DEFAULT_URL; else url=$CUSTOM_URL; fi
-      for who in team solo; do
+      # team: 1% of the rows under the default policy; solo: 0.1%; wide: 30 teams, 30%;
+      # admin: roles [admin], every row under the custom policy's admin override.
+      for who in team solo wide admin; do
         local after=$after7
         [[ $who == solo ]] && after=$after8
+        [[ $who == wide ]] && after=$after9
         for page in first deep; do
           local q="limit=20"
           [[ $page == deep ]] && q="limit=20&after=$after"
@@ -374,7 +514,9 @@ $CUSTOM"
 
   {
     for args in "list-default.yaml user7" "list-default.yaml user8" "list-custom.yaml user7" \
-      "list-default.yaml user7 $(deep_after user7)" "list-custom.yaml user7 $(deep_after user7)"; do
+      "list-default.yaml user7 $(deep_after user7)" "list-custom.yaml user7 $(deep_after user7)" \
+      "list-default.yaml user9" "list-default.yaml user9 $(deep_after user9)" "list-custom.yaml user9" \
+      "list-default.yaml admin1" "list-custom.yaml admin1" "list-custom.yaml admin1 $(deep_after user7)"; do
       read -r cfg who after <<<"$args"
       if [[ -n ${after:-} ]]; then page="deep page (after $after)"; else page="first page"; fi
       echo "### ${cfg%.yaml}, caller $who, $page"
@@ -441,6 +583,34 @@ if dj and fj:
     rows_ok = fj.get("stored_rows") == fj["ok_total"] and fs.get("stored_rows") == fs["ok_total"]
     goals.append(("stored rows == 2xx responses", f"{fj.get('stored_rows')} == {fj['ok_total']}, {fs.get('stored_rows')} == {fs['ok_total']}", rows_ok))
     goals.append(("50x the reference (~110 req/s) = 5,500 req/s (JSON)", f"{fj['requests_per_second']:.0f} req/s = {fj['requests_per_second'] / 110:.0f}x", fj['requests_per_second'] >= 5500))
+peers = load("peers-pids.json")
+if peers:
+    wdj, wfj, wds, wfs = (load(n + ".json") for n in ("wrk-direct-json", "wrk-fs-json", "wrk-direct-sse", "wrk-fs-sse"))
+    odj, ofj, ods, ofs = (load(n + ".json") for n in ("one-direct-json", "one-fs-json", "one-direct-sse", "one-fs-sse"))
+    cgj, cgs = load("cg-json.ir.json"), load("cg-sse.ir.json")
+    events = int(peers["words"]) + 2
+    def rps(w): return w["wrk"]["requests"] / (w["wrk"]["duration_us"] / 1e6)
+    def cpu_us(w, i=1): return 1e6 * w[f"cpu_{i}"] / w["clk_tck"] / max(1, w["wrk"]["requests"])
+    rows = ["| | JSON | SSE |", "|---|---:|---:|"]
+    if wfj and wfs and wdj and wds:
+        rows.append(f"| ferrostack CPU per request, its own process (user+system), wrk run | **{cpu_us(wfj):.0f} µs** | **{cpu_us(wfs):.0f} µs** |")
+        rows.append(f"| ferrostack CPU per relayed event ({events} per stream) | - | **{cpu_us(wfs) / events:.1f} µs** |")
+        rows.append(f"| the mock's CPU per request, direct | {cpu_us(wdj, 0):.0f} µs | {cpu_us(wds, 0):.0f} µs |")
+        rows.append(f"| throughput at {conc} connections, ferrostack / the mock directly (wrk) | **{rps(wfj) / rps(wdj):.2f}** | **{rps(wfs) / rps(wds):.2f}** |")
+        rows.append(f"| req/s: mock direct / ferrostack (wrk) | {rps(wdj):,.0f} / {rps(wfj):,.0f} | {rps(wds):,.0f} / {rps(wfs):,.0f} |")
+        rows.append(f"| stored rows / 2xx (wrk runs; wrk stops with up to {conc} answers in flight: stored, not counted) | {wfj['stored_rows']} / {wfj['wrk']['requests'] - wfj['wrk']['non2xx']} | {wfs['stored_rows']} / {wfs['wrk']['requests'] - wfs['wrk']['non2xx']} |")
+        if dj and fj and ds and fs:
+            rows.append(f"| throughput, ferrostack / the mock directly (loadgen, section above) | {fj['requests_per_second'] / dj['requests_per_second']:.2f} | {fs['requests_per_second'] / ds['requests_per_second']:.2f} |")
+    if odj and ofj and ods and ofs:
+        def added(a, b, k, p): return b[k][p] - a[k][p]
+        rows.append(f"| added latency at 1 connection, p50 / p99 (ms) | **{added(odj, ofj, 'latency', 'p50_ms'):.3f} / {added(odj, ofj, 'latency', 'p99_ms'):.3f}** | {added(ods, ofs, 'latency', 'p50_ms'):.3f} / {added(ods, ofs, 'latency', 'p99_ms'):.3f} |")
+        rows.append(f"| added time to first chunk at 1 connection, p50 / p99 (ms) | - | **{added(ods, ofs, 'first_chunk', 'p50_ms'):.3f} / {added(ods, ofs, 'first_chunk', 'p99_ms'):.3f}** |")
+        rows.append(f"| mock direct at 1 connection, p50 / p99 (ms) | {odj['latency']['p50_ms']:.3f} / {odj['latency']['p99_ms']:.3f} | {ods['latency']['p50_ms']:.3f} / {ods['latency']['p99_ms']:.3f} |")
+    if cgj and cgs:
+        rows.append(f"| callgrind: ferrostack instructions per request (10 connections, store on) | **{cgj['instructions'] / cgj['requests']:,.0f}** | **{cgs['instructions'] / cgs['requests']:,.0f}** ({cgs['instructions'] / cgs['requests'] / events:,.0f} per event) |")
+    lines += ["## Peers' measures (issue 16)", "",
+              f"`wrk -t2 -c{conc}` for {os.environ.get('BENCH_WRK_DURATION', 'the default')} s per run (no warm-up); CPU from /proc/PID/stat over the run, divided by the requests wrk completed; "
+              "1 connection: loadgen, sequential requests after 1 s warm-up; callgrind: `valgrind --tool=callgrind`, counting only while the measured requests run.", ""] + rows + [""]
 write = read("write.md").strip()
 if write:
     lines += ["## Write path (absolute numbers: machine-dependent)", "", write, ""]
@@ -469,7 +639,7 @@ if big:
               "Deep page: `after` = the caller's own row in the middle of their own rows.", "",
               "| run | conns | req/s | p50 ms | p90 ms | p99 ms | max ms | first chunk p50 / p99 ms | 2xx | errors | stored rows |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n" + read("list-rows.md").strip(), ""]
     lab = big["label"]
-    for who in ("team", "solo"):
+    for who in ("team", "solo", "wide", "admin"):
         for pol in ("default", "custom"):
             s, b = load(f"list-10k-{pol}-{who}-first.json"), load(f"list-{lab}-{pol}-{who}-first.json")
             if s and b:

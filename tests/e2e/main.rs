@@ -4,6 +4,7 @@
 #![expect(clippy::expect_used, reason = "a test fails by panicking; harness = false targets are not cfg(test)")]
 
 mod auth;
+mod cancel;
 mod chat;
 mod conversations;
 mod durability;
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
     tests.extend(health::tests());
     tests.extend(auth::tests());
     tests.extend(chat::tests());
+    tests.extend(cancel::tests());
     tests.extend(conversations::tests());
     tests.extend(security::tests());
     tests.extend(errors::tests());

@@ -108,9 +108,12 @@ pub const DEFAULT_OPENAI_URL: &str = "https://api.openai.com/v1";
 /// Default base URL of `remote::ollama`.
 pub const DEFAULT_OLLAMA_URL: &str = "http://localhost:11434/v1";
 
-/// Default `timeout_ms`: the longest wait for the next bytes of an upstream answer.
+/// Default `timeout_ms`: the longest wait for the next bytes of an upstream answer. Two minutes:
+/// a streamed answer's first token and a non-streaming answer of a few thousand tokens come
+/// well within it, and an upstream that is silent for longer is stuck, not busy. (A client
+/// that leaves cancels its call at once, whatever this is; docs/configuration.md.)
 pub fn default_inference_timeout_ms() -> u64 {
-    600_000
+    120_000
 }
 /// Default `connect_timeout_ms`.
 pub fn default_inference_connect_timeout_ms() -> u64 {
@@ -121,12 +124,23 @@ pub fn default_inference_max_idle_connections() -> usize {
     64
 }
 
+/// Default `max_concurrent_requests`: upstream calls in flight at once per provider.
+pub fn default_inference_max_concurrent_requests() -> usize {
+    512
+}
+/// Default `queue_timeout_ms`: how long a call waits for a place when the provider is at its cap.
+pub fn default_inference_queue_timeout_ms() -> u64 {
+    1_000
+}
+
 /// Fields accepted for compatibility with Llama Stack provider configs and ignored.
 const IGNORED_FIELDS: [&str; 5] =
     ["allowed_models", "max_tokens", "append_api_version", "rerank_model_to_url", "timeout"];
 
 /// Every field the parser knows, for the "unknown field" message.
-const KNOWN_FIELDS: [&str; 12] = [
+const KNOWN_FIELDS: [&str; 14] = [
+    "max_concurrent_requests",
+    "queue_timeout_ms",
     "refresh_models",
     "refresh_interval_seconds",
     "url",
@@ -166,6 +180,11 @@ pub struct InferenceProviderConfig {
     pub refresh_models: bool,
     /// Seconds between two model refreshes (also the retry delay when the provider is down).
     pub refresh_interval_seconds: u64,
+    /// Upstream calls in flight at once (a stream counts until it ends or its client leaves).
+    pub max_concurrent_requests: usize,
+    /// How long a call waits for a place when `max_concurrent_requests` are in flight, before
+    /// it is answered 503 without calling the provider, in milliseconds.
+    pub queue_timeout_ms: u64,
 }
 
 impl fmt::Debug for InferenceProviderConfig {
@@ -181,6 +200,8 @@ impl fmt::Debug for InferenceProviderConfig {
             .field("max_idle_connections", &self.max_idle_connections)
             .field("refresh_models", &self.refresh_models)
             .field("refresh_interval_seconds", &self.refresh_interval_seconds)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("queue_timeout_ms", &self.queue_timeout_ms)
             .finish()
     }
 }
@@ -247,6 +268,12 @@ impl InferenceProviderConfig {
             .integer("max_idle_connections", 0, 10_000, "")
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
             .unwrap_or_else(default_inference_max_idle_connections);
+        let max_concurrent_requests = p
+            .integer("max_concurrent_requests", 1, 100_000, "")
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            .unwrap_or_else(default_inference_max_concurrent_requests);
+        let queue_timeout_ms =
+            p.integer("queue_timeout_ms", 0, 600_000, "ms").unwrap_or_else(default_inference_queue_timeout_ms);
         let refresh_models = p.bool("refresh_models").unwrap_or(false);
         let refresh_interval_seconds =
             p.integer("refresh_interval_seconds", 1, 86_400, "s").unwrap_or_else(default_refresh_interval_seconds);
@@ -293,6 +320,8 @@ impl InferenceProviderConfig {
                 max_idle_connections,
                 refresh_models,
                 refresh_interval_seconds,
+                max_concurrent_requests,
+                queue_timeout_ms,
             })
         } else {
             Err(problems)
@@ -317,6 +346,8 @@ impl InferenceProviderConfig {
             max_idle_connections: default_inference_max_idle_connections(),
             refresh_models: false,
             refresh_interval_seconds: default_refresh_interval_seconds(),
+            max_concurrent_requests: default_inference_max_concurrent_requests(),
+            queue_timeout_ms: default_inference_queue_timeout_ms(),
         }
     }
 }

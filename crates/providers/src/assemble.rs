@@ -5,11 +5,14 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
+use crate::raw::{self, Kind, Members};
+
 /// Accumulates `chat.completion.chunk`s, in order, into one `chat.completion`.
 ///
 /// Per choice index: content and refusal fragments concatenated; tool-call fragments keyed by
 /// their index (`id` and `type` take the last non-empty value, `name` and `arguments` are
-/// concatenated); the last non-null `finish_reason`; logprob entries concatenated. `id` and
+/// concatenated); the last non-null `finish_reason` (`null` when no chunk gave one: the stream was
+/// cut); logprob entries concatenated. `id` and
 /// `created` come from the first chunk that has them, `usage` from the last chunk that carries it.
 #[derive(Debug, Clone)]
 pub struct StreamAssembler {
@@ -74,6 +77,31 @@ impl StreamAssembler {
         }
     }
 
+    /// Take in the next chunk, as the top-level members of its JSON text (no tree is built; see
+    /// [`crate::relay_chunk`]). `id` is the completion's id when the chunk does not count for one
+    /// (the relay passes ferrostack's own, which every relayed chunk carries).
+    pub fn push_members(&mut self, chunk: &Members<'_>, id: Option<&str>) {
+        if self.id.is_none() {
+            let theirs = chunk.get("id").and_then(raw::as_str).filter(|s| !s.is_empty());
+            self.id = id.map(str::to_owned).or_else(|| theirs.map(std::borrow::Cow::into_owned));
+        }
+        if self.created.is_none() {
+            self.created = chunk.get("created").and_then(raw::as_number).as_ref().and_then(number_i64);
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| Kind::of(u) == Kind::Object)
+            && let Ok(usage) = serde_json::from_str(usage.get())
+        {
+            self.usage = Some(usage);
+        }
+        let Some(choices) = chunk.get("choices").and_then(raw::as_array) else { return };
+        for (position, choice) in choices.0.iter().enumerate() {
+            let Some(choice) = raw::as_object(choice) else { continue };
+            let index =
+                choice.get("index").and_then(raw::as_number).and_then(|n| n.as_u64()).unwrap_or(position as u64);
+            self.choices.entry(index).or_default().push_members(&choice);
+        }
+    }
+
     /// The assembled `chat.completion`, or `None` when no chunk carried an id (nothing to store).
     /// `created` falls back to now.
     pub fn finish(&self) -> Option<Value> {
@@ -95,6 +123,36 @@ impl StreamAssembler {
 }
 
 impl ChoiceParts {
+    fn push_members(&mut self, choice: &Members<'_>) {
+        if let Some(delta) = choice.get("delta").and_then(raw::as_object) {
+            if let Some(text) = delta.get("content").and_then(raw::as_str) {
+                self.content.push_str(&text);
+            }
+            if let Some(text) = delta.get("refusal").and_then(raw::as_str) {
+                self.refusal.push_str(&text);
+            }
+            if let Some(calls) = delta.get("tool_calls").and_then(raw::as_array) {
+                for (position, call) in calls.0.iter().enumerate() {
+                    let Some(call) = raw::as_object(call) else { continue };
+                    let index =
+                        call.get("index").and_then(raw::as_number).and_then(|n| n.as_u64()).unwrap_or(position as u64);
+                    self.tool_calls.entry(index).or_default().push_members(&call);
+                }
+            }
+        }
+        if let Some(reason) = choice.get("finish_reason").and_then(raw::as_str) {
+            self.finish_reason = Some(reason.into_owned());
+        }
+        if let Some(logprobs) = choice.get("logprobs").and_then(raw::as_object) {
+            for (key, into) in [("content", &mut self.logprobs_content), ("refusal", &mut self.logprobs_refusal)] {
+                if let Some(entries) = logprobs.get(key).and_then(raw::as_array) {
+                    into.extend(entries.0.iter().filter_map(|e| serde_json::from_str::<Value>(e.get()).ok()));
+                    self.has_logprobs = true;
+                }
+            }
+        }
+    }
+
     fn push(&mut self, choice: &Map<String, Value>) {
         if let Some(delta) = choice.get("delta").and_then(Value::as_object) {
             if let Some(text) = delta.get("content").and_then(Value::as_str) {
@@ -147,7 +205,9 @@ impl ChoiceParts {
         };
         json!({
             "index": index,
-            "finish_reason": self.finish_reason.as_deref().unwrap_or("stop"),
+            // Only what the upstream said: a stream cut before its finish chunk (the client left,
+            // the upstream broke or timed out) is stored with `null`, never a made-up `stop`.
+            "finish_reason": self.finish_reason.as_deref(),
             "message": {
                 "role": "assistant",
                 "content": text(&self.content),
@@ -160,6 +220,23 @@ impl ChoiceParts {
 }
 
 impl ToolCallParts {
+    fn push_members(&mut self, call: &Members<'_>) {
+        if let Some(id) = call.get("id").and_then(raw::as_str).filter(|s| !s.is_empty()) {
+            id.as_ref().clone_into(&mut self.id);
+        }
+        if let Some(kind) = call.get("type").and_then(raw::as_str).filter(|s| !s.is_empty()) {
+            kind.as_ref().clone_into(&mut self.kind);
+        }
+        if let Some(function) = call.get("function").and_then(raw::as_object) {
+            if let Some(name) = function.get("name").and_then(raw::as_str) {
+                self.name.push_str(&name);
+            }
+            if let Some(arguments) = function.get("arguments").and_then(raw::as_str) {
+                self.arguments.push_str(&arguments);
+            }
+        }
+    }
+
     fn push(&mut self, call: &Map<String, Value>) {
         if let Some(id) = call.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()) {
             id.clone_into(&mut self.id);
@@ -180,6 +257,14 @@ impl ToolCallParts {
 
 /// A timestamp given as an integer, or as a float by lenient servers.
 fn as_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => number_i64(n),
+        _ => None,
+    }
+}
+
+/// [`as_i64`] of a number.
+fn number_i64(v: &serde_json::Number) -> Option<i64> {
     v.as_i64().or_else(|| {
         v.as_f64().filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e15).map(|f| {
             #[expect(clippy::cast_possible_truncation, reason = "range checked above; fractions are dropped")]

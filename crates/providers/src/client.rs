@@ -9,6 +9,8 @@ use ferrostack_config::{InferenceProviderConfig, InferenceProviderKind};
 use futures_util::stream::{self, BoxStream, StreamExt};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use serde_json::Value;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ProviderError;
 use crate::sse::{SseEvent, SseParser};
@@ -70,6 +72,11 @@ pub struct UpstreamClient {
     http: reqwest::Client,
     /// `Bearer <key>`, marked sensitive so that it never prints.
     auth: Option<HeaderValue>,
+    /// At most `max_concurrent_requests` calls at once; a call waits for a place at most
+    /// `queue_timeout`, then fails with [`ProviderError::Busy`] (503).
+    slots: Arc<Semaphore>,
+    max_concurrent: usize,
+    queue_timeout: Duration,
 }
 
 impl fmt::Debug for UpstreamClient {
@@ -126,6 +133,9 @@ impl UpstreamClient {
             completions_url,
             http,
             auth,
+            slots: Arc::new(Semaphore::new(config.max_concurrent_requests)),
+            max_concurrent: config.max_concurrent_requests,
+            queue_timeout: Duration::from_millis(config.queue_timeout_ms),
         })
     }
 
@@ -179,6 +189,25 @@ impl UpstreamClient {
         Err(upstream_error(&self.id, status.as_u16(), &body))
     }
 
+    /// A place among the provider's concurrent calls: at once when one is free, else after a
+    /// wait of at most `queue_timeout_ms`; [`ProviderError::Busy`] when none freed in time. The
+    /// place is held until the permit is dropped (the answer read, or the stream ended or
+    /// dropped).
+    pub async fn slot(&self) -> Result<OwnedSemaphorePermit, ProviderError> {
+        if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+            return Ok(permit);
+        }
+        match tokio::time::timeout(self.queue_timeout, Arc::clone(&self.slots).acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(ProviderError::Busy { provider: self.id.clone(), limit: self.max_concurrent }),
+        }
+    }
+
+    /// Calls in flight now (holding a place).
+    pub fn in_flight(&self) -> usize {
+        self.max_concurrent.saturating_sub(self.slots.available_permits())
+    }
+
     /// `POST <url>/chat/completions` for a JSON answer. `body` is the client's request with `model`
     /// already rewritten to the provider's model id; `stream` and `stream_options` are removed.
     /// The answer is the upstream's JSON object, unchanged.
@@ -187,15 +216,7 @@ impl UpstreamClient {
             map.remove("stream");
             map.remove("stream_options");
         }
-        let started = Instant::now();
-        let result = self.completion_json(&body, headers).await;
-        log_outcome(&self.id, false, started, result.as_ref().err());
-        result
-    }
-
-    async fn completion_json(&self, body: &Value, headers: &ForwardHeaders) -> Result<Value, ProviderError> {
-        let resp = self.send(self.request(headers).json(body)).await?;
-        let bytes = resp.bytes().await.map_err(|e| ProviderError::from_reqwest(&self.id, e))?;
+        let bytes = self.chat_completion_bytes(body.to_string().into_bytes(), headers).await?;
         let value: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ProviderError::invalid(&self.id, format!("the body is not JSON: {e}")))?;
         if let Some(err) = error_event(&self.id, &value) {
@@ -205,6 +226,22 @@ impl UpstreamClient {
             return Err(ProviderError::invalid(&self.id, "the answer has no `choices` list"));
         }
         Ok(value)
+    }
+
+    /// `POST <url>/chat/completions` of `body` (JSON text, as it goes upstream) for a JSON answer:
+    /// the answer's bytes as the upstream sent them (a 2xx; see [`crate::relay_completion`] for
+    /// reading them). Holds a place among the provider's concurrent calls while it runs.
+    pub async fn chat_completion_bytes(&self, body: Vec<u8>, headers: &ForwardHeaders) -> Result<Bytes, ProviderError> {
+        let _slot = self.slot().await?;
+        let started = Instant::now();
+        let result = async {
+            let req = self.request(headers).header(CONTENT_TYPE, "application/json").body(body);
+            let resp = self.send(req).await?;
+            resp.bytes().await.map_err(|e| ProviderError::from_reqwest(&self.id, e))
+        }
+        .await;
+        log_outcome(&self.id, false, started, result.as_ref().err());
+        result
     }
 
     /// `POST <url>/chat/completions` with `stream: true`. Fails before the first item when the
@@ -218,14 +255,53 @@ impl UpstreamClient {
         if let Some(map) = body.as_object_mut() {
             map.insert("stream".to_owned(), Value::Bool(true));
         }
+        let raw = self.chat_completion_stream_raw(body.to_string().into_bytes(), headers).await?;
+        let provider = self.id.clone();
+        Ok(raw
+            .map(move |item| match item {
+                Ok(RawEvent::Done) => Ok(StreamEvent::Done),
+                Ok(RawEvent::Data(data)) => convert_event(&provider, &data),
+                Err(e) => Err(e),
+            })
+            // A failure is the last item.
+            .scan(false, |over, item| {
+                let item = (!*over).then(|| {
+                    *over = item.is_err();
+                    item
+                });
+                std::future::ready(item)
+            })
+            .boxed())
+    }
+
+    /// `POST <url>/chat/completions` of `body` (JSON text with `stream: true`, as it goes
+    /// upstream): the events' data as they arrive, unparsed (see [`crate::relay_chunk`]). Fails
+    /// before the first item as [`UpstreamClient::chat_completion_stream`] does. Holds a place
+    /// among the provider's concurrent calls until the stream ends or is dropped; dropping it
+    /// closes the upstream connection (the engine stops generating).
+    pub async fn chat_completion_stream_raw(
+        &self,
+        body: Vec<u8>,
+        headers: &ForwardHeaders,
+    ) -> Result<RawEventStream, ProviderError> {
+        let slot = self.slot().await?;
         let started = Instant::now();
-        let result = self.open_stream(&body, headers).await;
+        let result = self.open_stream(body, headers, slot).await;
         log_outcome(&self.id, true, started, result.as_ref().err());
         result
     }
 
-    async fn open_stream(&self, body: &Value, headers: &ForwardHeaders) -> Result<ChunkStream, ProviderError> {
-        let req = self.request(headers).header(ACCEPT, "text/event-stream").json(body);
+    async fn open_stream(
+        &self,
+        body: Vec<u8>,
+        headers: &ForwardHeaders,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<RawEventStream, ProviderError> {
+        let req = self
+            .request(headers)
+            .header(ACCEPT, "text/event-stream")
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
         let resp = self.send(req).await?;
         let is_json = resp
             .headers()
@@ -242,7 +318,7 @@ impl UpstreamClient {
             return Err(error_event(&self.id, &value)
                 .unwrap_or_else(|| ProviderError::invalid(&self.id, "expected an event stream, got a JSON body")));
         }
-        Ok(chunk_stream(self.id.clone(), resp.bytes_stream().boxed()))
+        Ok(raw_event_stream(self.id.clone(), resp.bytes_stream().boxed(), slot))
     }
 }
 
@@ -305,7 +381,7 @@ pub(crate) fn upstream_error(provider: &str, status: u16, body: &[u8]) -> Provid
 }
 
 /// An error object sent in place of an answer or chunk (`{"error": ...}` without `choices`).
-fn error_event(provider: &str, value: &Value) -> Option<ProviderError> {
+pub(crate) fn error_event(provider: &str, value: &Value) -> Option<ProviderError> {
     let map = value.as_object()?;
     let is_error = (map.contains_key("error") && !map.contains_key("choices"))
         || map.get("object").and_then(Value::as_str) == Some("error");
@@ -324,17 +400,36 @@ fn error_event(provider: &str, value: &Value) -> Option<ProviderError> {
     Some(upstream_error(provider, code, &bytes))
 }
 
+/// One item of an upstream stream, unparsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawEvent {
+    /// An event's `data` (a chunk's JSON text, or an error object).
+    Data(String),
+    /// The upstream's `data: [DONE]`; nothing follows.
+    Done,
+}
+
+/// The events of an upstream stream as they arrive. A failure (timeout, broken connection, a line
+/// over the limit) is the last item. An upstream that closes without `[DONE]` just ends.
+pub type RawEventStream = BoxStream<'static, Result<RawEvent, ProviderError>>;
+
 struct StreamState {
     provider: String,
     body: BoxStream<'static, Result<Bytes, reqwest::Error>>,
     parser: SseParser,
     events: Vec<SseEvent>,
-    queue: VecDeque<Result<StreamEvent, ProviderError>>,
+    queue: VecDeque<Result<RawEvent, ProviderError>>,
     /// Nothing is read any more; the queue is drained, then the stream ends.
     ended: bool,
+    /// The provider's place, given back when the stream is dropped.
+    _slot: OwnedSemaphorePermit,
 }
 
-fn chunk_stream(provider: String, body: BoxStream<'static, Result<Bytes, reqwest::Error>>) -> ChunkStream {
+fn raw_event_stream(
+    provider: String,
+    body: BoxStream<'static, Result<Bytes, reqwest::Error>>,
+    slot: OwnedSemaphorePermit,
+) -> RawEventStream {
     let state = StreamState {
         provider,
         body,
@@ -342,11 +437,12 @@ fn chunk_stream(provider: String, body: BoxStream<'static, Result<Bytes, reqwest
         events: Vec::new(),
         queue: VecDeque::new(),
         ended: false,
+        _slot: slot,
     };
     stream::unfold(state, |mut st| async move {
         loop {
             if let Some(item) = st.queue.pop_front() {
-                if matches!(item, Err(_) | Ok(StreamEvent::Done)) {
+                if matches!(item, Err(_) | Ok(RawEvent::Done)) {
                     // The last item: whatever follows a failure or [DONE] is not read.
                     st.queue.clear();
                     st.ended = true;
@@ -385,10 +481,9 @@ fn chunk_stream(provider: String, body: BoxStream<'static, Result<Bytes, reqwest
 impl StreamState {
     fn convert_events(&mut self) {
         for event in self.events.drain(..) {
-            let item = convert_event(&self.provider, &event);
-            let last = item.is_err();
-            self.queue.push_back(item);
-            if last {
+            let done = event.data.trim() == "[DONE]";
+            self.queue.push_back(Ok(if done { RawEvent::Done } else { RawEvent::Data(event.data) }));
+            if done {
                 break;
             }
         }
@@ -396,12 +491,8 @@ impl StreamState {
     }
 }
 
-fn convert_event(provider: &str, event: &SseEvent) -> Result<StreamEvent, ProviderError> {
-    let data = event.data.trim();
-    if data == "[DONE]" {
-        return Ok(StreamEvent::Done);
-    }
-    let value: Value = serde_json::from_str(data)
+fn convert_event(provider: &str, data: &str) -> Result<StreamEvent, ProviderError> {
+    let value: Value = serde_json::from_str(data.trim())
         .map_err(|e| ProviderError::invalid(provider, format!("an event's data is not JSON: {e}")))?;
     if !value.is_object() {
         return Err(ProviderError::invalid(provider, "an event's data is not a JSON object"));

@@ -67,6 +67,15 @@ pub enum ProviderError {
         #[source]
         source: reqwest::Error,
     },
+    /// Every place among the provider's concurrent calls (`max_concurrent_requests`) stayed taken
+    /// for `queue_timeout_ms` (503 with `Retry-After`; nothing was sent upstream).
+    #[error("upstream provider {provider} is at its limit of {limit} concurrent requests; retry later")]
+    Busy {
+        /// The provider id.
+        provider: String,
+        /// Its `max_concurrent_requests`.
+        limit: usize,
+    },
     /// A served provider entry's `config` is invalid (start-up; the config validation normally
     /// catches this first).
     #[error("invalid config of inference provider {provider}: {}", problems_text(problems))]
@@ -109,6 +118,7 @@ impl ProviderError {
             | Self::Upstream { provider, .. }
             | Self::InvalidResponse { provider, .. }
             | Self::Broken { provider, .. }
+            | Self::Busy { provider, .. }
             | Self::Config { provider, .. }
             | Self::Client { provider, .. } => Some(provider),
         }

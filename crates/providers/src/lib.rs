@@ -8,7 +8,9 @@
 //!   answers and SSE streams parsed incrementally into [`StreamEvent`]s.
 //! - [`ProviderError`]: every failure, classified for the HTTP layer by [`ProviderError::status`].
 //! - [`StreamAssembler`]: turns the chunks of a stream into the `chat.completion` to store.
-//! - [`validate_chat_request`]: the checks on a request body, naming the field at fault.
+//! - [`validate_chat_request`] / [`parse_chat_request`]: the checks on a request body, naming the
+//!   field at fault (the latter from the body's text, with no tree).
+//! - [`relay_chunk`] / [`relay_completion`]: the proxy's byte-level relay of upstream answers.
 //!
 //! ```no_run
 //! # async fn demo(config: &ferrostack_config::RunConfig) -> Result<(), ferrostack_providers::ProviderError> {
@@ -25,13 +27,19 @@ mod assemble;
 mod client;
 pub mod echo;
 mod error;
+pub mod raw;
 mod registry;
+mod relay;
 mod request;
 mod sse;
 
 pub use assemble::{StreamAssembler, normalize_completion, rewrite_chunk_model};
-pub use client::{ChunkStream, ForwardHeaders, StreamEvent, UpstreamClient};
+pub use client::{ChunkStream, ForwardHeaders, RawEvent, RawEventStream, StreamEvent, UpstreamClient};
 pub use error::ProviderError;
 pub use registry::{Backend, ModelRoute, Providers};
-pub use request::{ChatRequestInfo, RequestError, validate_chat_request};
+pub use relay::{RelayedCompletion, relay_chunk, relay_completion};
+pub use request::{
+    ChatBody, ChatRequestInfo, MAX_METADATA_KEY_CHARS, MAX_METADATA_PAIRS, MAX_METADATA_VALUE_CHARS, RequestError,
+    parse_chat_request, validate_chat_request,
+};
 pub use sse::{SseEvent, SseParser};

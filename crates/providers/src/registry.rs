@@ -6,8 +6,12 @@ use std::sync::Arc;
 use ferrostack_config::{ECHO_PROVIDER_TYPE, InferenceProviderConfig, ModelType, RunConfig};
 use serde_json::{Map, Value};
 
-use crate::client::{ChunkStream, ForwardHeaders, UpstreamClient};
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+
+use crate::client::{ChunkStream, ForwardHeaders, RawEvent, RawEventStream, UpstreamClient};
 use crate::error::ProviderError;
+use crate::request::ChatBody;
 
 /// What answers a model's requests.
 #[derive(Debug, Clone)]
@@ -88,6 +92,49 @@ impl ModelRoute {
         match &self.backend {
             Backend::Upstream(client) => client.chat_completion_stream(self.upstream_body(body), headers).await,
             Backend::Echo => Ok(crate::echo::chunk_stream(&self.upstream_body(body))),
+        }
+    }
+
+    /// The body sent upstream for `body`: `model` set to the provider's model id; `stream: true`
+    /// for a stream, else `stream` and `stream_options` left out; the rest as the client sent it.
+    pub fn upstream_bytes(&self, body: &ChatBody<'_>, stream: bool) -> Vec<u8> {
+        body.upstream_body(&self.provider_model_id, stream)
+    }
+
+    /// The byte-level [`ModelRoute::chat_completion`]: `upstream` (from
+    /// [`ModelRoute::upstream_bytes`]) sent as it is, the answer's bytes as the provider sent them
+    /// (see [`crate::relay_completion`]).
+    pub async fn chat_completion_bytes(
+        &self,
+        upstream: Vec<u8>,
+        headers: &ForwardHeaders,
+    ) -> Result<Bytes, ProviderError> {
+        match &self.backend {
+            Backend::Upstream(client) => client.chat_completion_bytes(upstream, headers).await,
+            Backend::Echo => {
+                let body: Value = serde_json::from_slice(&upstream).unwrap_or(Value::Null);
+                Ok(Bytes::from(crate::echo::completion(&body).to_string()))
+            }
+        }
+    }
+
+    /// The byte-level [`ModelRoute::chat_completion_stream`]: `upstream` (from
+    /// [`ModelRoute::upstream_bytes`] with `stream: true`) sent as it is, the events' data
+    /// unparsed (see [`crate::relay_chunk`]).
+    pub async fn chat_completion_stream_raw(
+        &self,
+        upstream: Vec<u8>,
+        headers: &ForwardHeaders,
+    ) -> Result<RawEventStream, ProviderError> {
+        match &self.backend {
+            Backend::Upstream(client) => client.chat_completion_stream_raw(upstream, headers).await,
+            Backend::Echo => {
+                let body: Value = serde_json::from_slice(&upstream).unwrap_or(Value::Null);
+                let mut events: Vec<Result<RawEvent, ProviderError>> =
+                    crate::echo::chunks(&body).into_iter().map(|c| Ok(RawEvent::Data(c.to_string()))).collect();
+                events.push(Ok(RawEvent::Done));
+                Ok(futures_util::stream::iter(events).boxed())
+            }
         }
     }
 

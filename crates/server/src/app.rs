@@ -154,6 +154,10 @@ impl Application {
             // scripts/bench.sh). Send them as they come.
             .tcp_nodelay(true)
             // The bound on open connections is kept by `run_until`, which forces the stop.
+            // A client that closes its connection is gone: its request's handler (and the
+            // upstream call it makes, see crates/http/src/routes/chat/create.rs) is dropped at
+            // once instead of running on for a half-closed connection nobody reads.
+            .h1_allow_half_closed(false)
             .shutdown_timeout(config.server.shutdown_timeout_seconds);
         if let Some(workers) = config.server.workers {
             server = server.workers(workers);

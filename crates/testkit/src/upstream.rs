@@ -22,6 +22,8 @@
 //! | `hold` | streams `partial `, then waits for [`FakeUpstream::release`]; JSON waits first |
 //! | `gated` / `break` | one chunk, then (after [`FakeUpstream::release_one`]) the rest / a broken connection |
 //! | `stall` / `hang` | one chunk then nothing / no answer at all |
+//! | `trickle` | JSON: the headers, then a space every 20 ms, never the answer; streamed: one chunk (`partial `), then a keep-alive comment every 20 ms. Each counts in [`FakeUpstream::closed`] once ferrostack closes its connection |
+//! | `cut` | streamed: a role chunk and `partial `, then the stream ends: no finish chunk, no `[DONE]` |
 //! | `error-event` | a chunk, an error event, then a chunk that must be ignored |
 //! | `bad-sse` / `garbage` / `no-choices` / `no-created` | malformed SSE / not JSON / no `choices` / no `created` |
 //! | `bad-request`, `vllm-400`, `status-400/401/429/500`, `text-500` | error answers |
@@ -67,6 +69,8 @@ struct Shared {
     models: Mutex<Option<Vec<String>>>,
     /// `GET /v1/models` requests answered.
     model_lists: AtomicU64,
+    /// `trickle` answers whose connection the client closed.
+    closed: AtomicU64,
 }
 
 /// The running fake.
@@ -154,6 +158,12 @@ impl FakeUpstream {
     /// `GET /v1/models` requests answered so far.
     pub fn model_list_requests(&self) -> u64 {
         self.shared.model_lists.load(Ordering::SeqCst)
+    }
+
+    /// `trickle` answers (JSON or streamed) whose client (ferrostack) closed the connection: the
+    /// upstream side of a cancelled call.
+    pub fn closed(&self) -> u64 {
+        self.shared.closed.load(Ordering::SeqCst)
     }
 
     /// Let every `hold` answer waiting now finish.
@@ -419,6 +429,34 @@ async fn answer(
                 Err(actix_web::error::ErrorInternalServerError("the upstream dies"))
             })
         }
+        "trickle" => {
+            // The body never ends; it is dropped when a write fails: the peer closed the
+            // connection.
+            struct Closed(Arc<Shared>);
+            impl Drop for Closed {
+                fn drop(&mut self) {
+                    self.0.closed.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            let guard = Closed(Arc::clone(&shared));
+            let first = if stream {
+                frame(&id, &model, json!({"role": "assistant", "content": "partial "}), None)
+            } else {
+                Bytes::from_static(b" ")
+            };
+            let tick: &'static [u8] = if stream { b": keep-alive\n\n" } else { b" " };
+            let ticks = futures_util::stream::unfold(guard, move |guard| async move {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                Some((Ok::<_, actix_web::Error>(Bytes::from_static(tick)), guard))
+            });
+            let body = futures_util::stream::once(async move { Ok::<_, actix_web::Error>(first) }).chain(ticks);
+            let kind = if stream { "text/event-stream" } else { "application/json" };
+            HttpResponse::Ok().content_type(kind).streaming(body)
+        }
+        "cut" => sse(vec![
+            frame(&id, &model, json!({"role": "assistant", "content": ""}), None),
+            frame(&id, &model, json!({"content": "partial "}), None),
+        ]),
         "stall" => {
             let first = Bytes::from(format!("data: {}\n\n", hello_chunks()[1]));
             let stream = futures_util::stream::once(async move { Ok::<_, actix_web::Error>(first) })
@@ -484,6 +522,8 @@ const SCENARIOS: &[&str] = &[
     "gated",
     "break",
     "stall",
+    "trickle",
+    "cut",
     "error-event",
     "bad-sse",
     "garbage",

@@ -109,6 +109,9 @@ codes! {
     /// The in-flight request-body budget stayed full.
     ServerBusy => SERVICE_UNAVAILABLE, "service_unavailable", "server_busy",
         "the bodies of in-flight requests fill `server.limits.max_inflight_body_bytes` and no room was free within `budget_wait_ms`; carries `Retry-After`";
+    /// The provider's cap on concurrent requests stayed full for its bounded wait.
+    UpstreamBusy => SERVICE_UNAVAILABLE, "service_unavailable", "upstream_busy",
+        "the provider's `max_concurrent_requests` were all in use for `queue_timeout_ms`; nothing was sent upstream; carries `Retry-After`";
 }
 
 impl Code {

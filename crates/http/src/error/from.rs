@@ -46,6 +46,7 @@ impl From<ProviderError> for ApiError {
                     None => err,
                 }
             }
+            E::Busy { .. } => Self::new(Code::UpstreamBusy, message),
             E::Config { .. } | E::Client { .. } => Self::internal(&e),
         }
     }

@@ -329,6 +329,17 @@ async fn every_status() {
             503,
             body("busy", "service_unavailable", "server_busy", None),
         ),
+        (
+            "provider at its cap",
+            ProviderError::Busy { provider: "fake".into(), limit: 8 }.into(),
+            503,
+            body(
+                "upstream provider fake is at its limit of 8 concurrent requests; retry later",
+                "service_unavailable",
+                "upstream_busy",
+                None,
+            ),
+        ),
     ];
     let mut seen = BTreeSet::new();
     for (case, err, status, want) in cases {

@@ -49,6 +49,7 @@ pub fn status(e: &ProviderError) -> u16 {
         ProviderError::ModelNotFound { .. } => 404,
         ProviderError::Unreachable { .. } | ProviderError::InvalidResponse { .. } | ProviderError::Broken { .. } => 502,
         ProviderError::Timeout { .. } => 504,
+        ProviderError::Busy { .. } => 503,
         ProviderError::Upstream { status, .. } if (400..500).contains(status) => *status,
         ProviderError::Upstream { .. } => 502,
         ProviderError::Config { .. } | ProviderError::Client { .. } => 500,

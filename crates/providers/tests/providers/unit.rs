@@ -1,6 +1,9 @@
 //! Pure parts: the SSE parser, the stream assembler, the rewrites.
 
-use ferrostack_providers::{SseEvent, SseParser, StreamAssembler, normalize_completion, rewrite_chunk_model};
+use ferrostack_providers::{
+    ProviderError, SseEvent, SseParser, StreamAssembler, normalize_completion, relay_chunk, relay_completion,
+    rewrite_chunk_model,
+};
 use ferrostack_testkit::Test;
 use serde_json::{Value, json};
 
@@ -83,7 +86,11 @@ pub fn tests() -> Vec<Test> {
             assert_eq!(choices[0]["message"]["content"], json!("A1 A2"));
             assert_eq!(choices[0]["finish_reason"], json!("length"), "last non-null finish_reason kept");
             assert_eq!(choices[1]["message"]["content"], json!("B1 B2"));
-            assert_eq!(choices[1]["finish_reason"], json!("stop"), "default finish_reason");
+            assert_eq!(
+                choices[1]["finish_reason"],
+                Value::Null,
+                "no finish chunk: the stream was cut, never a made-up stop"
+            );
             assert_eq!(choices[1]["message"]["role"], json!("assistant"));
             assert_eq!(choices[1]["message"]["tool_calls"], Value::Null);
             assert_eq!(choices[1]["logprobs"], Value::Null);
@@ -102,6 +109,86 @@ pub fn tests() -> Vec<Test> {
             let contents: Vec<&Value> =
                 done["choices"].as_array().unwrap().iter().map(|c| &c["message"]["content"]).collect();
             assert_eq!(contents, [&json!("x"), &Value::Null, &Value::Null], "empty text is null");
+        }),
+        Test::plain("unit::relay_chunk_splices_id_and_model_and_assembles_like_push", || async {
+            // The byte-level relay and the Value assembler agree on every kind of chunk.
+            let chunks = vec![
+                chunk(0, json!({"role": "assistant", "content": "h\u{e9}"}), Value::Null),
+                json!({"id": "chatcmpl-9", "created": 42, "choices": [{"index": 0, "delta": {"tool_calls": [
+                    {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":"}}]}}]}),
+                json!({"id": "chatcmpl-9", "choices": [{"index": 0, "delta": {"tool_calls": [
+                    {"index": 0, "function": {"arguments": "1}"}}]}, "logprobs": {"content": [{"token": "x", "logprob": -0.5}]}}]}),
+                chunk(0, json!({}), json!("tool_calls")),
+                json!({"id": "chatcmpl-9", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}),
+            ];
+            let mut by_value = StreamAssembler::new("requested");
+            let mut by_bytes = StreamAssembler::new("requested");
+            for c in &chunks {
+                let mut with_ours = c.clone();
+                with_ours["id"] = json!("chatcmpl-ours");
+                by_value.push(&with_ours);
+                let mut frame = Vec::new();
+                let theirs =
+                    relay_chunk("p", &c.to_string(), "chatcmpl-ours", "requested", &mut by_bytes, &mut frame).unwrap();
+                assert_eq!(theirs.as_deref(), Some("chatcmpl-9"));
+                let text = String::from_utf8(frame).unwrap();
+                let json = text.strip_prefix("data: ").unwrap().strip_suffix("\n\n").unwrap();
+                let relayed: Value = serde_json::from_str(json).unwrap();
+                let mut expected = c.clone();
+                expected["id"] = json!("chatcmpl-ours");
+                expected["model"] = json!("requested");
+                assert_eq!(relayed, expected, "everything else as the upstream sent it");
+            }
+            assert_eq!(by_bytes.finish(), by_value.finish());
+            let done = by_bytes.finish().unwrap();
+            assert_eq!(done["id"], "chatcmpl-ours");
+            assert_eq!(done["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
+            assert_eq!(done["usage"]["total_tokens"], 3);
+
+            // Error objects, invalid data.
+            let mut asm = StreamAssembler::new("m");
+            let mut frame = Vec::new();
+            let err = relay_chunk("p", r#"{"error": {"message": "oom", "code": 500}}"#, "i", "m", &mut asm, &mut frame)
+                .unwrap_err();
+            assert!(matches!(err, ProviderError::Upstream { status: 500, .. }), "{err:?}");
+            assert!(matches!(
+                relay_chunk("p", "{not json", "i", "m", &mut asm, &mut frame),
+                Err(ProviderError::InvalidResponse { .. })
+            ));
+            assert!(matches!(
+                relay_chunk("p", "[1]", "i", "m", &mut asm, &mut frame),
+                Err(ProviderError::InvalidResponse { .. })
+            ));
+            assert!(frame.is_empty(), "nothing is relayed of a failure");
+            assert!(asm.finish().is_none(), "nothing to store");
+        }),
+        Test::plain("unit::relay_completion_copies_the_answer_with_id_and_model", || async {
+            let answer = r#"{"id":"up-1","object":"chat.completion","created":7,"model":"meta/llama","choices":[{"index":0,"message":{"role":"assistant","content":"h\u00e9","tool_calls":[]},"finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2},"system_fingerprint":"fp"}"#;
+            let relayed = relay_completion("p", answer.as_bytes(), "chatcmpl-ours", "llama", true).unwrap();
+            let body: Value = serde_json::from_slice(&relayed.body).unwrap();
+            let mut expected: Value = serde_json::from_str(answer).unwrap();
+            normalize_completion(&mut expected, "llama");
+            expected["id"] = json!("chatcmpl-ours");
+            assert_eq!(body, expected, "as the Value path answered");
+            assert_eq!(relayed.upstream_id.as_deref(), Some("up-1"));
+            let stored = relayed.stored.unwrap();
+            assert_eq!(
+                stored,
+                json!({"id": "chatcmpl-ours", "created": 7, "model": "llama", "choices": expected["choices"]})
+            );
+            // Without tool_calls and not stored: the choices are not even parsed, copied as sent.
+            let plain = r#"{"id":"x","choices":[{"message":{"content":"h\u00e9"}}]}"#;
+            let relayed = relay_completion("p", plain.as_bytes(), "i", "m", false).unwrap();
+            let text = String::from_utf8(relayed.body).unwrap();
+            assert!(text.contains(r#""content":"h\u00e9""#), "{text}");
+            assert!(relayed.stored.is_none());
+            for bad in [r#"{"id":"x"}"#, "<html>", "[1]", r#"{"choices": {}}"#] {
+                let err = relay_completion("p", bad.as_bytes(), "i", "m", true).unwrap_err();
+                assert!(matches!(err, ProviderError::InvalidResponse { .. }), "{bad}: {err:?}");
+            }
+            let err =
+                relay_completion("p", br#"{"object":"error","message":"bad","code":400}"#, "i", "m", true).unwrap_err();
+            assert!(matches!(err, ProviderError::Upstream { status: 400, .. }), "{err:?}");
         }),
         Test::plain("unit::assembler_tool_calls", || async {
             let mut asm = StreamAssembler::new("m");

@@ -1,6 +1,8 @@
 //! Request validation, table-driven; and the registry built from a run config.
 
-use ferrostack_providers::{ChatRequestInfo, ForwardHeaders, ProviderError, Providers, validate_chat_request};
+use ferrostack_providers::{
+    ChatRequestInfo, ForwardHeaders, ProviderError, Providers, parse_chat_request, validate_chat_request,
+};
 use ferrostack_testkit::Test;
 use serde_json::{Value, json};
 
@@ -85,6 +87,16 @@ pub fn tests() -> Vec<Test> {
                 ("temperature a string", with("/temperature", Some(json!("hot"))), "temperature", "must be a number"),
                 ("top_p too high", with("/top_p", Some(json!(1.01))), "top_p", "between 0 and 1"),
                 ("stream_options without stream", with("/stream", Some(json!(false))), "stream_options", "only allowed when stream is true"),
+                ("NUL in content", with("/messages/0/content", Some(json!("be\u{0}brief"))), "messages[0].content", "NUL"),
+                ("NUL in a part", with("/messages/1/content/0/text", Some(json!("\u{0}"))), "messages[1].content[0].text", "NUL"),
+                ("NUL in model", with("/model", Some(json!("lla\u{0}ma"))), "model", "NUL"),
+                ("NUL in an extension", with("/vendor_extension/anything", Some(json!(["x\u{0}"]))), "vendor_extension.anything[0]", "NUL"),
+                ("NUL in a metadata value", with("/metadata", Some(json!({"k": "\u{0}"}))), "metadata.k", "NUL"),
+                ("metadata not an object", with("/metadata", Some(json!(["a"]))), "metadata", "must be an object, got a list"),
+                ("metadata value not a string", with("/metadata", Some(json!({"k": 1}))), "metadata.k", "must be a string, got a number"),
+                ("metadata key too long", with("/metadata", Some(json!({"k".repeat(65): "v"}))), "metadata", "at most 64 characters"),
+                ("metadata value too long", with("/metadata", Some(json!({"k": "é".repeat(513)}))), "metadata.k", "at most 512 characters, got 513"),
+                ("metadata with 17 pairs", with("/metadata", Some(Value::Object((0..17).map(|i| (format!("k{i}"), json!("v"))).collect()))), "metadata", "at most 16 pairs, got 17"),
             ];
             for (case, body, param, words) in cases {
                 let err = match validate_chat_request(&body) {
@@ -97,6 +109,38 @@ pub fn tests() -> Vec<Test> {
                     assert!(err.to_string().starts_with(&format!("{param}: ")), "{case}: {err}");
                 }
             }
+        }),
+        Test::plain("validation::metadata_within_the_limits_and_text_views", || async {
+            let full: serde_json::Map<String, Value> =
+                (0..16).map(|i| (format!("{i:0>64}"), json!("é".repeat(512)))).collect();
+            assert!(
+                validate_chat_request(&with("/metadata", Some(Value::Object(full)))).is_ok(),
+                "16 pairs at the limits"
+            );
+            assert!(validate_chat_request(&with("/metadata", Some(Value::Null))).is_ok(), "null metadata");
+            // An escaped backslash before `u0000` is text, not a NUL.
+            let text = r#"{"model": "m", "messages": [{"role": "user", "content": "C:\\u0000"}]}"#;
+            assert!(parse_chat_request(text).is_ok());
+            // The body as text: invalid JSON, not an object, a lone surrogate.
+            let err = parse_chat_request("{\"model\": ").unwrap_err();
+            assert!(err.message.starts_with("invalid JSON body"), "{err}");
+            assert_eq!(parse_chat_request("[1]").unwrap_err().message, "the request body must be a JSON object");
+            // What goes upstream: model rewritten, stream set or removed, the rest as sent.
+            let text = r#"{"stream": true, "model": "llama", "stream_options": {"include_usage": true},
+                "messages": [{"role": "user", "content": "h\u00e9"}], "x": [1.50, 2e3]}"#;
+            let body = parse_chat_request(text).unwrap();
+            assert_eq!(body.info.model, "llama");
+            let up: Value = serde_json::from_slice(&body.upstream_body("meta/llama", false)).unwrap();
+            assert_eq!(
+                up,
+                json!({"model": "meta/llama", "messages": [{"role": "user", "content": "hé"}], "x": [1.50, 2e3]})
+            );
+            let raw = String::from_utf8(body.upstream_body("meta/llama", true)).unwrap();
+            assert!(raw.contains(r#""content": "h\u00e9""#) && raw.contains("[1.50, 2e3]"), "copied as sent: {raw}");
+            let up: Value = serde_json::from_str(&raw).unwrap();
+            assert_eq!(up["stream"], json!(true));
+            assert_eq!(up["stream_options"], json!({"include_usage": true}));
+            assert_eq!(body.messages().unwrap().get(), r#"[{"role": "user", "content": "h\u00e9"}]"#);
         }),
         Test::plain("registry::models_resolve_to_their_provider", || async {
             let up = upstream().await;

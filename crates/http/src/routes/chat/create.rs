@@ -1,29 +1,35 @@
 //! `POST /v1/chat/completions`: validate, forward to the model's provider, answer (JSON, or SSE
 //! relayed chunk by chunk), and store the completion for its owner unless `store: false`.
 //!
-//! All upstream I/O and storing runs in a task on the server's main runtime, tracked by
-//! `AppState::tasks`: a client that disconnects mid-stream does not cancel storing what was
-//! assembled, and shutdown waits for these tasks before it drains the write queue.
+//! The hot path works on bytes: the request is checked from a borrowed view of its text and
+//! forwarded with only `model` (and `stream`) rewritten; the upstream's answer and every SSE
+//! chunk are relayed as the upstream sent them, with the server-owned `id` and the requested
+//! `model` spliced in (`ferrostack_providers::relay_completion` / `relay_chunk`).
+//!
+//! The upstream call runs on the actix worker that got the request, not on another runtime:
+//! a client that disconnects drops it, which closes the upstream connection (the engine stops
+//! generating; the server does not treat half-closed connections as open, see
+//! `crates/server/src/app.rs`). Only storing is handed to a task tracked by `AppState::tasks` on
+//! the main runtime, so that what was produced is stored even when the client has left (a
+//! stream cut short is stored with what it relayed, `finish_reason: null` where the upstream
+//! gave none), and shutdown waits for it before it drains the write queue.
 
-use actix_web::{HttpRequest, HttpResponse, web};
-use bytes::Bytes;
+use std::future::Future;
+
+use actix_web::mime;
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
+use bytes::{Bytes, BytesMut};
 use ferrostack_providers::{
-    ForwardHeaders, ModelRoute, StreamAssembler, StreamEvent, normalize_completion, rewrite_chunk_model,
-    validate_chat_request,
+    ModelRoute, RawEvent, RawEventStream, StreamAssembler, parse_chat_request, relay_chunk, relay_completion,
 };
 use futures_util::StreamExt;
-use serde_json::Map;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use super::store::{StoreRequest, store_completion};
 use crate::telemetry::UpstreamCall;
 use crate::{ApiError, AppState, Caller};
-
-/// SSE frames buffered between the upstream reader and the client; small, so a slow client slows
-/// the upstream read instead of growing memory.
-const RELAY_BUFFER: usize = 16;
 
 /// Prefix of the completion ids ferrostack generates (followed by 32 random hex digits, 128 bits).
 pub(crate) const COMPLETION_ID_PREFIX: &str = "chatcmpl-";
@@ -38,40 +44,46 @@ pub(crate) async fn create(
     state: web::Data<AppState>,
     caller: Caller,
     req: HttpRequest,
-    body: web::Json<Value>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let info =
-        validate_chat_request(&body).map_err(|e| ApiError::invalid_request(e.message.clone(), Some(&e.param)))?;
+    let bytes = read_json_body(&req, payload, state.limits.config().max_body_bytes).await?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: not UTF-8: {e}"), None))?;
+    let body = parse_chat_request(text).map_err(|e| ApiError::invalid_request(e.message.clone(), Some(&e.param)))?;
+    let info = &body.info;
     let route = state.resolve_model(&info.model, &caller).await?;
     // The upstream call's span is a child of the request span; its context goes upstream.
     let call = UpstreamCall::start(&state.telemetry, &route, &info.model, info.stream);
     let headers = call.forward_headers(&state.telemetry, &req);
+    // Where the answer will be stored, prepared before anything goes upstream.
     let store = match (&state.completions, info.store) {
         // Size check and a reserved place in the write queue, before the upstream is called.
-        (Some(store), true) => Some(StoreRequest::prepare(store, &body, caller.0).await?),
+        (Some(store), true) => {
+            let input_messages =
+                body.messages().and_then(|m| serde_json::from_str(m.get()).ok()).unwrap_or(Value::Null);
+            let metadata = body.metadata().and_then(|m| serde_json::from_str(m.get()).ok()).filter(Value::is_object);
+            Some(StoreRequest::prepare(store, input_messages, metadata, caller.0).await?)
+        }
         _ => None,
     };
-    let proxied = Proxied { route, body, headers, model: info.model, store, call };
-    if info.stream {
-        stream(&state, proxied).await
+    let stream = info.stream;
+    let upstream = route.upstream_bytes(&body, stream);
+    let proxied = Proxied { model: body.info.model.clone(), route, upstream, store, call };
+    let span = proxied.call.span();
+    if stream {
+        relay_stream(&state, proxied, &headers).instrument(span).await
     } else {
-        let span = proxied.call.span();
-        let task = state.tasks.spawn_on(json(proxied).instrument(span), &state.runtime);
-        let completion = task.await.map_err(|e| ApiError::internal(&e))??;
-        Ok(HttpResponse::Ok().json(completion))
+        relay_json(&state, proxied, &headers).instrument(span).await
     }
 }
 
-/// One proxied call's inputs, captured from the request and moved into the task that makes it.
+/// One proxied call's inputs, captured from the request.
 #[derive(Debug)]
 struct Proxied {
     /// The model's provider.
     route: ModelRoute,
-    /// The request body, forwarded as the client sent it.
-    body: Value,
-    /// Trace context and request id for the upstream.
-    headers: ForwardHeaders,
+    /// The body for the upstream (`model` and `stream` rewritten, the rest as the client sent it).
+    upstream: Vec<u8>,
     /// The model id the client asked for (the answer's `model` is rewritten to it).
     model: String,
     /// Where and for whom to store the answer; `None` with `store: false` or the store off.
@@ -80,12 +92,39 @@ struct Proxied {
     call: UpstreamCall,
 }
 
-async fn json(proxied: Proxied) -> Result<Value, ApiError> {
-    let Proxied { route, body, headers, model, store, call } = proxied;
-    let mut completion = match route.chat_completion(body, &headers).await {
-        Ok(completion) => {
+/// Store on a task tracked by `AppState::tasks`, on the main runtime: it completes even when the
+/// client leaves (the handler, or the stream relaying to it, is dropped), and shutdown waits for
+/// it. The returned future resolves when the completion is queued (or committed, with
+/// `durability: sync`).
+fn store_tracked(
+    tasks: &TaskTracker,
+    runtime: &tokio::runtime::Handle,
+    mut store: StoreRequest,
+    completion: Value,
+    upstream_id: Option<String>,
+) -> impl Future<Output = Result<(), ApiError>> + use<> {
+    store.upstream_id = upstream_id;
+    let task = tasks.spawn_on(async move { store_completion(store, &completion).await }.in_current_span(), runtime);
+    async move { task.await.map_err(|e| ApiError::internal(&e))? }
+}
+
+async fn relay_json(
+    state: &AppState,
+    proxied: Proxied,
+    headers: &ferrostack_providers::ForwardHeaders,
+) -> Result<HttpResponse, ApiError> {
+    let Proxied { route, upstream, model, store, call } = proxied;
+    // Dropped with the handler when the client leaves: the upstream connection closes.
+    let answer = route.chat_completion_bytes(upstream, headers).await;
+    let id = new_completion_id();
+    let relayed = match answer {
+        Ok(bytes) => relay_completion(&route.provider_id, &bytes, &id, &model, store.is_some()),
+        Err(e) => Err(e),
+    };
+    let relayed = match relayed {
+        Ok(relayed) => {
             call.finish(None);
-            completion
+            relayed
         }
         Err(e) => {
             let err = ApiError::from(e);
@@ -93,27 +132,47 @@ async fn json(proxied: Proxied) -> Result<Value, ApiError> {
             return Err(err);
         }
     };
-    normalize_completion(&mut completion, &model);
-    let id = new_completion_id();
-    let upstream_id = set_id(&mut completion, id.clone());
-    record_ids(&id, upstream_id.as_deref());
-    if let Some(mut store) = store {
-        store.upstream_id = upstream_id;
+    record_ids(&id, relayed.upstream_id.as_deref());
+    if let (Some(store), Some(stored)) = (store, relayed.stored) {
         // The answer is only sent once the completion is queued (or committed, with
         // `durability: sync`), so every 2xx answer is a stored row.
-        store_completion(store, &completion).await?;
+        store_tracked(&state.tasks, &state.runtime, store, stored, relayed.upstream_id).await?;
     }
-    Ok(completion)
+    Ok(HttpResponse::Ok().content_type("application/json").body(relayed.body))
 }
 
-async fn stream(state: &AppState, proxied: Proxied) -> Result<HttpResponse, ApiError> {
-    let (opened_tx, opened_rx) = oneshot::channel();
-    let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(RELAY_BUFFER);
-    let span = proxied.call.span();
-    state.tasks.spawn_on(relay(proxied, opened_tx, frames_tx).instrument(span), &state.runtime);
-    // Failures before the first chunk (unknown upstream, refused, 4xx) get their own status.
-    opened_rx.await.map_err(|e| ApiError::internal(&e))??;
-    let body = futures_util::stream::poll_fn(move |cx| frames_rx.poll_recv(cx).map(|f| f.map(Ok::<_, ApiError>)));
+async fn relay_stream(
+    state: &AppState,
+    proxied: Proxied,
+    headers: &ferrostack_providers::ForwardHeaders,
+) -> Result<HttpResponse, ApiError> {
+    let Proxied { route, upstream, model, store, call } = proxied;
+    // Failures before the first chunk (unknown upstream, refused, 4xx, busy) get their own status.
+    let events = match route.chat_completion_stream_raw(upstream, headers).await {
+        Ok(events) => events,
+        Err(e) => {
+            let err = ApiError::from(e);
+            call.finish(Some(err.code().as_str()));
+            return Err(err);
+        }
+    };
+    let relay = Relay {
+        events,
+        provider: route.provider_id,
+        id: new_completion_id(),
+        upstream_id: None,
+        assembler: StreamAssembler::new(&model),
+        model,
+        store,
+        call: Some(call),
+        tasks: state.tasks.clone(),
+        runtime: state.runtime.clone(),
+        over: false,
+    };
+    let body = futures_util::stream::unfold(relay, |mut relay| async move {
+        let frame = relay.next_frame().await?;
+        Some((Ok::<_, ApiError>(frame), relay))
+    });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))
@@ -121,78 +180,128 @@ async fn stream(state: &AppState, proxied: Proxied) -> Result<HttpResponse, ApiE
         .streaming(body))
 }
 
-/// Read the upstream stream, relay each chunk as an SSE frame, assemble the completion, and store
-/// it when the stream ends, also when the client went away. A failure mid-stream ends the stream
-/// with an SSE error event.
-async fn relay(proxied: Proxied, opened: oneshot::Sender<Result<(), ApiError>>, frames: mpsc::Sender<Bytes>) {
-    let Proxied { route, body, headers, model, store, mut call } = proxied;
-    let mut upstream = match route.chat_completion_stream(body, &headers).await {
-        Ok(s) => s,
-        Err(e) => {
-            let err = ApiError::from(e);
-            call.finish(Some(err.code().as_str()));
-            let _ = opened.send(Err(err));
-            return;
+/// A stream being relayed: the response body. Polled by the worker that writes the response;
+/// dropped when the client leaves, which drops the upstream stream (closing its connection) and
+/// stores what was assembled (see `Drop`).
+struct Relay {
+    events: RawEventStream,
+    provider: String,
+    /// ferrostack's id, on every chunk the client gets.
+    id: String,
+    /// The upstream's first id, for tracing.
+    upstream_id: Option<String>,
+    assembler: StreamAssembler,
+    model: String,
+    /// Taken when the completion is handed to storing.
+    store: Option<StoreRequest>,
+    /// Taken when the call is over.
+    call: Option<UpstreamCall>,
+    tasks: TaskTracker,
+    runtime: tokio::runtime::Handle,
+    /// Nothing more goes to the client.
+    over: bool,
+}
+
+impl Relay {
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        if self.over {
+            return None;
         }
-    };
-    if opened.send(Ok(())).is_err() {
-        return; // the client left before the stream opened; nothing was generated for it
-    }
-    let id = new_completion_id();
-    let mut upstream_id = None;
-    let mut assembler = StreamAssembler::new(&model);
-    let mut client_here = true;
-    // True unless the client left or the upstream failed; an upstream that closes without
-    // `[DONE]` still ends the stream normally.
-    let mut finished = true;
-    let mut failure = None;
-    while let Some(event) = upstream.next().await {
-        match event {
-            Ok(StreamEvent::Chunk(mut chunk)) => {
-                call.first_chunk();
-                // Every chunk carries ferrostack's id (the client sees one id for the stream, as
-                // from OpenAI); the upstream's first id is kept for tracing.
-                let theirs = set_id(&mut chunk, id.clone());
-                if upstream_id.is_none() {
-                    upstream_id = theirs;
+        match self.events.next().await {
+            Some(Ok(RawEvent::Data(data))) => {
+                if let Some(call) = &mut self.call {
+                    call.first_chunk();
                 }
-                assembler.push(&chunk);
-                rewrite_chunk_model(&mut chunk, &model);
-                if frames.send(sse_frame(&chunk)).await.is_err() {
-                    // The client disconnected: stop reading (the provider stops generating when
-                    // its connection drops) and store what was assembled so far.
-                    client_here = false;
-                    finished = false;
-                    break;
+                let mut frame = Vec::with_capacity(data.len() + 96);
+                match relay_chunk(&self.provider, &data, &self.id, &self.model, &mut self.assembler, &mut frame) {
+                    Ok(theirs) => {
+                        if self.upstream_id.is_none() {
+                            self.upstream_id = theirs;
+                        }
+                        Some(Bytes::from(frame))
+                    }
+                    Err(e) => Some(self.fail(e.into()).await),
                 }
             }
-            Ok(StreamEvent::Done) => break,
-            Err(e) => {
-                let err = ApiError::from(e);
-                failure = Some(err.code().as_str());
-                let _ = frames.send(sse_frame(&err.to_sse_event())).await;
-                finished = false; // the stream is over for the client; no [DONE] after an error
-                break;
+            Some(Ok(RawEvent::Done)) => {
+                self.over = true;
+                self.end(None);
+                if let Some(storing) = self.take_store() {
+                    let _ = storing.await;
+                }
+                Some(Bytes::from_static(b"data: [DONE]\n\n"))
             }
+            // An upstream that closes without `[DONE]`: the client's stream ends the same way,
+            // and what was relayed is stored as it is (without a finish chunk, with
+            // `finish_reason: null`).
+            None => {
+                self.over = true;
+                self.end(None);
+                if let Some(storing) = self.take_store() {
+                    let _ = storing.await;
+                }
+                None
+            }
+            Some(Err(e)) => Some(self.fail(e.into()).await),
         }
     }
-    drop(upstream);
-    call.finish(failure);
-    record_ids(&id, upstream_id.as_deref());
-    if let (Some(mut store), Some(completion)) = (store, assembler.finish())
-        && let Err(e) = {
-            store.upstream_id = upstream_id;
-            store_completion(store, &completion).await
+
+    /// A failure mid-stream: the stream ends with an SSE error event (no `[DONE]`), and what was
+    /// relayed is stored.
+    async fn fail(&mut self, err: ApiError) -> Bytes {
+        self.over = true;
+        self.end(Some(err.code().as_str()));
+        if let Some(storing) = self.take_store() {
+            let _ = storing.await;
         }
-    {
-        tracing::error!(error = %e, "a streamed completion could not be stored");
+        let mut frame = b"data: ".to_vec();
+        let _ = serde_json::to_writer(&mut frame, &err.to_sse_event());
+        frame.extend_from_slice(b"\n\n");
+        Bytes::from(frame)
     }
-    if client_here && finished {
-        let _ = frames.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+
+    /// The upstream call is over (closes its span, records its metrics).
+    fn end(&mut self, error: Option<&'static str>) {
+        if let Some(call) = self.call.take() {
+            let span = call.span();
+            span.record("ferrostack.completion_id", self.id.as_str());
+            if let Some(theirs) = &self.upstream_id {
+                span.record("gen_ai.response.id", theirs.as_str());
+            }
+            call.finish(error);
+        }
+    }
+
+    /// Hand what was assembled to storing (once); `None` when there is nothing to store.
+    fn take_store(&mut self) -> Option<impl Future<Output = Result<(), ApiError>> + use<>> {
+        let store = self.store.take()?;
+        let completion = self.assembler.finish()?;
+        let storing = store_tracked(&self.tasks, &self.runtime, store, completion, self.upstream_id.clone());
+        Some(async move {
+            let result = storing.await;
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "a streamed completion could not be stored");
+            }
+            result
+        })
     }
 }
 
-/// Record both ids on the upstream call's span (the current one in these tasks): ours is what the
+impl Drop for Relay {
+    /// The client left mid-stream (or the response was dropped): the upstream stream is dropped
+    /// with `self` (its connection closes, the engine stops generating), and what was assembled
+    /// is stored on its tracked task; nothing waits for it here.
+    fn drop(&mut self) {
+        if self.over {
+            return;
+        }
+        self.end(None);
+        // The storing task runs on its own; its result is logged there.
+        drop(self.take_store());
+    }
+}
+
+/// Record both ids on the upstream call's span (the current one here): ours is what the
 /// client and the store know, the upstream's is what the engine's logs know.
 fn record_ids(id: &str, upstream_id: Option<&str>) {
     let span = tracing::Span::current();
@@ -202,20 +311,33 @@ fn record_ids(id: &str, upstream_id: Option<&str>) {
     }
 }
 
-/// Set `object.id` to `id`; the id that was there (a non-empty string), if any.
-fn set_id(object: &mut Value, id: String) -> Option<String> {
-    let map: &mut Map<String, Value> = object.as_object_mut()?;
-    match map.insert("id".to_owned(), Value::String(id)) {
-        Some(Value::String(theirs)) if !theirs.is_empty() => Some(theirs),
-        _ => None,
+/// The body, read as `web::Json` would (same limit, `server.limits.max_body_bytes`, content type
+/// and messages), without parsing it into a tree. The limits middleware bounds the read too.
+async fn read_json_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
+    let json_type = match req.mime_type() {
+        Ok(Some(mime)) => mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON),
+        _ => false,
+    };
+    if !json_type {
+        return Err(ApiError::invalid_request("request body must be JSON (content-type: application/json)", None));
     }
-}
-
-fn sse_frame(value: &Value) -> Bytes {
-    let mut frame = Vec::with_capacity(256);
-    frame.extend_from_slice(b"data: ");
-    // Serialising a Value cannot fail.
-    let _ = serde_json::to_writer(&mut frame, value);
-    frame.extend_from_slice(b"\n\n");
-    Bytes::from(frame)
+    let length = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(length) = length
+        && length > limit
+    {
+        return Err(ApiError::payload_too_large(format!("request body is {length} bytes; the limit is {limit}")));
+    }
+    let mut body = BytesMut::with_capacity(length.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}"), None))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::payload_too_large(format!("request body is larger than the limit of {limit} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }

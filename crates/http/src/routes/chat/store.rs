@@ -23,9 +23,12 @@ impl StoreRequest {
     /// over `max_row_bytes` (413), and reserve its place in the write queue (503 when none frees
     /// within `queue_wait_timeout_ms`), so that an answer is never produced, and billed, for a
     /// completion that cannot be stored.
-    pub(crate) async fn prepare(store: &InferenceStore, body: &Value, caller: Option<User>) -> Result<Self, ApiError> {
-        let input_messages = body.get("messages").cloned().unwrap_or(Value::Null);
-        let metadata = body.get("metadata").cloned().filter(Value::is_object);
+    pub(crate) async fn prepare(
+        store: &InferenceStore,
+        input_messages: Value,
+        metadata: Option<Value>,
+        caller: Option<User>,
+    ) -> Result<Self, ApiError> {
         store.check_request_size(&input_messages, metadata.as_ref())?;
         let store = store.reserve().await?;
         Ok(Self { store, input_messages, metadata, caller, upstream_id: None })

@@ -1,0 +1,181 @@
+//! The proxy's byte-level relay: the upstream's answers forwarded as they came, with only the
+//! server-owned `id` and the requested `model` spliced in, and what ferrostack needs (the
+//! upstream's id, `created`, the choices to store, the chunks for the assembler) read from
+//! borrowed views of the text. No `serde_json::Value` tree is built for a relayed chunk; a JSON
+//! answer's `choices` are parsed once, only when they are stored or need normalising.
+
+use serde_json::Value;
+
+use crate::assemble::StreamAssembler;
+use crate::client::error_event;
+use crate::error::ProviderError;
+use crate::raw::{self, Kind, Members};
+
+/// Whether the members are an error object rather than an answer or chunk (`{"error": ...}`
+/// without `choices`, or vLLM's `{"object": "error", ...}`).
+fn is_error(members: &Members<'_>) -> bool {
+    (members.has("error") && !members.has("choices"))
+        || members.get("object").and_then(raw::as_str).is_some_and(|o| o == "error")
+}
+
+/// The error an error object stands for.
+fn error_of(provider: &str, text: &str) -> ProviderError {
+    let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    error_event(provider, &value).unwrap_or_else(|| ProviderError::invalid(provider, "an error object without details"))
+}
+
+/// Append `members` as an object with `id` and `model` set: the values of every other member
+/// copied as they came, in their order; `replace` (when given) in place of that member's value.
+fn write_object(out: &mut Vec<u8>, members: &Members<'_>, id: &str, model: &str, replace: Option<(&str, &[u8])>) {
+    out.push(b'{');
+    let mut first = true;
+    let (mut wrote_id, mut wrote_model) = (false, false);
+    for (key, value) in &members.0 {
+        match key.as_ref() {
+            "id" => {
+                if !std::mem::replace(&mut wrote_id, true) {
+                    let mut v = Vec::with_capacity(id.len() + 2);
+                    raw::write_str(&mut v, id);
+                    raw::write_member(out, &mut first, "id", &v);
+                }
+            }
+            "model" => {
+                if !std::mem::replace(&mut wrote_model, true) {
+                    let mut v = Vec::with_capacity(model.len() + 2);
+                    raw::write_str(&mut v, model);
+                    raw::write_member(out, &mut first, "model", &v);
+                }
+            }
+            k => match replace {
+                Some((name, bytes)) if name == k => raw::write_member(out, &mut first, k, bytes),
+                _ => raw::write_member(out, &mut first, k, value.get().as_bytes()),
+            },
+        }
+    }
+    if !wrote_id {
+        let mut v = Vec::new();
+        raw::write_str(&mut v, id);
+        raw::write_member(out, &mut first, "id", &v);
+    }
+    if !wrote_model {
+        let mut v = Vec::new();
+        raw::write_str(&mut v, model);
+        raw::write_member(out, &mut first, "model", &v);
+    }
+    out.push(b'}');
+}
+
+/// Relay one stream event's `data` (a `chat.completion.chunk`): append the SSE frame the client
+/// gets (`data: {...}\n\n`, with `id` and `model` set, everything else as the upstream sent it)
+/// to `frame`, feed the chunk to `assembler`, and return the upstream's own id of the chunk (a
+/// non-empty string), if any. An error object is returned as the error it reports.
+pub fn relay_chunk(
+    provider: &str,
+    data: &str,
+    id: &str,
+    model: &str,
+    assembler: &mut StreamAssembler,
+    frame: &mut Vec<u8>,
+) -> Result<Option<String>, ProviderError> {
+    let data = data.trim();
+    let members = match Members::parse(data) {
+        Ok(m) => m,
+        Err(e) if data.starts_with('{') || serde_json::from_str::<serde::de::IgnoredAny>(data).is_err() => {
+            return Err(ProviderError::invalid(provider, format!("an event's data is not JSON: {e}")));
+        }
+        Err(_) => return Err(ProviderError::invalid(provider, "an event's data is not a JSON object")),
+    };
+    if is_error(&members) {
+        return Err(error_of(provider, data));
+    }
+    assembler.push_members(&members, Some(id));
+    frame.reserve(data.len() + id.len() + model.len() + 16);
+    frame.extend_from_slice(b"data: ");
+    write_object(frame, &members, id, model, None);
+    frame.extend_from_slice(b"\n\n");
+    Ok(members.get("id").and_then(raw::as_str).filter(|s| !s.is_empty()).map(std::borrow::Cow::into_owned))
+}
+
+/// A relayed JSON answer.
+#[derive(Debug)]
+pub struct RelayedCompletion {
+    /// The body the client gets: the upstream's answer with `id` and `model` set, and empty
+    /// `tool_calls` lists made null; every other member as the upstream sent it.
+    pub body: Vec<u8>,
+    /// The upstream's own id (a non-empty string), if any.
+    pub upstream_id: Option<String>,
+    /// `{id, created, model, choices}` for the store, when asked for.
+    pub stored: Option<Value>,
+}
+
+/// Relay a JSON answer (`bytes`, as the upstream sent it with a 2xx): the body for the client with
+/// `id` and `model` set, and (with `for_store`) the completion to store. An error object is
+/// returned as the error it reports; an answer without a `choices` list is invalid.
+pub fn relay_completion(
+    provider: &str,
+    bytes: &[u8],
+    id: &str,
+    model: &str,
+    for_store: bool,
+) -> Result<RelayedCompletion, ProviderError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| ProviderError::invalid(provider, format!("the body is not JSON: not UTF-8: {e}")))?;
+    let members = Members::parse(text).map_err(|e| {
+        if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+            ProviderError::invalid(provider, "the answer has no `choices` list")
+        } else {
+            ProviderError::invalid(provider, format!("the body is not JSON: {e}"))
+        }
+    })?;
+    if is_error(&members) {
+        return Err(error_of(provider, text));
+    }
+    let Some(choices_raw) = members.get("choices").filter(|c| Kind::of(c) == Kind::Array) else {
+        return Err(ProviderError::invalid(provider, "the answer has no `choices` list"));
+    };
+    // The choices are parsed only when they are stored or may need normalising.
+    let mut choices = None;
+    let mut rewritten = None;
+    if for_store || choices_raw.get().contains("\"tool_calls\"") {
+        let mut value: Value = serde_json::from_str(choices_raw.get())
+            .map_err(|e| ProviderError::invalid(provider, format!("the body is not JSON: {e}")))?;
+        if null_empty_tool_calls(&mut value) {
+            rewritten = Some(serde_json::to_vec(&value).unwrap_or_default());
+        }
+        choices = Some(value);
+    }
+    let mut body = Vec::with_capacity(text.len() + id.len() + model.len() + 16);
+    write_object(&mut body, &members, id, model, rewritten.as_deref().map(|r| ("choices", r)));
+    let upstream_id = members.get("id").and_then(raw::as_str).filter(|s| !s.is_empty()).map(|s| s.into_owned());
+    let stored = match (for_store, choices) {
+        (true, Some(choices)) => {
+            let mut map = serde_json::Map::new();
+            map.insert("id".to_owned(), Value::String(id.to_owned()));
+            if let Some(created) = members.get("created")
+                && let Ok(created) = serde_json::from_str::<Value>(created.get())
+            {
+                map.insert("created".to_owned(), created);
+            }
+            map.insert("model".to_owned(), Value::String(model.to_owned()));
+            map.insert("choices".to_owned(), choices);
+            Some(Value::Object(map))
+        }
+        _ => None,
+    };
+    Ok(RelayedCompletion { body, upstream_id, stored })
+}
+
+/// Empty `tool_calls` lists of the choices' messages become null (as
+/// [`crate::normalize_completion`] does); whether anything changed.
+fn null_empty_tool_calls(choices: &mut Value) -> bool {
+    let mut changed = false;
+    for choice in choices.as_array_mut().into_iter().flatten() {
+        if let Some(message) = choice.get_mut("message").and_then(Value::as_object_mut)
+            && message.get("tool_calls").and_then(Value::as_array).is_some_and(Vec::is_empty)
+        {
+            message.insert("tool_calls".to_owned(), Value::Null);
+            changed = true;
+        }
+    }
+    changed
+}
