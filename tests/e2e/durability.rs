@@ -389,14 +389,32 @@ async fn writer_faults(pg: Postgres) {
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("4096")), "names the limit: {body}");
     assert_eq!(upstream.requests(), 0, "refused before the upstream");
 
-    // PostgreSQL refuses \u0000 in jsonb: the request learns it, with the database's reason.
+    // PostgreSQL refuses \u0000 in jsonb. In the request: 400 naming the field, before the
+    // upstream.
     let nul = json!({"model": "test-model", "messages": [{"role": "user", "content": "a\u{0}b"}]});
     let (status, _, body) = send(&app, post.clone(), "/v1/chat/completions", Some(nul)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "invalid_request", "{body}");
-    let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("SQLSTATE"), "names the database's reason: {body}");
-    assert!(!message.contains(&db.server().host()) || db.server().host().is_empty(), "no host: {body}");
+    assert_eq!(body["error"]["param"], "messages[0].content", "{body}");
+    assert_eq!(upstream.requests(), 0, "refused before the upstream");
+    // In a JSON answer: 502 naming the provider's answer; never a 2xx without its row.
+    let (status, _, body) = send(&app, post.clone(), "/v1/chat/completions", Some(chat("nul-model"))).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"]["code"], "upstream_invalid_response", "{body}");
+    // In a streamed answer (already sent as it came): stored, with U+FFFD in the NUL's place.
+    let mut streamed = chat("nul-model");
+    streamed["stream"] = json!(true);
+    let res = app.http.post(format!("{}/v1/chat/completions", app.base)).json(&streamed).send().await.expect("stream");
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = res.text().await.expect("stream body");
+    let id = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .find_map(|d| serde_json::from_str::<Value>(d).ok()?["id"].as_str().map(str::to_owned))
+        .expect("a chunk with an id");
+    let (status, _, stored) = send(&app, reqwest::Method::GET, &format!("/v1/chat/completions/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK, "the streamed answer is stored: {stored}");
+    assert_eq!(stored["choices"][0]["message"]["content"], "a\u{FFFD}b", "{stored}");
     let (status, _, body) = send(&app, post.clone(), "/v1/chat/completions", Some(chat("test-model"))).await;
     assert_eq!(status, StatusCode::OK, "the writer goes on: {body}");
 

@@ -97,6 +97,7 @@ pub fn chat_config(storage: Storage<'_>, upstream_url: &str, extra: &str) -> Run
         ("unstorable-model", "no-created"),
         ("hold-model", "hold"),
         ("repeat-model", "repeat-id"),
+        ("nul-model", "nul"),
         ("premium-model", "echo"),
     ]
     .iter()

@@ -23,6 +23,7 @@
 //! | `gated` / `break` | one chunk, then (after [`FakeUpstream::release_one`]) the rest / a broken connection |
 //! | `stall` / `hang` | one chunk then nothing / no answer at all |
 //! | `trickle` | JSON: the headers, then a space every 20 ms, never the answer; streamed: one chunk (`partial `), then a keep-alive comment every 20 ms. Each counts in [`FakeUpstream::closed`] once ferrostack closes its connection |
+//! | `nul` | `a`, the NUL character, `b` (JSON, or streamed in two chunks) |
 //! | `cut` | streamed: a role chunk and `partial `, then the stream ends: no finish chunk, no `[DONE]` |
 //! | `error-event` | a chunk, an error event, then a chunk that must be ignored |
 //! | `bad-sse` / `garbage` / `no-choices` / `no-created` | malformed SSE / not JSON / no `choices` / no `created` |
@@ -453,6 +454,12 @@ async fn answer(
             let kind = if stream { "text/event-stream" } else { "application/json" };
             HttpResponse::Ok().content_type(kind).streaming(body)
         }
+        "nul" if !stream => HttpResponse::Ok().json(completion(&id, &model, "a\u{0}b")),
+        "nul" => sse(vec![
+            frame(&id, &model, json!({"role": "assistant", "content": "a\u{0}"}), None),
+            frame(&id, &model, json!({"content": "b"}), Some("stop")),
+            Bytes::from_static(b"data: [DONE]\n\n"),
+        ]),
         "cut" => sse(vec![
             frame(&id, &model, json!({"role": "assistant", "content": ""}), None),
             frame(&id, &model, json!({"content": "partial "}), None),
@@ -524,6 +531,7 @@ const SCENARIOS: &[&str] = &[
     "stall",
     "trickle",
     "cut",
+    "nul",
     "error-event",
     "bad-sse",
     "garbage",

@@ -133,6 +133,16 @@ async fn relay_json(
         }
     };
     record_ids(&id, relayed.upstream_id.as_deref());
+    // The store cannot hold a NUL character (PostgreSQL refuses it in jsonb): an answer that
+    // carries one is not acknowledged without its row; the client is told it was the provider's.
+    if store.is_some() && relayed.stored.as_ref().is_some_and(contains_nul) {
+        let err = ApiError::from(ferrostack_providers::ProviderError::InvalidResponse {
+            provider: route.provider_id.clone(),
+            detail: "the answer contains the NUL character (\\u0000), which cannot be stored".to_owned(),
+        });
+        tracing::warn!(completion_id = %id, "an upstream answer with a NUL character was refused: it cannot be stored");
+        return Err(err);
+    }
     if let (Some(store), Some(stored)) = (store, relayed.stored) {
         // The answer is only sent once the completion is queued (or committed, with
         // `durability: sync`), so every 2xx answer is a stored row.
@@ -275,7 +285,14 @@ impl Relay {
     /// Hand what was assembled to storing (once); `None` when there is nothing to store.
     fn take_store(&mut self) -> Option<impl Future<Output = Result<(), ApiError>> + use<>> {
         let store = self.store.take()?;
-        let completion = self.assembler.finish()?;
+        let mut completion = self.assembler.finish()?;
+        // The client already has the stream as the upstream sent it; the stored copy cannot hold
+        // a NUL character (PostgreSQL refuses it in jsonb), so it holds U+FFFD in its place rather
+        // than be refused (docs/api.md).
+        if contains_nul(&completion) {
+            replace_nul(&mut completion);
+            tracing::warn!(completion_id = %self.id, "a streamed answer's NUL characters are stored as U+FFFD");
+        }
         let storing = store_tracked(&self.tasks, &self.runtime, store, completion, self.upstream_id.clone());
         Some(async move {
             let result = storing.await;
@@ -298,6 +315,32 @@ impl Drop for Relay {
         self.end(None);
         // The storing task runs on its own; its result is logged there.
         drop(self.take_store());
+    }
+}
+
+/// Whether a string (or key) anywhere in `value` holds a NUL character.
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
+}
+
+/// Replace every NUL character in the strings of `value` (keys included) with U+FFFD.
+fn replace_nul(value: &mut Value) {
+    match value {
+        Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        Value::Array(items) => items.iter_mut().for_each(replace_nul),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                let owned = std::mem::take(map);
+                *map = owned.into_iter().map(|(k, v)| (k.replace('\0', "\u{FFFD}"), v)).collect();
+            }
+            map.values_mut().for_each(replace_nul);
+        }
+        _ => {}
     }
 }
 
