@@ -91,6 +91,13 @@ impl Lifecycle {
         }
     }
 
+    /// Resolves when the in-flight grace is over ([`Lifecycle::cut`]): a stream still being
+    /// relayed then ends itself (an error event) and stores what it produced, before the server
+    /// closes its connection.
+    pub(crate) async fn cut_reached(&self) {
+        self.inner.cut.cancelled().await;
+    }
+
     /// The in-flight grace is over: requests still waiting for their handler are answered 503.
     pub fn cut(&self) {
         self.begin_shutdown();

@@ -31,10 +31,7 @@ use ferrostack_testkit::cluster::Cluster;
 /// Tests whose behaviour is not on the branch yet, with what is missing. Each is skipped with that
 /// reason (reported as ignored, not passed); remove the entry when the behaviour lands. While a
 /// test is listed, the load tests leave its check to it (see [`pending`]) and say so.
-const PENDING: &[(&str, &str)] = &[(
-    "shutdown::sigterm_with_a_stream_hung_midway",
-    "branches faults and hot: a stream still running when the shutdown grace ends is cut, and what it produced is not stored at all (its 200 was sent, so its id must be stored, with finish_reason null)",
-)];
+const PENDING: &[(&str, &str)] = &[];
 
 /// Tests of the `hot` branch's behaviour (issue 15 item 3): run when this build has it.
 const NEEDS_HOT: &[&str] = &[

@@ -177,6 +177,7 @@ async fn relay_stream(
         call: Some(call),
         tasks: state.tasks.clone(),
         runtime: state.runtime.clone(),
+        lifecycle: state.lifecycle.clone(),
         over: false,
     };
     let body = futures_util::stream::unfold(relay, |mut relay| async move {
@@ -208,6 +209,8 @@ struct Relay {
     call: Option<UpstreamCall>,
     tasks: TaskTracker,
     runtime: tokio::runtime::Handle,
+    /// Shutdown: at the end of the in-flight grace the stream ends itself and stores what it has.
+    lifecycle: crate::Lifecycle,
     /// Nothing more goes to the client.
     over: bool,
 }
@@ -217,7 +220,17 @@ impl Relay {
         if self.over {
             return None;
         }
-        match self.events.next().await {
+        let event = tokio::select! {
+            biased;
+            event = self.events.next() => event,
+            () = self.lifecycle.cut_reached() => {
+                // The shutdown grace is over: end the stream with an error event and store what
+                // was relayed (`finish_reason: null`) before the server closes the connection.
+                let err = ApiError::unavailable("the server shut down before the stream finished; retry");
+                return Some(self.fail(err).await);
+            }
+        };
+        match event {
             Some(Ok(RawEvent::Data(data))) => {
                 if let Some(call) = &mut self.call {
                     call.first_chunk();
