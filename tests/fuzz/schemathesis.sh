@@ -70,6 +70,7 @@ storage:
     connectors: { backend: kv_pg, namespace: connectors }
     inference: { backend: sql_pg }
     conversations: { backend: sql_pg }
+    responses: { backend: sql_pg }
 providers:
   inference:
     - { provider_id: echo, provider_type: inline::echo }
