@@ -223,6 +223,7 @@ impl Application {
                 // once, and a connection made before the listener closed but not yet accepted
                 // would be reset by the kernel when it closes.
                 handle.pause().await;
+                crate::telemetry::quiet_acceptor();
                 listeners.close();
                 lifecycle.begin_shutdown();
                 tracing::info!(

@@ -298,6 +298,21 @@ pub fn log_filter(spec: &str) -> Result<EnvFilter, tracing_subscriber::filter::P
     EnvFilter::try_new(capped)
 }
 
+/// Set once shutdown closed the listening sockets itself (see `Application::run_until`).
+static LISTENERS_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// actix's acceptor logs at ERROR when it meets a listening socket that shutdown just closed on
+/// purpose (an `accept` failing with EINVAL, then a failed deregistration): the closing races with
+/// its pause, which it acknowledges before acting on. From the moment shutdown closes the
+/// listeners, its log lines are dropped; before that (e.g. EMFILE, out of descriptors) they show.
+pub(crate) fn quiet_acceptor() {
+    LISTENERS_CLOSED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn acceptor_quieted(target: &str) -> bool {
+    target.starts_with("actix_server::accept") && LISTENERS_CLOSED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Install the global subscriber and, when export is on, the OpenTelemetry providers.
 ///
 /// Installing a subscriber twice (tests embedding the app) keeps the first one; with export on
@@ -311,9 +326,10 @@ pub fn init(cfg: &TelemetryConfig, env: &Env) -> anyhow::Result<TelemetryGuard> 
     // Colours only for a person at a terminal, never into files or log collectors.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let fmt = tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stdout);
+    let acceptor = tracing_subscriber::filter::filter_fn(|meta| !acceptor_quieted(meta.target()));
     let log_layer: BoxedLayer = match cfg.log_format {
-        LogFormat::Json => fmt.json().flatten_event(true).with_filter(filter).boxed(),
-        LogFormat::Pretty => fmt.compact().with_filter(filter).boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).with_filter(filter).with_filter(acceptor).boxed(),
+        LogFormat::Pretty => fmt.compact().with_filter(filter).with_filter(acceptor).boxed(),
     };
     let mut layers = vec![log_layer];
 
