@@ -11,32 +11,17 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-macro_rules! on_both {
-    ($name:literal, $f:path) => {
-        [
-            Test::plain(concat!("chat::sqlite::", $name), || async {
-                let dir = tempfile::tempdir().expect("tempdir");
-                $f(Storage::Sqlite(dir.path())).await
-            }),
-            Test::postgres(concat!("chat::postgres::", $name), |pg| async move {
-                let db = pg.fresh_database().await;
-                $f(Storage::Postgres(&db)).await
-            }),
-        ]
-    };
-}
-
 pub fn tests() -> Vec<Test> {
     [
-        on_both!("create_read_update_delete", create_read_update_delete),
-        on_both!("stream_is_relayed_and_stored", stream_relayed_and_stored),
-        on_both!("tool_call_fragments_are_assembled", tool_calls_assembled),
-        on_both!("store_false_stores_nothing", store_false),
-        on_both!("tenants_never_see_each_other", tenants_isolated),
-        on_both!("client_disconnect_mid_stream_stores_what_was_relayed", client_disconnect),
-        on_both!("upstream_failures_answer_with_the_right_status", upstream_failures),
-        on_both!("shutdown_under_load_loses_nothing", shutdown_under_load),
-        on_both!("openai_python_sdk_works_unchanged", openai_sdk).map(|t| t.skip_when(sdk_missing())),
+        on_both!("chat", "create_read_update_delete", create_read_update_delete),
+        on_both!("chat", "stream_is_relayed_and_stored", stream_relayed_and_stored),
+        on_both!("chat", "tool_call_fragments_are_assembled", tool_calls_assembled),
+        on_both!("chat", "store_false_stores_nothing", store_false),
+        on_both!("chat", "tenants_never_see_each_other", tenants_isolated),
+        on_both!("chat", "client_disconnect_mid_stream_stores_what_was_relayed", client_disconnect),
+        on_both!("chat", "upstream_failures_answer_with_the_right_status", upstream_failures),
+        on_both!("chat", "shutdown_under_load_loses_nothing", shutdown_under_load),
+        on_both!("chat", "openai_python_sdk_works_unchanged", openai_sdk).map(|t| t.skip_when(sdk_missing())),
     ]
     .into_iter()
     .flatten()

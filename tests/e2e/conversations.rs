@@ -10,30 +10,15 @@ use ferrostack_tests::{Storage, TestApp, config_from_yaml, test_server_settings}
 use reqwest::Method;
 use serde_json::{Value, json};
 
-macro_rules! on_both {
-    ($name:literal, $f:path) => {
-        [
-            Test::plain(concat!("conversations::sqlite::", $name), || async {
-                let dir = tempfile::tempdir().expect("tempdir");
-                $f(Storage::Sqlite(dir.path())).await
-            }),
-            Test::postgres(concat!("conversations::postgres::", $name), |pg| async move {
-                let db = pg.fresh_database().await;
-                $f(Storage::Postgres(&db)).await
-            }),
-        ]
-    };
-}
-
 pub fn tests() -> Vec<Test> {
     [
-        on_both!("acceptance_cases_of_the_reference", acceptance),
-        on_both!("pagination_with_ties_both_ways", pagination_with_ties),
-        on_both!("two_tenants_on_every_route", two_tenants),
-        on_both!("readable_but_not_changeable_is_403", read_only_team),
-        on_both!("delete_cascades_to_items", cascade_delete),
-        on_both!("item_ids_are_scoped_to_their_conversation", ids_scoped),
-        on_both!("validation_errors_name_the_field", validation),
+        on_both!("conversations", "acceptance_cases_of_the_reference", acceptance),
+        on_both!("conversations", "pagination_with_ties_both_ways", pagination_with_ties),
+        on_both!("conversations", "two_tenants_on_every_route", two_tenants),
+        on_both!("conversations", "readable_but_not_changeable_is_403", read_only_team),
+        on_both!("conversations", "delete_cascades_to_items", cascade_delete),
+        on_both!("conversations", "item_ids_are_scoped_to_their_conversation", ids_scoped),
+        on_both!("conversations", "validation_errors_name_the_field", validation),
     ]
     .into_iter()
     .flatten()

@@ -14,26 +14,11 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-macro_rules! on_both {
-    ($name:literal, $f:path) => {
-        [
-            Test::plain(concat!("hostile::sqlite::", $name), || async {
-                let dir = tempfile::tempdir().expect("tempdir");
-                $f(Storage::Sqlite(dir.path())).await
-            }),
-            Test::postgres(concat!("hostile::postgres::", $name), |pg| async move {
-                let db = pg.fresh_database().await;
-                $f(Storage::Postgres(&db)).await
-            }),
-        ]
-    };
-}
-
 pub fn tests() -> Vec<Test> {
     let mut tests = Vec::new();
-    tests.extend(on_both!("nul_in_every_parameter_and_field_is_a_400_naming_it", nul_everywhere));
-    tests.extend(on_both!("malformed_json_is_a_400_in_the_error_shape", malformed_json));
-    tests.extend(on_both!("bodies_at_and_over_the_limit", body_limits));
+    tests.extend(on_both!("hostile", "nul_in_every_parameter_and_field_is_a_400_naming_it", nul_everywhere));
+    tests.extend(on_both!("hostile", "malformed_json_is_a_400_in_the_error_shape", malformed_json));
+    tests.extend(on_both!("hostile", "bodies_at_and_over_the_limit", body_limits));
     tests.push(Test::plain("hostile::oversized_heads_and_duplicate_authorization", oversized_heads));
     tests.push(Test::plain("hostile::a_slow_body_gets_408_and_its_connection_closed", slow_body));
     tests.push(Test::plain("hostile::a_full_body_budget_answers_503_with_retry_after", body_budget));

@@ -3,6 +3,23 @@
 
 #![expect(clippy::expect_used, reason = "a test fails by panicking; harness = false targets are not cfg(test)")]
 
+/// The same test on a SQLite file and on a fresh PostgreSQL database, named
+/// `<module>::sqlite::<name>` and `<module>::postgres::<name>`.
+macro_rules! on_both {
+    ($module:literal, $name:literal, $f:path) => {
+        [
+            ferrostack_testkit::Test::plain(concat!($module, "::sqlite::", $name), || async {
+                let dir = tempfile::tempdir().expect("tempdir");
+                $f(ferrostack_tests::Storage::Sqlite(dir.path())).await
+            }),
+            ferrostack_testkit::Test::postgres(concat!($module, "::postgres::", $name), |pg| async move {
+                let db = pg.fresh_database().await;
+                $f(ferrostack_tests::Storage::Postgres(&db)).await
+            }),
+        ]
+    };
+}
+
 mod auth;
 mod cancel;
 mod chat;

@@ -9,25 +9,10 @@ use ferrostack_tests::{Storage, TestApp, chat_config, config_from_yaml, test_ser
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-macro_rules! on_both {
-    ($name:literal, $f:path) => {
-        [
-            Test::plain(concat!("models::sqlite::", $name), || async {
-                let dir = tempfile::tempdir().expect("tempdir");
-                $f(Storage::Sqlite(dir.path())).await
-            }),
-            Test::postgres(concat!("models::postgres::", $name), |pg| async move {
-                let db = pg.fresh_database().await;
-                $f(Storage::Postgres(&db)).await
-            }),
-        ]
-    };
-}
-
 pub fn tests() -> Vec<Test> {
     let mut tests: Vec<Test> = [
-        on_both!("register_retrieve_delete_under_the_default_policy", register_retrieve_delete),
-        on_both!("registered_models_survive_restarts_and_every_replica_sees_them", replicas_and_restarts),
+        on_both!("models", "register_retrieve_delete_under_the_default_policy", register_retrieve_delete),
+        on_both!("models", "registered_models_survive_restarts_and_every_replica_sees_them", replicas_and_restarts),
     ]
     .into_iter()
     .flatten()

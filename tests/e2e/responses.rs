@@ -18,31 +18,16 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-macro_rules! on_both {
-    ($name:literal, $f:path) => {
-        [
-            Test::plain(concat!("responses::sqlite::", $name), || async {
-                let dir = tempfile::tempdir().expect("tempdir");
-                $f(Storage::Sqlite(dir.path())).await
-            }),
-            Test::postgres(concat!("responses::postgres::", $name), |pg| async move {
-                let db = pg.fresh_database().await;
-                $f(Storage::Postgres(&db)).await
-            }),
-        ]
-    };
-}
-
 pub fn tests() -> Vec<Test> {
     [
-        on_both!("create_retrieve_list_delete", create_retrieve_list_delete),
-        on_both!("stream_events_in_order_and_stored", streamed),
-        on_both!("function_tools_round_trip", function_tools),
-        on_both!("three_turn_chain_sends_the_whole_history", chain_of_three),
-        on_both!("conversation_is_context_and_gets_the_items", conversation),
-        on_both!("two_tenants_on_every_route_and_state_parameter", tenants),
-        on_both!("malformed_requests_are_400_naming_the_field", malformed),
-        on_both!("upstream_failure_mid_stream_and_disconnect", failures),
+        on_both!("responses", "create_retrieve_list_delete", create_retrieve_list_delete),
+        on_both!("responses", "stream_events_in_order_and_stored", streamed),
+        on_both!("responses", "function_tools_round_trip", function_tools),
+        on_both!("responses", "three_turn_chain_sends_the_whole_history", chain_of_three),
+        on_both!("responses", "conversation_is_context_and_gets_the_items", conversation),
+        on_both!("responses", "two_tenants_on_every_route_and_state_parameter", tenants),
+        on_both!("responses", "malformed_requests_are_400_naming_the_field", malformed),
+        on_both!("responses", "upstream_failure_mid_stream_and_disconnect", failures),
     ]
     .into_iter()
     .flatten()

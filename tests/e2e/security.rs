@@ -10,21 +10,6 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-macro_rules! on_both {
-    ($name:literal, $f:path) => {
-        [
-            Test::plain(concat!("security::sqlite::", $name), || async {
-                let dir = tempfile::tempdir().expect("tempdir");
-                $f(Storage::Sqlite(dir.path())).await
-            }),
-            Test::postgres(concat!("security::postgres::", $name), |pg| async move {
-                let db = pg.fresh_database().await;
-                $f(Storage::Postgres(&db)).await
-            }),
-        ]
-    };
-}
-
 pub fn tests() -> Vec<Test> {
     let mut tests = vec![
         Test::plain("security::route_policy_deny_list_holds_for_every_spelling_of_a_path", route_deny_list),
@@ -32,7 +17,7 @@ pub fn tests() -> Vec<Test> {
         Test::plain("security::a_model_the_caller_may_not_read_is_not_found", model_policy),
         Test::plain("security::upstream_header_refuses_repeated_headers_and_untrusted_peers", upstream_header_guards),
     ];
-    tests.extend(on_both!("completion_ids_are_the_servers_even_when_the_upstream_repeats_ids", server_ids));
+    tests.extend(on_both!("security", "completion_ids_are_the_servers_even_when_the_upstream_repeats_ids", server_ids));
     tests
         .push(Test::postgres("security::postgres::readyz_pings_the_database_at_most_once_a_second", |pg| async move {
             readyz_cached(pg).await
