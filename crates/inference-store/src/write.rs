@@ -100,6 +100,12 @@ pub struct StoreReservation {
 }
 
 impl StoreReservation {
+    /// Whether [`StoreReservation::store`] waits for the commit (`durability: sync`); without it,
+    /// the first poll of `store` queues the completion and completes.
+    pub fn waits_for_commit(&self) -> bool {
+        self.reservation.waits_for_commit()
+    }
+
     /// Store a completion owned by `caller` in the reserved place: see [`InferenceStore::store`].
     pub async fn store(self, record: StoredCompletion, caller: Option<&User>) -> Result<(), Error> {
         record.check()?;

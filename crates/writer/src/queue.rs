@@ -490,6 +490,13 @@ fn spill_closed(file: &Path) -> SpillError {
 }
 
 impl<R: WriteRow> Reservation<R> {
+    /// Whether [`Reservation::write`] waits for the commit (`durability: sync`). When it does not,
+    /// the row is queued by the first poll of `write`, which then completes: no task is needed
+    /// to make sure it is stored.
+    pub fn waits_for_commit(&self) -> bool {
+        matches!(self.shared.durability, Durability::Sync)
+    }
+
     /// Write `row` owned by `caller` (anonymous: unowned) into the reserved place. A row over
     /// `max_row_bytes` is refused here ([`WriteError::TooLarge`]). `durability: async` returns
     /// once it is queued; `sync` once its batch committed, at most `commit_timeout` later.
