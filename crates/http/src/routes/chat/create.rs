@@ -234,7 +234,7 @@ enum Stashed {
     /// An item of the upstream stream that ends it (or `None`: it ended).
     Item(Option<Result<RawEvent, ferrostack_providers::ProviderError>>),
     /// An event the relay refused (an error object, or not JSON).
-    Refused(ferrostack_providers::ProviderError),
+    Refused(Box<ferrostack_providers::ProviderError>),
 }
 
 /// A frame grows by the events already received up to this size, then goes out.
@@ -247,7 +247,7 @@ impl Relay {
         }
         let event = match self.stashed.take() {
             Some(Stashed::Item(item)) => item,
-            Some(Stashed::Refused(e)) => return Some(self.fail(e.into()).await),
+            Some(Stashed::Refused(e)) => return Some(self.fail((*e).into()).await),
             None => tokio::select! {
                 biased;
                 event = self.events.next() => event,
@@ -267,7 +267,7 @@ impl Relay {
                 }
                 let mut frame = Vec::with_capacity(data.len() + 96);
                 if let Err(e) = self.relay(&data, &mut frame) {
-                    return Some(self.fail(e.into()).await);
+                    return Some(self.fail((*e).into()).await);
                 }
                 // Events the upstream has already sent go out in the same write. Each upstream
                 // event comes through the HTTP client's body channel one at a time, from the
@@ -317,7 +317,7 @@ impl Relay {
     }
 
     /// Relay one event's data: its frame appended to `frame`, its chunk to the assembler.
-    fn relay(&mut self, data: &str, frame: &mut Vec<u8>) -> Result<(), ferrostack_providers::ProviderError> {
+    fn relay(&mut self, data: &str, frame: &mut Vec<u8>) -> Result<(), Box<ferrostack_providers::ProviderError>> {
         let theirs = relay_chunk(&self.provider, data, &self.id, &self.model, &mut self.assembler, frame)?;
         if self.upstream_id.is_none() {
             self.upstream_id = theirs;
