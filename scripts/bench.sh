@@ -356,7 +356,9 @@ if ! skipped callgrind && command -v valgrind >/dev/null; then
   FS_PORT=$(free_port)
   write_config "$OUT/callgrind.yaml" "$DB" "$FS_PORT"
   "$BIN/ferrostack" migrate --config "$OUT/callgrind.yaml" >>"$OUT/migrate.out" 2>&1
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.out" \
+  # The tunable set here keeps ferrostack from re-executing itself with it (crates/server/src/malloc.rs),
+  # which would leave valgrind behind: the same malloc settings, one process.
+  GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.out" \
     "$BIN/ferrostack" serve --config "$OUT/callgrind.yaml" >"$OUT/callgrind.stdout" 2>"$OUT/callgrind.err" &
   CG_PID=$!
   PIDS+=("$CG_PID")
