@@ -4,6 +4,7 @@
 //! SQL text and smooths the few dialect differences ([`dialect`]).
 
 mod db;
+
 pub mod dialect;
 mod postgres;
 mod sqlite;
@@ -15,6 +16,9 @@ pub use tx::{Executor, Tx};
 pub use value::{FromValue, Row, Value};
 
 use ferrostack_config::Dialect;
+
+/// How much of a statement's text [`Sql::summary`] reads.
+const SUMMARY_HEAD_BYTES: usize = 512;
 
 /// Most bind values one PostgreSQL statement takes (the wire protocol counts them in 16 bits).
 pub const MAX_BINDS_POSTGRES: usize = 65_535;
@@ -165,14 +169,19 @@ impl Sql {
     /// The operation (`SELECT`, `INSERT`, ...) and the main table of the statement, read from
     /// its text (never from its values), for span names and attributes.
     pub(crate) fn summary(&self) -> (String, Option<String>) {
-        let text: String = self
-            .pieces
-            .iter()
-            .map(|p| match p {
+        // The operation and the table are among the first words: only the statement's head is
+        // read (a batch insert's text runs to tens of kilobytes; joining all of it for every
+        // statement was 8% of a proxied request's instructions, callgrind).
+        let mut text = String::with_capacity(SUMMARY_HEAD_BYTES + 64);
+        for piece in &self.pieces {
+            if text.len() >= SUMMARY_HEAD_BYTES {
+                break;
+            }
+            text.push_str(match piece {
                 Piece::Text(t) => t.as_str(),
                 Piece::Bind(_) => " ? ",
-            })
-            .collect();
+            });
+        }
         let words: Vec<&str> = text.split_whitespace().take(64).collect();
         let op = words.first().map_or_else(String::new, |w| w.to_ascii_uppercase());
         let after = |keyword: &str| {
@@ -213,4 +222,25 @@ fn push_placeholder(text: &mut String, dialect: Dialect, n: usize) {
         Dialect::Sqlite => '?',
     });
     text.push_str(&n.to_string());
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::{Sql, Value};
+
+    #[test]
+    fn summary_reads_operation_and_table_from_the_head() {
+        let rows = (0..2000).map(|i| vec![Value::from(format!("id{i}")), Value::from(i64::from(i))]);
+        let insert = Sql::new()
+            .push("INSERT INTO \"inference_store\" (id, n) ")
+            .push_values(rows)
+            .push(" ON CONFLICT DO NOTHING");
+        assert_eq!(insert.summary(), ("INSERT".to_owned(), Some("inference_store".to_owned())));
+        let select = Sql::new().push("select id from conversations where owner = ").bind(Value::from("a"));
+        assert_eq!(select.summary(), ("SELECT".to_owned(), Some("conversations".to_owned())));
+        let update = Sql::new().push("UPDATE \"t\" SET n = ").bind(1_i64);
+        assert_eq!(update.summary(), ("UPDATE".to_owned(), Some("t".to_owned())));
+        let sub = Sql::new().push("SELECT 1 FROM (SELECT 2) AS x");
+        assert_eq!(sub.summary(), ("SELECT".to_owned(), None));
+    }
 }
