@@ -252,7 +252,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Front<T> {
         let new = &buf.filled()[before..];
         // Until the first line feed of a request, look for it; afterwards only count.
         if this.line.is_none()
-            && let Some(at) = new.iter().position(|&b| b == b'\n')
+            && let Some(at) = memchr::memchr(b'\n', new)
         {
             this.line = Some(this.read.saturating_add(at));
         }
