@@ -116,11 +116,6 @@ impl<T> Front<T> {
         Self { io, limits, read: 0, line: None, pending: None, phase: Phase::Serving }
     }
 
-    /// The wrapped connection.
-    pub fn get_ref(&self) -> &T {
-        &self.io
-    }
-
     /// What actix's answer with `status` means for the request being read.
     fn verdict(&self, status: u16) -> Verdict {
         // The request line is over actix's URI limit: either it ended past it, or it had not
