@@ -20,6 +20,8 @@ pub fn tests() -> Vec<Test> {
     tests.extend(on_both!("hostile", "malformed_json_is_a_400_in_the_error_shape", malformed_json));
     tests.extend(on_both!("hostile", "bodies_at_and_over_the_limit", body_limits));
     tests.push(Test::plain("hostile::oversized_heads_and_duplicate_authorization", oversized_heads));
+    tests.push(Test::plain("hostile::what_the_http_parser_refuses_is_answered_in_the_error_shape", parser_refusals));
+    tests.push(Test::plain("hostile::headers_too_slow_get_408_in_the_error_shape", slow_headers));
     tests.push(Test::plain("hostile::a_slow_body_gets_408_and_its_connection_closed", slow_body));
     tests.push(Test::plain("hostile::a_full_body_budget_answers_503_with_retry_after", body_budget));
     tests.push(Test::plain("hostile::connections_beyond_the_cap_wait_for_a_free_one", connection_cap));
@@ -305,15 +307,144 @@ async fn oversized_heads() {
     assert_eq!(status, 400, "{got}");
     assert_error(&got, "invalid_request", None, "two Authorization headers");
 
-    // A head over actix's own 128 KiB buffer never reaches ferrostack: actix answers a bodiless
-    // 431 and closes (docs/configuration.md, server.limits).
-    // The client is still writing when actix answers and closes, so the kernel may reset the
-    // connection before the answer is read: either the 431 or a reset, never a served request.
-    let huge = format!("GET /v1/health HTTP/1.1\r\nhost: x\r\nx-huge: {}\r\n\r\n", "c".repeat(140_000));
-    let mut stream = TcpStream::connect(app.addr).await.expect("connect");
-    let _ = stream.write_all(huge.as_bytes()).await;
-    let (status, _) = read_response(&mut stream).await;
-    assert!(status == 431 || status == 0, "a head over 128 KiB: {status}");
+    still_serving(&app).await;
+    app.stop().await.expect("clean stop");
+}
+
+/// Write `request` as it is on a new connection, then read to the end of the connection: exactly
+/// one answer, in the error shape (`content-type: application/json`, a `content-length` that is
+/// the body's), and the connection closed after it; its status, `connection` header and body.
+async fn refused(addr: SocketAddr, request: &[u8], case: &str) -> (u16, Option<String>, Value) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.unwrap_or_else(|e| panic!("{case}: the request is read to its end: {e}"));
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut raw))
+        .await
+        .unwrap_or_else(|_| panic!("{case}: the server closes the connection after its answer"))
+        .unwrap_or_else(|e| panic!("{case}: the answer arrives, not a reset: {e}"));
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{case}: no answer head in {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    assert_eq!(header("content-type"), Some("application/json"), "{case}: {head}");
+    let connection = header("connection").map(str::to_owned);
+    let length: usize = header("content-length").and_then(|v| v.parse().ok()).expect("content-length");
+    assert_eq!(rest.len(), length, "{case}: one answer, then the connection closes: {text:?}");
+    (status, connection, serde_json::from_str(rest).unwrap_or_else(|e| panic!("{case}: a JSON body: {e}: {rest}")))
+}
+
+/// What actix's HTTP/1 parser refuses before any of ferrostack's code runs is answered in the
+/// error shape, with the status ferrostack itself would give, and the server goes on serving.
+async fn parser_refusals() {
+    let (app, _dir) = start_sqlite("").await;
+    let addr = app.addr;
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "100 KB URI (over the URI parser's 64 KiB)",
+            format!("GET /v1/chat/completions?after={} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(100_000)).into_bytes(),
+            414,
+            "uri_too_long",
+        ),
+        (
+            "200 KB URI (a request line over the 128 KiB head buffer)",
+            format!("GET /v1/chat/completions?after={} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(200_000)).into_bytes(),
+            414,
+            "uri_too_long",
+        ),
+        (
+            "200 headers",
+            format!(
+                "GET /v1/health HTTP/1.1\r\nhost: x\r\n{}\r\n",
+                (0..200).map(|i| format!("x-h{i}: v\r\n")).collect::<String>()
+            )
+            .into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+        (
+            "200 KB header (a head over the 128 KiB head buffer)",
+            format!("GET /v1/health HTTP/1.1\r\nhost: x\r\nx-huge: {}\r\n\r\n", "c".repeat(200_000)).into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+        ("garbage request line", b"GARBAGE\r\n\r\n".to_vec(), 400, "invalid_request"),
+        ("request line without a version", b"GET /v1/health\r\nhost: x\r\n\r\n".to_vec(), 400, "invalid_request"),
+        ("header without a colon", b"GET /v1/health HTTP/1.1\r\nhost: x\r\nno colon here\r\n\r\n".to_vec(), 400, "invalid_request"),
+        (
+            "two content-length headers",
+            b"POST /v1/conversations HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n{}".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "chunked body with a chunk size that is not hexadecimal",
+            b"POST /v1/conversations HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "chunked body broken after a good chunk",
+            b"POST /v1/conversations HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n1\r\n{\r\nQQ\r\n}\r\n0\r\n\r\n".to_vec(),
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (case, request, status, code) in cases {
+        let (got, connection, body) = refused(addr, &request, case).await;
+        assert_eq!(got, status, "{case}: {body}");
+        // The handler answers a chunked body it cannot read; the connection is closed after it
+        // all the same (checked by `refused`).
+        if !case.starts_with("chunked") {
+            assert_eq!(connection.as_deref(), Some("close"), "{case}");
+        }
+        assert_error(&body, code, None, case);
+        if code == "invalid_request" {
+            let message = body["error"]["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("HTTP") || message.contains("body"),
+                "{case}: the message names the problem: {message}"
+            );
+        }
+        still_serving(&app).await;
+    }
+    // The same on a connection that has already been served (keep-alive): the refusal of its
+    // second request is in the shape too.
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(b"GET /v1/health HTTP/1.1\r\nhost: x\r\n\r\n").await.expect("write");
+    let mut first = vec![0u8; 4096];
+    let n = stream.read(&mut first).await.expect("read the first answer");
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"), "first request served");
+    let long = format!("GET /v1/health?x={} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(100_000));
+    stream.write_all(long.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "second request on the connection: {text}");
+    assert!(text.contains("\"code\":\"uri_too_long\""), "{text}");
+    still_serving(&app).await;
+    app.stop().await.expect("clean stop");
+}
+
+/// Headers not complete within `header_timeout_seconds`: 408 in the error shape, the connection
+/// closed.
+async fn slow_headers() {
+    let (app, _dir) = start_sqlite("    header_timeout_seconds: 1\n").await;
+    let (status, connection, body) =
+        refused(app.addr, b"GET /v1/health HTTP/1.1\r\nhost: x\r\n", "headers cut short").await;
+    assert_eq!(connection.as_deref(), Some("close"));
+    assert_eq!(status, 408, "{body}");
+    assert_error(&body, "request_timeout", None, "headers cut short");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("header_timeout_seconds"), "{message}");
+    // Nothing at all sent: the same.
+    let (status, _, body) = refused(app.addr, b"", "nothing sent").await;
+    assert_eq!(status, 408, "{body}");
+    assert_error(&body, "request_timeout", None, "nothing sent");
     still_serving(&app).await;
     app.stop().await.expect("clean stop");
 }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod error;
+mod front;
 mod lifecycle;
 mod limits;
 mod list;
@@ -30,6 +31,7 @@ use tokio_util::task::TaskTracker;
 
 pub use auth::{Caller, PUBLIC_PATHS};
 pub use error::{ApiError, Code, RETRY_AFTER_SECONDS};
+pub use front::{Front, FrontLimits};
 pub use lifecycle::{ConnectionGuard, Lifecycle};
 pub use limits::Limits;
 pub use list::{ListQuery, ListSpec, MAX_METADATA_FILTERS, Order, Page};

@@ -5,13 +5,16 @@ use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::HttpServer;
+use actix_http::{HttpService, KeepAlive, error::DispatchError};
+use actix_service::{IntoServiceFactory as _, ServiceFactoryExt as _, fn_service, map_config};
+use actix_web::dev::{AppConfig, Extensions};
+use actix_web::rt::net::TcpStream;
 use anyhow::Context;
 use ferrostack_authz::Authenticator;
 use ferrostack_catalog::Catalog;
 use ferrostack_config::RunConfig;
 use ferrostack_conversations::ConversationStore;
-use ferrostack_http::{AppState, Lifecycle};
+use ferrostack_http::{AppState, Front, FrontLimits, Lifecycle};
 use ferrostack_inference_store::{InferenceStore, WriterConfig, Writers};
 use ferrostack_providers::Providers;
 use ferrostack_responses::ResponseStore;
@@ -140,44 +143,11 @@ impl Application {
             lifecycle: lifecycle.clone(),
             limits: ferrostack_http::Limits::new(&config.server.limits),
         };
-        let on_connect = lifecycle.clone();
-        let mut server = HttpServer::new(move || ferrostack_http::app(state.clone()))
-            // Every open client connection is counted: shutdown waits for them to close (see
-            // `run_until`) instead of closing idle keep-alive connections under a client's request.
-            .on_connect(move |_, data| {
-                data.insert(on_connect.connection_opened());
-            })
-            // Signals are handled once, by the caller's cancellation token (see `run_until`).
-            .disable_signals()
-            // Streamed answers are many small writes spaced in time: with Nagle's algorithm each one
-            // after the first waits for the client's delayed ACK (~40 ms a stream, measured with
-            // scripts/bench.sh). Send them as they come.
-            .tcp_nodelay(true)
-            // The bound on open connections is kept by `run_until`, which forces the stop.
-            // A client that closes its connection is gone: its request's handler (and the
-            // upstream call it makes, see crates/http/src/routes/chat/create.rs) is dropped at
-            // once instead of running on for a half-closed connection nobody reads.
-            .h1_allow_half_closed(false)
-            .shutdown_timeout(config.server.shutdown_timeout_seconds);
-        if let Some(workers) = config.server.workers {
-            server = server.workers(workers);
-        }
-        // `server.limits` that actix enforces itself: the header timeout and the connection cap.
-        // actix counts connections per worker, so the configured total is shared out.
-        let limits = &config.server.limits;
-        let workers =
-            config.server.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        server = server
-            .client_request_timeout(Duration::from_secs(limits.header_timeout_seconds))
-            .max_connections(limits.max_connections.div_ceil(workers.max(1)));
         let (host, port) = (config.server.host.as_str(), config.server.port);
         let listeners = Listeners::bind(host, port).with_context(|| format!("cannot listen on {host}:{port}"))?;
-        for listener in listeners.for_actix()? {
-            server = server.listen(listener).with_context(|| format!("cannot listen on {host}:{port}"))?;
-        }
-        let addr =
-            server.addrs().first().copied().with_context(|| format!("listening on {host}:{port} gave no address"))?;
-        let server = server.run();
+        let server =
+            serve(config, &state, &lifecycle, &listeners).with_context(|| format!("cannot listen on {host}:{port}"))?;
+        let addr = listeners.addr().with_context(|| format!("listening on {host}:{port} gave no address"))?;
         let grace = Duration::from_secs(config.server.shutdown_timeout_seconds);
         // Model discovery runs until shutdown (step 2 below cancels it).
         let background = CancellationToken::new();
@@ -292,6 +262,77 @@ impl Application {
     }
 }
 
+/// The HTTP server on `listeners`, not yet running: actix's HTTP/1 service with the app, each
+/// connection wrapped in [`Front`] so that what actix refuses itself is answered in the error
+/// shape too (see crates/http/src/front.rs). This is what `actix_web::HttpServer` builds, with the
+/// settings below, plus that wrapper.
+fn serve(
+    config: &RunConfig,
+    state: &AppState,
+    lifecycle: &Lifecycle,
+    listeners: &Listeners,
+) -> anyhow::Result<actix_web::dev::Server> {
+    let limits = &config.server.limits;
+    let workers = config.server.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut builder = actix_web::dev::Server::build()
+        // Signals are handled once, by the caller's cancellation token (see `run_until`).
+        .disable_signals()
+        .shutdown_timeout(config.server.shutdown_timeout_seconds)
+        // `server.limits.max_connections`: actix counts connections per worker, so the configured
+        // total is shared out. The bound on open connections at shutdown is kept by `run_until`,
+        // which forces the stop.
+        .max_concurrent_connections(limits.max_connections.div_ceil(workers.max(1)));
+    if let Some(workers) = config.server.workers {
+        builder = builder.workers(workers);
+    }
+    let front = FrontLimits::from(limits);
+    let header_timeout = Duration::from_secs(limits.header_timeout_seconds);
+    for listener in listeners.for_actix()? {
+        let addr = listener.local_addr().context("the listening socket has no address")?;
+        let state = state.clone();
+        let lifecycle = lifecycle.clone();
+        builder = builder.listen(format!("ferrostack-{addr}"), listener, move || {
+            let on_connect = lifecycle.clone();
+            let app = ferrostack_http::app(state.clone())
+                .into_factory()
+                .map_err(|err: actix_web::Error| err.error_response());
+            let http = HttpService::build()
+                // `server.limits.header_timeout_seconds`: headers of the first request on a
+                // connection not complete in time get 408 (in the error shape, from `Front`).
+                .client_request_timeout(header_timeout)
+                // actix_web::HttpServer's defaults for the rest.
+                .keep_alive(KeepAlive::default())
+                .client_disconnect_timeout(Duration::from_secs(1))
+                // A client that closes its connection is gone: its request's handler (and the
+                // upstream call it makes, see crates/http/src/routes/chat/create.rs) is dropped at
+                // once instead of running on for a half-closed connection nobody reads.
+                .h1_allow_half_closed(false)
+                .local_addr(addr)
+                // Every open client connection is counted: shutdown waits for them to close (see
+                // `run_until`) instead of closing idle keep-alive connections under a client's
+                // request.
+                .on_connect_ext(move |_: &Front<TcpStream>, data: &mut Extensions| {
+                    data.insert(on_connect.connection_opened());
+                })
+                // The app reads neither `ConnectionInfo`'s fallback host nor its `AppConfig`
+                // (peer addresses come from the connection), so actix's default config serves.
+                .h1(map_config(app, |()| AppConfig::default()));
+            fn_service(move |io: TcpStream| {
+                // Streamed answers are many small writes spaced in time: with Nagle's algorithm
+                // each one after the first waits for the client's delayed ACK (~40 ms a stream,
+                // measured with scripts/bench.sh). Send them as they come.
+                if let Err(err) = io.set_nodelay(true) {
+                    tracing::debug!(%err, "cannot set TCP_NODELAY on a client connection");
+                }
+                let peer = io.peer_addr().ok();
+                std::future::ready(Ok::<_, DispatchError>((Front::new(io, front), peer)))
+            })
+            .and_then(http)
+        })?;
+    }
+    Ok(builder.run())
+}
+
 /// Listen for SIGINT and SIGTERM now; the returned future cancels `token` on the first one.
 /// Poll it beside [`Application::run_until`] (no background task: nothing to track or leak).
 pub fn cancel_on_signals(token: CancellationToken) -> anyhow::Result<impl Future<Output = ()> + Send> {
@@ -336,6 +377,12 @@ impl Listeners {
             (true, None) => Err(std::io::Error::other("the host resolved to no address")),
             (false, _) => Ok(Self(sockets)),
         }
+    }
+
+    /// The first address bound (the one reported; useful with port 0).
+    fn addr(&self) -> anyhow::Result<SocketAddr> {
+        let socket = self.0.first().context("no listening socket")?;
+        socket.local_addr()?.as_socket().context("the listening socket has no IP address")
     }
 
     /// Second handles of the same sockets, for actix to accept on.

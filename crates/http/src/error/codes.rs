@@ -48,7 +48,7 @@ macro_rules! codes {
 codes! {
     /// Malformed body, query or path.
     InvalidRequest => BAD_REQUEST, "invalid_request_error", "invalid_request",
-        "malformed body, query or path, or a value out of range; `param` names the field when there is one";
+        "malformed body, query or path, or a value out of range; `param` names the field when there is one; or a request that is not valid HTTP/1.1 (message `malformed HTTP request: ...`; the connection is closed)";
     /// The provider refused the request with a 4xx; its status and message are passed on.
     UpstreamRejected => BAD_REQUEST, "invalid_request_error", "upstream_error",
         "the provider refused the request with a 4xx: its status (400-499) and message are passed on";
@@ -75,13 +75,13 @@ codes! {
         "body over the limit, or a completion to store over the store's `max_row_bytes` (the message names the limit)";
     /// The request body did not arrive in time.
     RequestTimeout => REQUEST_TIMEOUT, "invalid_request_error", "request_timeout",
-        "the request body did not arrive within `server.limits.body_read_timeout_seconds`; the connection is closed";
+        "the request headers did not arrive within `server.limits.header_timeout_seconds`, or the body within `server.limits.body_read_timeout_seconds`; the connection is closed";
     /// The request target is too long.
     UriTooLong => URI_TOO_LONG, "invalid_request_error", "uri_too_long",
-        "the path and query are longer than `server.limits.max_uri_bytes`";
+        "the path and query are longer than `server.limits.max_uri_bytes`; the connection is closed";
     /// The request headers are too large.
     HeadersTooLarge => REQUEST_HEADER_FIELDS_TOO_LARGE, "invalid_request_error", "headers_too_large",
-        "the request headers are larger than `server.limits.max_header_bytes`";
+        "the request headers are larger than `server.limits.max_header_bytes`, there are more than 96 of them, or the request head is over 128 KiB; the connection is closed";
     /// A bug or an unexpected failure.
     Internal => INTERNAL_SERVER_ERROR, "internal_error", "internal_error",
         "a bug or an unexpected failure; the message is opaque, the cause is in the server log";

@@ -116,6 +116,23 @@ impl ApiError {
         self.status
     }
 
+    /// The JSON body of the answer, `{"error": {...}}`: the same bytes `error_response` sends.
+    pub(crate) fn json_body(&self) -> Vec<u8> {
+        // Serialising strings and options into a Vec cannot fail.
+        serde_json::to_vec(&self.body()).unwrap_or_default()
+    }
+
+    fn body(&self) -> Body<'_> {
+        Body {
+            error: Inner {
+                message: &self.message,
+                kind: self.code.kind(),
+                code: self.code.as_str(),
+                param: self.param.as_deref(),
+            },
+        }
+    }
+
     /// The error as the JSON value of an SSE error event: `{"error": {...}}`. Logs it: mid-stream,
     /// this is where the error is answered.
     pub fn to_sse_event(&self) -> serde_json::Value {
@@ -165,13 +182,6 @@ impl ResponseError for ApiError {
         if let Some(seconds) = self.code.retry_after() {
             res.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
-        res.json(Body {
-            error: Inner {
-                message: &self.message,
-                kind: self.code.kind(),
-                code: self.code.as_str(),
-                param: self.param.as_deref(),
-            },
-        })
+        res.json(self.body())
     }
 }
