@@ -2,7 +2,7 @@
 //! port, responses (and the conversations they append to) in a real SQLite file or PostgreSQL
 //! database, three callers under the access policy.
 //!
-//! CI cost: 17 tests (8 per dialect and one SQLite-only), 6-8 s of wall time on 2 cores (measured with
+//! CI cost: 21 tests (10 per dialect and one SQLite-only), 6-8 s of wall time on 2 cores (measured with
 //! `cargo test -p ferrostack-tests --test e2e -- responses::`), plus the Responses part of the
 //! OpenAI SDK check (tests/sdk/openai_check.py, a second or two per run).
 
@@ -28,6 +28,8 @@ pub fn tests() -> Vec<Test> {
         on_both!("responses", "two_tenants_on_every_route_and_state_parameter", tenants),
         on_both!("responses", "malformed_requests_are_400_naming_the_field", malformed),
         on_both!("responses", "upstream_failure_mid_stream_and_disconnect", failures),
+        on_both!("responses", "nul_in_the_model_answer_is_never_acknowledged_without_its_row", nul_answer),
+        on_both!("responses", "turn_over_max_row_bytes_is_413_naming_the_limit", row_limit),
     ]
     .into_iter()
     .flatten()
@@ -60,6 +62,11 @@ async fn start(storage: Storage<'_>) -> Env {
 }
 
 async fn start_with(storage: Storage<'_>, responses_store: bool) -> Env {
+    start_tuned(storage, responses_store, |_| {}).await
+}
+
+/// [`start_with`], the config changed by `tune` before the server starts.
+async fn start_tuned(storage: Storage<'_>, responses_store: bool, tune: impl FnOnce(&mut RunConfig)) -> Env {
     let upstream = FakeUpstream::start().await;
     let models = [
         (MODEL, "echo"),
@@ -67,6 +74,7 @@ async fn start_with(storage: Storage<'_>, responses_store: bool) -> Env {
         ("fail-model", "error-event"),
         ("hold-model", "hold"),
         ("bad-model", "bad-request"),
+        ("nul-model", "nul"),
     ]
     .iter()
     .map(|(id, scenario)| format!("  - {{ model_id: \"{id}\", provider_id: fake, provider_model_id: {scenario} }}\n"))
@@ -87,6 +95,7 @@ async fn start_with(storage: Storage<'_>, responses_store: bool) -> Env {
     );
     let mut config = config_from_yaml(&yaml, &[]);
     test_server_settings(&mut config);
+    tune(&mut config);
     let app = TestApp::spawn(&config, ServeOptions { auto_migrate: true, ..ServeOptions::default() }).await;
     Env { app, upstream, config }
 }
@@ -760,5 +769,105 @@ async fn store_off(storage: Storage<'_>) {
         let (status, body) = call(app, method.clone(), &path, ALICE, body).await;
         assert_eq!(status, 501, "{method} {path}: {body}");
     }
+    env.stop().await;
+}
+
+/// A model answer holding a NUL character, which the store cannot hold: a JSON answer is a 502
+/// naming the provider's fault and nothing is stored (nor appended to a conversation); a stream's
+/// NULs become U+FFFD in the events and in the stored response, which is stored.
+async fn nul_answer(storage: Storage<'_>) {
+    let env = start(storage).await;
+    let app = &env.app;
+    let (status, body) =
+        call(app, Method::POST, "/v1/responses", ALICE, Some(json!({"model": "nul-model", "input": "x"}))).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "upstream_invalid_response", "{body}");
+    let conversation = id(&ok(app, Method::POST, "/v1/conversations", ALICE, Some(json!({}))).await);
+    let (status, body) = call(
+        app,
+        Method::POST,
+        "/v1/responses",
+        ALICE,
+        Some(json!({"model": "nul-model", "input": "x", "conversation": conversation})),
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    let items = ok(app, Method::GET, &format!("/v1/conversations/{conversation}/items"), ALICE, None).await;
+    assert_eq!(items["data"], json!([]), "nothing appended: {items}");
+    assert_eq!(rows(&env.config).await, 0, "no row for a refused answer");
+
+    let (status, events) = stream(app, ALICE, json!({"model": "nul-model", "input": "x", "stream": true})).await;
+    assert_eq!(status, 200);
+    let (last_kind, last) = events.last().expect("events");
+    assert_eq!(last_kind, "response.completed", "{events:?}");
+    let completed = &last["response"];
+    assert_eq!(text_of(completed), "a\u{FFFD}b", "{completed}");
+    let deltas: String = events
+        .iter()
+        .filter(|(k, _)| k == "response.output_text.delta")
+        .map(|(_, e)| e["delta"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(deltas, "a\u{FFFD}b", "the client gets what is stored");
+    let stored = ok(app, Method::GET, &format!("/v1/responses/{}", id(completed)), ALICE, None).await;
+    assert_eq!(&stored, completed);
+    assert_eq!(rows(&env.config).await, 1);
+    // Nothing stored, nothing changed: with `store: false` the answer passes as it came.
+    let answer = create(app, ALICE, json!({"model": "nul-model", "input": "x", "store": false})).await;
+    assert_eq!(text_of(&answer), "a\u{0}b");
+    assert_eq!(rows(&env.config).await, 1);
+    env.stop().await;
+}
+
+/// `max_row_bytes` of the responses store: a request whose input alone is over it is a 413
+/// naming the limit and the `input` field, before the upstream is called (JSON and stream); one
+/// that the answer takes over it is a 413 (JSON) or an `error` event instead of the final one
+/// (stream), and nothing is stored either way; what fits is stored.
+async fn row_limit(storage: Storage<'_>) {
+    const LIMIT: usize = 4096;
+    let env = start_tuned(storage, true, |c| {
+        c.storage.stores.responses.as_mut().expect("responses store").max_row_bytes = LIMIT;
+    })
+    .await;
+    let app = &env.app;
+    for streamed in [false, true] {
+        let before = env.upstream.requests();
+        let big = json!({"model": MODEL, "input": "x".repeat(5000), "stream": streamed});
+        let (status, body) = call(app, Method::POST, "/v1/responses", ALICE, Some(big)).await;
+        assert_eq!(status, 413, "{body}");
+        assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
+        assert_eq!(body["error"]["param"], "input", "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("max_row_bytes") && message.contains(&LIMIT.to_string()), "{message}");
+        assert_eq!(env.upstream.requests(), before, "refused before the upstream is called");
+        // The request's size grows with the input text byte for byte: an input that brings it
+        // exactly to the limit passes the check, and the answer takes the turn over it.
+        let size: usize = message
+            .split(" are ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a size in {message}"));
+        let at_limit = json!({"model": MODEL, "input": "x".repeat(5000 - (size - LIMIT)), "stream": streamed});
+        if streamed {
+            let (status, events) = stream(app, ALICE, at_limit).await;
+            assert_eq!(status, 200);
+            let (kind, last) = events.last().expect("events");
+            assert_eq!(kind, "error", "no final event without its row: {events:?}");
+            assert_eq!(last["code"], "payload_too_large", "{last}");
+            assert!(last["message"].as_str().unwrap_or_default().contains("max_row_bytes"), "{last}");
+        } else {
+            let (status, body) = call(app, Method::POST, "/v1/responses", ALICE, Some(at_limit)).await;
+            assert_eq!(status, 413, "{body}");
+            assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
+            assert!(body["error"]["message"].as_str().unwrap_or_default().contains("max_row_bytes"), "{body}");
+        }
+        assert_eq!(env.upstream.requests(), before + 1, "the upstream was called once");
+    }
+    assert_eq!(rows(&env.config).await, 0);
+    // Nothing to store, no limit; what fits is stored.
+    create(app, ALICE, json!({"model": MODEL, "input": "x".repeat(5000), "store": false})).await;
+    let small = create(app, ALICE, json!({"model": MODEL, "input": "hi"})).await;
+    assert_eq!(text_of(&small), "hello world");
+    assert_eq!(rows(&env.config).await, 1);
     env.stop().await;
 }

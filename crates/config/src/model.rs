@@ -423,6 +423,10 @@ pub struct InferenceStoreConfig {
     /// Rows the write queue holds before requests wait for room.
     #[serde(default = "default_max_write_queue_size")]
     pub max_write_queue_size: usize,
+    /// Bytes of rows the write queue holds before requests wait for room (rows admitted before
+    /// the bound was reached may pass it by their own size).
+    #[serde(default = "default_max_queue_bytes")]
+    pub max_queue_bytes: usize,
     /// Concurrent batch writers.
     #[serde(default = "default_num_writers")]
     pub num_writers: usize,
@@ -801,6 +805,10 @@ pub fn default_max_batch_bytes() -> usize {
 pub fn default_max_row_bytes() -> usize {
     16 * 1024 * 1024
 }
+/// Default byte bound of a write queue (256 MiB).
+pub fn default_max_queue_bytes() -> usize {
+    256 * 1024 * 1024
+}
 /// Default time without progress after which a writer counts as stalled.
 pub fn default_stall_timeout_seconds() -> u64 {
     30
@@ -852,6 +860,7 @@ fn default_inference_store() -> Option<InferenceStoreConfig> {
         backend: DEFAULT_SQL_BACKEND.to_owned(),
         table_name: None,
         max_write_queue_size: default_max_write_queue_size(),
+        max_queue_bytes: default_max_queue_bytes(),
         num_writers: default_num_writers(),
         durability: Durability::default(),
         batch_size: default_batch_size(),

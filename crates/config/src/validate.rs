@@ -20,6 +20,8 @@ use crate::subst::DisabledEntry;
 
 /// The only config format version ferrostack reads.
 const VERSION: u32 = 2;
+/// Largest byte bound of a write queue (64 GiB).
+const MAX_QUEUE_BYTES: usize = 64 * 1024 * 1024 * 1024;
 
 static BACKEND_NAME: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_.-]+$").ok());
 
@@ -265,6 +267,9 @@ impl<'a> Validator<'a> {
         let batch_bytes =
             if (65_536..=268_435_456).contains(&r.max_batch_bytes) { r.max_batch_bytes } else { 268_435_456 };
         self.range(&join(&path, "max_row_bytes"), r.max_row_bytes, 1_024..=batch_bytes, "bytes");
+        // The queue holds at least one row of the largest size.
+        let row_bytes = if (1_024..=batch_bytes).contains(&r.max_row_bytes) { r.max_row_bytes } else { 1_024 };
+        self.range(&join(&path, "max_queue_bytes"), r.max_queue_bytes, row_bytes..=MAX_QUEUE_BYTES, "bytes");
         self.range(&join(&path, "stall_timeout_seconds"), r.stall_timeout_seconds, 1..=3_600, "seconds");
         if r.spill_path.as_deref().is_some_and(|p| p.trim().is_empty()) {
             self.problem(join(&path, "spill_path"), "must not be empty (leave it out for the default)");

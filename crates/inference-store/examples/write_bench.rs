@@ -52,6 +52,7 @@ async fn queued(db: &Db, rows: usize, producers: usize, batch: usize, writers: u
         backend: "sql".into(),
         table_name: None,
         max_write_queue_size: 10_000,
+        max_queue_bytes: ferrostack_config::default_max_queue_bytes(),
         num_writers: writers,
         durability: Durability::Async,
         batch_size: batch,

@@ -162,9 +162,18 @@ impl InferenceStore {
     }
 
     /// Reserve a place in the write queue before calling the upstream: waits at most
-    /// `queue_wait_timeout_ms` ([`Error::QueueFull`] then: answer 503 without calling it).
+    /// `queue_wait_timeout_ms` for a free place and for the queue's bytes to be under
+    /// `max_queue_bytes` ([`Error::QueueFull`] then: answer 503 without calling it).
     pub async fn reserve(&self) -> Result<StoreReservation, Error> {
         Ok(StoreReservation { reservation: self.writer.reserve().await? })
+    }
+
+    /// [`InferenceStore::reserve`] charging `estimate` bytes (the request's messages and
+    /// metadata, say) to the queue's byte bound (`max_queue_bytes`) now rather than when the row
+    /// is stored, which keeps the queue closer to its bound: see
+    /// [`ferrostack_writer::Writer::reserve_sized`].
+    pub async fn reserve_sized(&self, estimate: usize) -> Result<StoreReservation, Error> {
+        Ok(StoreReservation { reservation: self.writer.reserve_sized(estimate).await? })
     }
 
     /// Refuse, before the upstream is called, a request whose messages and metadata alone are

@@ -49,6 +49,26 @@ pub enum Error {
         /// What was attempted.
         action: &'static str,
     },
+    /// The request alone (its input items and the response's echoed fields) is larger than
+    /// `max_row_bytes`: its turn could never be stored. Refused before the upstream is called.
+    #[error("the input items and request fields to store are {size} bytes; the limit (max_row_bytes) is {limit} bytes")]
+    RequestTooLarge {
+        /// Bytes the turn would hold before any output.
+        size: usize,
+        /// `max_row_bytes` of `storage.stores.responses`.
+        limit: usize,
+    },
+    /// The turn (input items and response with its output) is larger than `max_row_bytes`;
+    /// nothing was stored.
+    #[error("response {id} is {size} bytes to store; the limit (max_row_bytes) is {limit} bytes")]
+    TooLarge {
+        /// The response id.
+        id: String,
+        /// Bytes the turn would hold.
+        size: usize,
+        /// `max_row_bytes` of `storage.stores.responses`.
+        limit: usize,
+    },
     /// The conversation named by `conversation` failed (not found, invalid id, not changeable).
     #[error(transparent)]
     Conversation(#[from] ferrostack_conversations::Error),
@@ -71,6 +91,7 @@ impl Error {
             Error::NotFound { param, .. } => *param,
             Error::InputItemNotFound { param, .. } => Some(param),
             Error::AfterNotFound { .. } => Some("after"),
+            Error::RequestTooLarge { .. } => Some("input"),
             Error::Conversation(e) => match e {
                 ferrostack_conversations::Error::NotFound { .. } => Some("conversation"),
                 // The request field is `conversation`, whatever the conversations store calls it.

@@ -8,7 +8,9 @@
 //! - [`ResponseStore`]: one row per turn in `openai_responses` (its own input items and its
 //!   response, pointing at its predecessor: storage grows linearly with a chain); a chain is read
 //!   in one recursive query under the access policy; a turn in a conversation is stored with the
-//!   conversation's new items in one transaction.
+//!   conversation's new items in one transaction; a turn over `max_row_bytes` is refused
+//!   ([`Error::RequestTooLarge`] before the upstream call, [`Error::TooLarge`] after it).
+//! - [`text`]: a turn's size as stored, and the NUL character the store cannot hold.
 //!
 //! The http crate owns the routes and the upstream call; nothing here depends on actix.
 
@@ -16,6 +18,7 @@ mod error;
 pub mod output;
 pub mod request;
 mod store;
+pub mod text;
 
 pub use error::Error;
 pub use output::{End, Translator};

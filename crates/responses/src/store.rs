@@ -95,6 +95,13 @@ pub const INCLUDE_VALUES: &[&str] = &[
 pub struct ResponseStore {
     table: AuthorizedTable,
     conversations: Option<ConversationStore>,
+    /// Largest turn stored, in bytes (`max_row_bytes` of `storage.stores.responses`).
+    max_row_bytes: usize,
+}
+
+/// Bytes of `items` as a JSON array.
+fn items_size(items: &[Json]) -> usize {
+    2 + items.iter().map(|i| crate::text::json_size(i) + 1).sum::<usize>()
 }
 
 fn store_error(e: StoreError, id: &str, action: &'static str) -> Error {
@@ -122,7 +129,31 @@ impl ResponseStore {
         let table = AuthorizedTable::new(db, TABLE, "id", "created_at", policy)
             .map_err(|e| Error::Store(StoreError::Compile(e)))?
             .with_tiebreak("sequence");
-        Ok(Self { table, conversations })
+        Ok(Self { table, conversations, max_row_bytes: ferrostack_config::default_max_row_bytes() })
+    }
+
+    /// The largest turn stored (`max_row_bytes`; default 16 MiB): its input items and its
+    /// response object, as JSON. A turn appended to a conversation counts the same way.
+    #[must_use]
+    pub fn with_max_row_bytes(mut self, max_row_bytes: usize) -> Self {
+        self.max_row_bytes = max_row_bytes.max(1);
+        self
+    }
+
+    /// `max_row_bytes`.
+    pub fn max_row_bytes(&self) -> usize {
+        self.max_row_bytes
+    }
+
+    /// Before the upstream is called: refuse a turn whose input items and response fields
+    /// (`skeleton`: the response object before any output) are already over `max_row_bytes`
+    /// ([`Error::RequestTooLarge`]), so no answer is produced, and billed, that cannot be stored.
+    pub fn check_request_size(&self, input: &[Json], skeleton: &Json) -> Result<(), Error> {
+        let size = items_size(input) + crate::text::json_size(skeleton);
+        if size > self.max_row_bytes {
+            return Err(Error::RequestTooLarge { size, limit: self.max_row_bytes });
+        }
+        Ok(())
     }
 
     /// The conversations store the `conversation` parameter uses, when on.
@@ -140,6 +171,10 @@ impl ResponseStore {
         store: bool,
         conversation: Option<&str>,
     ) -> Result<(), Error> {
+        let size = items_size(&stored.input) + crate::text::json_size(&stored.response);
+        if size > self.max_row_bytes {
+            return Err(Error::TooLarge { id: stored.id().to_owned(), size, limit: self.max_row_bytes });
+        }
         let mut tx = self.table.db().begin().await?;
         if store {
             self.insert_in(&mut tx, caller, stored).await?;

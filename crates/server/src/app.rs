@@ -115,7 +115,8 @@ impl Application {
             Some(store) => {
                 let db = catalog.sql(&store.backend).context("storage.stores.responses")?;
                 let responses = ResponseStore::new(db, auth.access_policy.clone(), conversations.clone())
-                    .context("cannot set up the responses store")?;
+                    .context("cannot set up the responses store")?
+                    .with_max_row_bytes(store.max_row_bytes);
                 Some(responses)
             }
             None => None,

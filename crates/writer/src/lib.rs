@@ -4,8 +4,8 @@
 //! A store describes its row type once ([`WriteRow`]: its table, columns, key and the columns a
 //! duplicate replaces) and starts a [`Writer`] on its [`AuthorizedTable`]. The writer:
 //!
-//! - bounds the queue (`capacity` rows, counting rows being written): a producer that finds it
-//!   full waits (backpressure), nothing is dropped;
+//! - bounds the queue (`capacity` rows, counting rows being written) and the bytes its rows hold
+//!   (`max_queue_bytes`): a producer that finds it full waits (backpressure), nothing is dropped;
 //! - runs `writers` tasks (one on SQLite), each taking up to `batch_size` queued rows and writing
 //!   them as one multi-row statement in one transaction: the authorized layer's owner-stamped,
 //!   same-owner-only upsert ([`ferrostack_authz::policy::Upsert`]), each row stamped with its own
@@ -23,7 +23,9 @@
 //! Faults (issues 14 and 15):
 //!
 //! - a request reserves its place in the queue ([`Writer::reserve`]) before it calls the
-//!   upstream, waiting at most `queue_wait_timeout`; `durability: sync` waits at most
+//!   upstream, waiting at most `queue_wait_timeout` for a row place and for the bytes held to be
+//!   under `max_queue_bytes`; its row's bytes are charged when it is written, without waiting
+//!   (so the bound can be passed by the rows of the requests already admitted: the margin); `durability: sync` waits at most
 //!   `commit_timeout` for its commit (a waiter that gave up has its row skipped if its batch has
 //!   not started);
 //! - batches are bounded by bytes (`max_batch_bytes`) as well as rows; a row over `max_row_bytes`
@@ -38,6 +40,7 @@
 //!   (`spill_path`) that [`Writer::replay`] writes back at the next start.
 
 mod batch;
+mod budget;
 mod metrics;
 mod queue;
 mod spill;
@@ -82,6 +85,9 @@ pub trait WriteRow: Send + Sync + 'static {
 pub struct WriterConfig {
     /// Most rows queued or being written.
     pub capacity: usize,
+    /// Bytes of rows queued or being written at which new reservations wait (`max_queue_bytes`;
+    /// see [`Writer::reserve_sized`] for the margin).
+    pub max_queue_bytes: usize,
     /// Writer tasks on PostgreSQL (SQLite always gets one: it runs one write at a time).
     pub writers: usize,
     /// Most rows per batch.
@@ -109,6 +115,7 @@ impl From<&ferrostack_config::InferenceStoreConfig> for WriterConfig {
     fn from(c: &ferrostack_config::InferenceStoreConfig) -> Self {
         Self {
             capacity: c.max_write_queue_size,
+            max_queue_bytes: c.max_queue_bytes.max(1),
             writers: c.num_writers,
             batch_size: c.batch_size,
             durability: c.durability,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Counters of a writer, for telemetry. All are totals since start, except the queue depth and
@@ -34,6 +34,10 @@ pub struct QueueMetrics {
     pub(crate) last_progress_micros: AtomicU64,
     pub(crate) stall_timeout_micros: AtomicU64,
     pub(crate) capacity: AtomicU64,
+    /// Bytes charged to the queue's byte bound: rows queued or being written, and the estimates
+    /// of places reserved.
+    pub(crate) bytes: AtomicUsize,
+    pub(crate) max_bytes: AtomicU64,
     pub(crate) epoch: Epoch,
 }
 
@@ -140,6 +144,16 @@ impl QueueMetrics {
     /// Most rows queued or reserved (`max_write_queue_size`).
     pub fn capacity(&self) -> u64 {
         self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// Bytes held by the queue: the rows queued or being written ([`crate::WriteRow::size`]) and
+    /// the estimates of places reserved and not yet used.
+    pub fn queue_bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed) as u64
+    }
+    /// The queue's byte bound (`max_queue_bytes`).
+    pub fn max_queue_bytes(&self) -> u64 {
+        self.max_bytes.load(Ordering::Relaxed)
     }
 
     /// A batch finished: the writer made progress.

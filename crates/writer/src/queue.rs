@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::batch::{Tally, write_batch};
+use crate::budget::{Budget, Charge, Refusal};
 use crate::metrics::QueueMetrics;
 use crate::spill::{self, ReplayReport, SpillError, Spilled};
 use crate::{StartError, WriteError, WriteRow, WriterConfig};
@@ -46,6 +47,8 @@ pub(crate) struct Item<R> {
     /// Its number in the metrics' age tracking.
     seq: u64,
     _permit: OwnedSemaphorePermit,
+    /// Its bytes in the queue's byte bound, given back when it is done.
+    _charge: Charge,
 }
 
 impl<R: WriteRow> std::fmt::Debug for Item<R> {
@@ -88,6 +91,8 @@ pub(crate) struct Shared<R> {
     tx: mpsc::UnboundedSender<Item<R>>,
     rx: Mutex<mpsc::UnboundedReceiver<Item<R>>>,
     permits: Arc<Semaphore>,
+    /// The byte bound (`max_queue_bytes`).
+    bytes: Arc<Budget>,
     durability: Durability,
     batch_size: usize,
     pub(crate) max_batch_bytes: usize,
@@ -177,6 +182,8 @@ pub struct ShutdownReport {
 pub struct Reservation<R> {
     shared: Arc<Shared<R>>,
     permit: OwnedSemaphorePermit,
+    /// The estimate charged to the byte bound, settled to the row's size when it is written.
+    charge: Charge,
 }
 
 impl<R: WriteRow> std::fmt::Debug for Reservation<R> {
@@ -200,14 +207,19 @@ pub struct WriterHealth {
     pub oldest_age: Duration,
     /// Time since a batch last finished.
     pub since_progress: Duration,
+    /// Bytes held by the queue (rows queued or being written, estimates of places reserved).
+    pub bytes: u64,
+    /// The byte bound (`max_queue_bytes`).
+    pub max_bytes: u64,
     /// No progress for `stall_timeout` with rows waiting longer than that.
     pub stalled: bool,
 }
 
 impl WriterHealth {
-    /// Every place is taken: new requests wait, then get 503.
+    /// Every place is taken, or the bytes held reached the byte bound: new requests wait, then
+    /// get 503.
     pub fn full(&self) -> bool {
-        self.available == 0
+        self.available == 0 || self.bytes >= self.max_bytes
     }
 }
 
@@ -226,12 +238,14 @@ impl<R: WriteRow> Writer<R> {
             Dialect::Sqlite => 1,
         };
         let (tx, rx) = mpsc::unbounded_channel();
+        let metrics = Arc::new(QueueMetrics::default());
         let shared = Arc::new(Shared {
             db,
             upsert,
             tx,
             rx: Mutex::new(rx),
             permits: Arc::new(Semaphore::new(config.capacity.clamp(1, Semaphore::MAX_PERMITS))),
+            bytes: Arc::new(Budget::new(config.max_queue_bytes, Arc::clone(&metrics))),
             durability: config.durability,
             batch_size: config.batch_size.max(1),
             max_batch_bytes: config.max_batch_bytes.max(1),
@@ -239,7 +253,7 @@ impl<R: WriteRow> Writer<R> {
             queue_wait_timeout: config.queue_wait_timeout,
             commit_timeout: config.commit_timeout,
             spill_path: config.spill_path.clone(),
-            metrics: Arc::new(QueueMetrics::default()),
+            metrics,
             progress: Notify::new(),
         });
         let capacity = config.capacity.clamp(1, Semaphore::MAX_PERMITS) as u64;
@@ -259,6 +273,7 @@ impl<R: WriteRow> Writer<R> {
             table = R::TABLE,
             writers,
             queue = config.capacity,
+            queue_bytes = config.max_queue_bytes,
             batch_size = config.batch_size,
             durability = %config.durability,
             "batch writer started"
@@ -268,33 +283,61 @@ impl<R: WriteRow> Writer<R> {
     }
 
     /// Reserve a place in the queue, waiting at most `queue_wait_timeout` for one to free:
-    /// [`WriteError::QueueFull`] then, [`WriteError::ShuttingDown`] once shutdown began.
+    /// [`WriteError::QueueFull`] then, [`WriteError::ShuttingDown`] once shutdown began. The row's
+    /// size is charged to the byte bound when it is written: [`Writer::reserve_sized`] with no
+    /// estimate.
     pub async fn reserve(&self) -> Result<Reservation<R>, WriteError> {
+        self.reserve_sized(0).await
+    }
+
+    /// [`Writer::reserve`] with an estimate of the row's size (its request's part, say), charged
+    /// to the byte bound (`max_queue_bytes`) now and settled to the row's size when it is written.
+    /// A place is given once a row place is free, the bytes held are below the bound and the
+    /// estimate fits; the wait for both together is at most `queue_wait_timeout`.
+    pub async fn reserve_sized(&self, estimate: usize) -> Result<Reservation<R>, WriteError> {
         let q = &self.shared;
+        let deadline = tokio::time::Instant::now() + q.queue_wait_timeout;
         let shutting_down = || WriteError::ShuttingDown { table: R::TABLE };
+        let mut waited = false;
         let permit = match Arc::clone(&q.permits).try_acquire_owned() {
             Ok(permit) => permit,
             Err(TryAcquireError::Closed) => return Err(shutting_down()),
             Err(TryAcquireError::NoPermits) => {
+                waited = true;
                 QueueMetrics::add(&q.metrics.producer_waits, 1);
                 tracing::debug!(table = R::TABLE, "write queue full; waiting for room");
-                match tokio::time::timeout(q.queue_wait_timeout, Arc::clone(&q.permits).acquire_owned()).await {
+                match tokio::time::timeout_at(deadline, Arc::clone(&q.permits).acquire_owned()).await {
                     Ok(Ok(permit)) => permit,
                     Ok(Err(_)) => return Err(shutting_down()),
-                    Err(_) => {
-                        QueueMetrics::add(&q.metrics.queue_full, 1);
-                        tracing::warn!(
-                            table = R::TABLE,
-                            waited_ms = q.queue_wait_timeout.as_millis(),
-                            depth = q.metrics.queue_depth(),
-                            "write queue stayed full; request refused"
-                        );
-                        return Err(WriteError::QueueFull { table: R::TABLE, waited: q.queue_wait_timeout });
-                    }
+                    Err(_) => return Err(self.refuse("rows")),
                 }
             }
         };
-        Ok(Reservation { shared: Arc::clone(q), permit })
+        if !waited && q.bytes.full() {
+            QueueMetrics::add(&q.metrics.producer_waits, 1);
+            tracing::debug!(table = R::TABLE, "write queue at its byte bound; waiting for room");
+        }
+        let charge = match q.bytes.admit(estimate, Some(deadline)).await {
+            Ok(charge) => charge,
+            Err(Refusal::Closed) => return Err(shutting_down()),
+            Err(Refusal::TimedOut) => return Err(self.refuse("bytes")),
+        };
+        Ok(Reservation { shared: Arc::clone(q), permit, charge })
+    }
+
+    /// No room within `queue_wait_timeout`: counted, logged, [`WriteError::QueueFull`].
+    fn refuse(&self, bound: &'static str) -> WriteError {
+        let q = &self.shared;
+        QueueMetrics::add(&q.metrics.queue_full, 1);
+        tracing::warn!(
+            table = R::TABLE,
+            waited_ms = q.queue_wait_timeout.as_millis(),
+            depth = q.metrics.queue_depth(),
+            bytes = q.metrics.queue_bytes(),
+            bound,
+            "write queue stayed full; request refused"
+        );
+        WriteError::QueueFull { table: R::TABLE, waited: q.queue_wait_timeout }
     }
 
     /// Write `row` owned by `caller` (anonymous: unowned): [`Writer::reserve`], then
@@ -313,6 +356,8 @@ impl<R: WriteRow> Writer<R> {
             available: self.shared.permits.available_permits() as u64,
             oldest_age: m.oldest_age(),
             since_progress: m.since_progress(),
+            bytes: m.queue_bytes(),
+            max_bytes: m.max_queue_bytes(),
             stalled: m.stalled(),
         }
     }
@@ -350,7 +395,9 @@ impl<R: WriteRow> Writer<R> {
                     continue;
                 };
                 let permit = Arc::clone(&self.shared.permits).acquire_owned().await.map_err(|_| spill_closed(&file))?;
-                self.shared.enqueue(row, spilled.owner, None, permit).map_err(|_| spill_closed(&file))?;
+                let charge = self.shared.bytes.admit(0, None).await.map_err(|_| spill_closed(&file))?;
+                let size = row.size();
+                self.shared.enqueue(row, size, spilled.owner, None, permit, charge).map_err(|_| spill_closed(&file))?;
                 QueueMetrics::add(&self.shared.metrics.rows_replayed, 1);
                 report.rows += 1;
             }
@@ -408,6 +455,7 @@ impl<R: WriteRow> Writers<R> {
     pub async fn shutdown(mut self, grace: Duration) -> ShutdownReport {
         let shared = Arc::clone(&self.shared);
         shared.permits.close();
+        shared.bytes.close();
         let queued = shared.metrics.queue_depth();
         if queued > 0 {
             tracing::info!(table = R::TABLE, rows = queued, grace_ms = grace.as_millis(), "draining the write queue");
@@ -501,7 +549,7 @@ impl<R: WriteRow> Reservation<R> {
     /// `max_row_bytes` is refused here ([`WriteError::TooLarge`]). `durability: async` returns
     /// once it is queued; `sync` once its batch committed, at most `commit_timeout` later.
     pub async fn write(self, row: R, caller: Option<&User>) -> Result<(), WriteError> {
-        let Reservation { shared: q, permit } = self;
+        let Reservation { shared: q, permit, charge } = self;
         let size = row.size();
         if size > q.max_row_bytes {
             QueueMetrics::add(&q.metrics.rows_too_large, 1);
@@ -517,7 +565,7 @@ impl<R: WriteRow> Reservation<R> {
             Durability::Async => (None, None),
         };
         let id = wait.is_some().then(|| row.id());
-        q.enqueue(row, owner, done, permit).map_err(|()| WriteError::ShuttingDown { table: R::TABLE })?;
+        q.enqueue(row, size, owner, done, permit, charge).map_err(|()| WriteError::ShuttingDown { table: R::TABLE })?;
         let (Some(wait), Some(id)) = (wait, id) else {
             return Ok(());
         };
@@ -540,19 +588,32 @@ impl<R: WriteRow> Reservation<R> {
 }
 
 impl<R: WriteRow> Shared<R> {
-    /// Queue `row` in the place `permit` holds. `Err` once the queue is closed (shutdown).
+    /// Queue `row` in the place `permit` holds, its size charged to the byte bound through
+    /// `charge` (settled, never waiting). `Err` once the queue is closed (shutdown).
     fn enqueue(
         &self,
         row: R,
+        size: usize,
         owner: (Value, Value),
         done: Option<oneshot::Sender<Outcome>>,
         permit: OwnedSemaphorePermit,
+        mut charge: Charge,
     ) -> Result<(), ()> {
-        let size = row.size();
+        charge.settle(size);
         let queued_at = Instant::now();
         QueueMetrics::add(&self.metrics.depth, 1);
         let seq = self.metrics.track(queued_at);
-        let item = Item { row, owner, done, metrics: Arc::clone(&self.metrics), queued_at, size, seq, _permit: permit };
+        let item = Item {
+            row,
+            owner,
+            done,
+            metrics: Arc::clone(&self.metrics),
+            queued_at,
+            size,
+            seq,
+            _permit: permit,
+            _charge: charge,
+        };
         self.tx.send(item).map_err(drop)
     }
 }

@@ -85,6 +85,7 @@ fn defaults_match_the_code() {
     documents(d, "Store fields", "commit_timeout_ms", fc::default_commit_timeout_ms());
     documents(d, "Store fields", "max_batch_bytes", fc::default_max_batch_bytes());
     documents(d, "Store fields", "max_row_bytes", fc::default_max_row_bytes());
+    documents(d, "Store fields", "max_queue_bytes", fc::default_max_queue_bytes());
     documents(d, "Store fields", "stall_timeout_seconds", fc::default_stall_timeout_seconds());
 
     documents(d, "`telemetry`", "log_level", fc::default_log_level());

@@ -113,6 +113,7 @@ impl From<ferrostack_responses::Error> for ApiError {
             E::Invalid { .. } | E::AfterNotFound { .. } => Self::new(Code::InvalidRequest, message),
             E::NotFound { .. } | E::InputItemNotFound { .. } => Self::new(Code::NotFound, message),
             E::Forbidden { .. } => Self::new(Code::Forbidden, message),
+            E::RequestTooLarge { .. } | E::TooLarge { .. } => Self::new(Code::PayloadTooLarge, message),
             E::Conversation(c) => Self::from(c),
             E::SeparateBackends => Self::internal(&message),
             E::Store(e) => return e.into(),

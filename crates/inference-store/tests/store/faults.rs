@@ -20,6 +20,9 @@ pub fn tests() -> Vec<Test> {
     t.push(Test::postgres("postgres::faults::full_queue_refuses_within_the_wait", |pg| async move {
         full_queue(Env::postgres(&pg).await).await;
     }));
+    t.push(Test::postgres("postgres::faults::queue_byte_bound_waits_then_refuses", |pg| async move {
+        queue_byte_bound(Env::postgres(&pg).await).await;
+    }));
     t.push(Test::postgres("postgres::faults::sync_commit_wait_is_bounded", |pg| async move {
         sync_commit_timeout(Env::postgres(&pg).await).await;
     }));
@@ -177,6 +180,63 @@ async fn full_queue(env: Env) {
     flush(&store).await;
     assert!(store.reserve().await.is_ok(), "a written row frees its place");
     assert_eq!(env.ids().await, vec!["a", "b", "d"]);
+}
+
+/// The queue's byte bound (`max_queue_bytes`): with nothing committing, a request is admitted
+/// while the bytes held are under the bound, then waits and is refused (503), though row places
+/// are free; the bound is passed by at most the rows admitted under it; every row accepted is
+/// written once the database answers; an estimate is held until used or dropped.
+async fn queue_byte_bound(env: Env) {
+    const BOUND: usize = 32 * 1024;
+    const ROW: usize = 16 * 1024;
+    // Rows of about 10 KB: row places for 100, bytes for about 3.
+    let (store, _w) = env.start(&with(config(100, 1, 64, Durability::Async), |c| {
+        c.queue_wait_timeout_ms = 200;
+        c.max_queue_bytes = BOUND;
+        c.max_row_bytes = ROW;
+    }));
+    assert_eq!(store.metrics().max_queue_bytes(), BOUND as u64);
+    let locker = lock(&env).await;
+    let alice = user("alice");
+    let mut accepted = Vec::new();
+    let refused = loop {
+        let id = format!("b{:02}", accepted.len());
+        match store.store(sized(&id, 10_000), Some(&alice)).await {
+            Ok(()) => accepted.push(id),
+            Err(e) => break e,
+        }
+        assert!(accepted.len() < 20, "the byte bound never refused a row");
+    };
+    assert!(matches!(refused, Error::QueueFull { .. }), "{refused}");
+    // Admitted while under the bound (one row at a time here): 4 rows of about 10 KB.
+    assert_eq!(accepted.len(), 4, "{accepted:?}");
+    let held = store.metrics().queue_bytes();
+    assert!(held >= BOUND as u64 && held <= (BOUND + ROW) as u64, "bytes held: {held}");
+    let health = store.writer_health();
+    assert!(health.full() && health.available > 90, "{health:?}");
+    assert!(matches!(store.reserve().await, Err(Error::QueueFull { .. })));
+    assert!(matches!(store.reserve_sized(100).await, Err(Error::QueueFull { .. })));
+    assert_eq!(store.metrics().queue_full(), 3);
+    // The database answers again: every accepted row is written, the bytes are given back.
+    locker.batch_execute("COMMIT").await.unwrap();
+    flush(&store).await;
+    assert_eq!(env.ids().await, accepted);
+    assert_eq!(store.metrics().queue_bytes(), 0);
+    assert!(!store.writer_health().full());
+
+    // An estimate is charged at the reservation: a second one that does not fit waits, then is
+    // refused; dropping the first gives its bytes back.
+    let first = store.reserve_sized(20_000).await.unwrap();
+    assert_eq!(store.metrics().queue_bytes(), 20_000);
+    assert!(matches!(store.reserve_sized(20_000).await, Err(Error::QueueFull { .. })));
+    drop(first);
+    assert_eq!(store.metrics().queue_bytes(), 0);
+    let second = store.reserve_sized(20_000).await.unwrap();
+    // Used, it is settled to the row's size.
+    second.store(sized("settled", 1_000), Some(&alice)).await.unwrap();
+    flush(&store).await;
+    assert_eq!(store.metrics().queue_bytes(), 0);
+    assert_eq!(env.count().await, 5);
 }
 
 async fn sync_commit_timeout(env: Env) {

@@ -107,6 +107,7 @@ pub fn config(queue: usize, writers: usize, batch: usize, durability: Durability
         backend: "sql".to_owned(),
         table_name: None,
         max_write_queue_size: queue,
+        max_queue_bytes: 256 * 1024 * 1024,
         num_writers: writers,
         durability,
         batch_size: batch,

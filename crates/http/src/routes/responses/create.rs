@@ -7,11 +7,19 @@
 //! runtime (`AppState::tasks`): a client that disconnects mid-stream does not cancel storing what
 //! was produced (as `incomplete`). The turn is committed before the answer ends (before the JSON
 //! answer, before `response.completed`), so its id can be used at once.
+//!
+//! What the store cannot hold is never acknowledged: a turn whose request alone is over
+//! `max_row_bytes` is refused before the upstream is called (413), one that the answer takes over
+//! it is a 413 (JSON) or an `error` event instead of the final one (stream). A model answer
+//! holding a NUL character: a JSON answer is refused as the provider's fault (502
+//! `upstream_invalid_response`); a stream's chunks have their NULs replaced with U+FFFD before they
+//! are translated, so the events and the stored response agree.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use ferrostack_authz::User;
 use ferrostack_providers::{ForwardHeaders, ModelRoute, StreamEvent, validate_chat_request};
+use ferrostack_responses::text::{contains_nul, replace_nul};
 use ferrostack_responses::{
     CreateRequest, End, ResponseStore, StoredResponse, Translator, chain_items, new_response_id,
 };
@@ -49,7 +57,14 @@ pub(crate) async fn create(
     let id = new_response_id();
     let created_at =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let translator = Translator::new(request.skeleton(&id, created_at), request.max_tool_calls);
+    let skeleton = request.skeleton(&id, created_at);
+    if let Some(store) = &state.responses
+        && (request.store || request.conversation.is_some())
+    {
+        // A turn that could never be stored is refused before the upstream is called.
+        store.check_request_size(&request.input, &skeleton)?;
+    }
+    let translator = Translator::new(skeleton, request.max_tool_calls);
     let call = UpstreamCall::start(&state.telemetry, &route, &request.model, request.stream);
     let headers = call.forward_headers(&state.telemetry, &req);
     // The id the client and the store know, on the upstream call's span.
@@ -124,6 +139,11 @@ struct Saver {
 }
 
 impl Saver {
+    /// Whether anything of the turn is stored.
+    fn stores(&self) -> bool {
+        self.store.is_some() && (self.store_row || self.conversation.is_some())
+    }
+
     /// Commit the turn: the response (unless `store: false`) and the conversation's new items,
     /// together.
     async fn save(&self, response: &Value) -> Result<(), ApiError> {
@@ -165,6 +185,16 @@ async fn json(turn: Turn) -> Result<Value, ApiError> {
         return Err(ApiError::new(Code::UpstreamInvalid, "upstream returned an answer without choices"));
     }
     let response = translator.from_completion(&completion);
+    // The store cannot hold a NUL character (PostgreSQL refuses it in jsonb): an answer that
+    // carries one is not acknowledged without its row; the client is told it was the provider's.
+    if saver.stores() && contains_nul(&response) {
+        let id = response.get("id").and_then(Value::as_str).unwrap_or_default();
+        tracing::warn!(response_id = %id, "an upstream answer with a NUL character was refused: it cannot be stored");
+        return Err(ApiError::from(ferrostack_providers::ProviderError::InvalidResponse {
+            provider: route.provider_id.clone(),
+            detail: "the answer contains the NUL character (\\u0000), which cannot be stored".to_owned(),
+        }));
+    }
     saver.save(&response).await?;
     Ok(response)
 }
@@ -212,6 +242,7 @@ async fn relay(turn: Turn, opened: oneshot::Sender<Result<(), ApiError>>, frames
     }
     let mut client_here = send(&frames, translator.start()).await;
     let mut failure = None;
+    let mut nul_logged = false;
     let end = loop {
         if !client_here {
             // Stop reading (the provider stops generating when its connection drops) and store
@@ -219,8 +250,16 @@ async fn relay(turn: Turn, opened: oneshot::Sender<Result<(), ApiError>>, frames
             break End::Interrupted;
         }
         match upstream.next().await {
-            Some(Ok(StreamEvent::Chunk(chunk))) => {
+            Some(Ok(StreamEvent::Chunk(mut chunk))) => {
                 call.first_chunk();
+                if saver.stores() && contains_nul(&chunk) {
+                    // The stored response cannot hold a NUL; the client gets what is stored.
+                    replace_nul(&mut chunk);
+                    if !nul_logged {
+                        nul_logged = true;
+                        tracing::warn!("a streamed answer's NUL characters are sent and stored as U+FFFD");
+                    }
+                }
                 client_here = send(&frames, translator.push(&chunk)).await;
             }
             Some(Ok(StreamEvent::Done)) | None => break End::Finished,
@@ -236,7 +275,11 @@ async fn relay(turn: Turn, opened: oneshot::Sender<Result<(), ApiError>>, frames
     let (events, response) = translator.finish(end);
     if let Err(e) = saver.save(&response).await {
         // Nothing was stored; the client hears why instead of the final event.
-        tracing::error!(error = %e, code = e.code().as_str(), "a streamed response could not be stored");
+        if e.status().is_client_error() {
+            tracing::warn!(error = %e, code = e.code().as_str(), "a streamed response could not be stored");
+        } else {
+            tracing::error!(error = %e, code = e.code().as_str(), "a streamed response could not be stored");
+        }
         let event = translator.error_event(e.code().as_str(), &e.to_string());
         if client_here {
             let _ = send(&frames, vec![event]).await;

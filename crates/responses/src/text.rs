@@ -1,0 +1,77 @@
+//! What the store can hold: the size of a turn as stored (`max_row_bytes`), and the NUL character,
+//! which PostgreSQL refuses in `jsonb` (a client's NUL is refused at the request; a model's is
+//! handled by the route: a JSON answer is refused as the provider's fault, a stream's NULs become
+//! U+FFFD, see docs/api.md).
+
+use serde_json::Value;
+
+/// Bytes of `value` serialized as JSON, counted without building the text.
+pub fn json_size(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+/// Whether a string (or key) anywhere in `value` holds a NUL character.
+pub fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+/// Replace every NUL character in the strings of `value` (keys included) with U+FFFD.
+pub fn replace_nul(value: &mut Value) {
+    match value {
+        Value::String(s) => {
+            if s.contains('\0') {
+                *s = s.replace('\0', "\u{FFFD}");
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(replace_nul),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                let owned = std::mem::take(map);
+                *map = owned.into_iter().map(|(k, v)| (k.replace('\0', "\u{FFFD}"), v)).collect();
+            }
+            map.values_mut().for_each(replace_nul);
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn size_is_the_serialized_length() {
+        let v = json!({"a": [1, "x\"y", null], "b": "é"});
+        assert_eq!(json_size(&v), serde_json::to_string(&v).map(|s| s.len()).unwrap_or_default());
+    }
+
+    #[test]
+    fn nul_is_found_and_replaced_in_values_and_keys() {
+        let mut v = json!({"output": [{"text": "a\u{0}b"}], "k\u{0}": 1, "n": 2});
+        assert!(contains_nul(&v));
+        replace_nul(&mut v);
+        assert!(!contains_nul(&v));
+        assert_eq!(v, json!({"output": [{"text": "a\u{FFFD}b"}], "k\u{FFFD}": 1, "n": 2}));
+        assert!(!contains_nul(&json!({"a": ["b", 1, true, null]})));
+    }
+}
