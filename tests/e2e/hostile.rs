@@ -409,6 +409,9 @@ async fn parser_refusals() {
                 message.contains("HTTP") || message.contains("body"),
                 "{case}: the message names the problem: {message}"
             );
+            if case.starts_with("chunked") {
+                assert!(message.contains("chunked encoding is broken"), "{case}: names the framing: {message}");
+            }
         }
         still_serving(&app).await;
     }

@@ -195,8 +195,24 @@ fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> ac
         E::ContentType => {
             ApiError::invalid_request("request body must be JSON (content-type: application/json)", None).into()
         }
+        E::Payload(e) => payload_error(&e).into(),
         other => ApiError::invalid_request(format!("invalid JSON body: {other}"), None).into(),
     }
+}
+
+/// A request body that could not be read: named by what broke, not as a JSON error.
+pub(crate) fn payload_error(err: &actix_web::error::PayloadError) -> ApiError {
+    use actix_web::error::PayloadError as P;
+    let message = match err {
+        P::Incomplete(_) => {
+            "the request body could not be read: it ended before its declared length, or its chunked encoding is broken"
+                .to_owned()
+        }
+        P::EncodingCorrupted => "the request body could not be read: its content encoding is corrupted".to_owned(),
+        P::Overflow => "the request body is larger than allowed".to_owned(),
+        other => format!("the request body could not be read: {other}"),
+    };
+    ApiError::invalid_request(message, None)
 }
 
 fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {

@@ -446,7 +446,7 @@ async fn read_json_body(req: &HttpRequest, mut payload: web::Payload, limit: usi
     }
     let mut body = BytesMut::with_capacity(length.unwrap_or(1024).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}"), None))?;
+        let chunk = chunk.map_err(|e| crate::payload_error(&e))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::payload_too_large(format!("request body is larger than the limit of {limit} bytes")));
         }
