@@ -30,4 +30,4 @@ pub use migrate::{
     BackendMigrations, HISTORY_TABLE, MIGRATION_LOCK_KEY, MigrationInfo, SchemaState, embedded_migrations,
 };
 pub use pool::{APPLICATION_NAME, PoolStatus};
-pub use sql::{Db, Executor, FromValue, Row, Sql, Tx, Value};
+pub use sql::{Db, Executor, FromValue, JsonText, Row, Sql, Tx, Value};

@@ -34,8 +34,10 @@ fn completion(i: usize) -> StoredCompletion {
         created: 1_700_000_000 + i64::try_from(i / 10).unwrap_or(0),
         model: "llama-3.1-8b".to_owned(),
         choices: json!([{"index": 0, "finish_reason": "stop", "logprobs": null,
-            "message": {"role": "assistant", "content": "x".repeat(500)}}]),
-        input_messages: json!([{"role": "system", "content": "y".repeat(200)}, {"role": "user", "content": "z".repeat(200)}]),
+            "message": {"role": "assistant", "content": "x".repeat(500)}}])
+        .into(),
+        input_messages:
+            json!([{"role": "system", "content": "y".repeat(200)}, {"role": "user", "content": "z".repeat(200)}]).into(),
         metadata: None,
         upstream_id: None,
     }
@@ -98,8 +100,8 @@ async fn direct(db: &Db, rows: usize, producers: usize) -> Result<f64, Box<dyn E
                 let sql = Sql::new()
                     .push("INSERT INTO inference_store (id, created, model, choices, input_messages, metadata, owner_principal, access_attributes) ")
                     .push_values([vec![
-                        Value::Text(c.id), Value::Int(c.created), Value::Text(c.model), Value::Json(c.choices),
-                        Value::Json(c.input_messages), Value::Null, Value::Text(format!("user{p}")), Value::Json(json!({})),
+                        Value::Text(c.id), Value::Int(c.created), Value::Text(c.model), Value::JsonText(c.choices),
+                        Value::JsonText(c.input_messages), Value::Null, Value::Text(format!("user{p}")), Value::Json(json!({})),
                     ]]);
                 db.execute(sql).await?;
             }

@@ -152,11 +152,13 @@ impl InferenceStore {
     }
 }
 
-/// Input messages, then each choice's message, as message-list entries.
+/// Input messages, then each choice's message, as message-list entries (the stored documents
+/// are parsed here: the entries are built from their members).
 fn flatten(completion: &StoredCompletion) -> Vec<Json> {
     let empty = Vec::new();
-    let inputs = completion.input_messages.as_array().unwrap_or(&empty);
-    let choices = completion.choices.as_array().unwrap_or(&empty);
+    let (inputs, choices) = (completion.input_messages.to_value(), completion.choices.to_value());
+    let inputs = inputs.as_ref().ok().and_then(Json::as_array).unwrap_or(&empty);
+    let choices = choices.as_ref().ok().and_then(Json::as_array).unwrap_or(&empty);
     let mut out = Vec::with_capacity(inputs.len() + choices.len());
     for message in inputs {
         let content = message.get("content");

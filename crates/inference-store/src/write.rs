@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use ferrostack_authz::{AuthorizedTable, StoreError, User};
-use ferrostack_catalog::{Db, Value};
+use ferrostack_catalog::{Db, JsonText, Value};
 use ferrostack_config::{AccessRule, InferenceStoreConfig};
 use ferrostack_writer::{
     QueueMetrics, ReplayReport, SpillError, WriteError, WriteRow, Writer, WriterConfig, WriterHealth,
@@ -37,29 +37,28 @@ impl WriteRow for StoredCompletion {
     }
 
     fn size(&self) -> usize {
-        let json = |v: &serde_json::Value| json_size(v);
         self.id.len()
             + 8
             + self.model.len()
-            + json(&self.choices)
-            + json(&self.input_messages)
-            + self.metadata.as_ref().map_or(0, |m| m.iter().map(|(k, v)| k.len() + 4 + json(v)).sum::<usize>() + 2)
+            + self.choices.get().len()
+            + self.input_messages.get().len()
+            + self.metadata.as_ref().map_or(0, map_size)
             + self.upstream_id.as_ref().map_or(0, String::len)
     }
 
     fn from_values(values: Vec<Value>) -> Option<Self> {
         let [id, created, model, choices, input_messages, metadata, upstream_id]: [Value; 7] =
             values.try_into().ok()?;
-        let (
-            Value::Text(id),
-            Value::Int(created),
-            Value::Text(model),
-            Value::Json(choices),
-            Value::Json(input_messages),
-        ) = (id, created, model, choices, input_messages)
-        else {
+        let (Value::Text(id), Value::Int(created), Value::Text(model)) = (id, created, model) else {
             return None;
         };
+        // Written as text; spilled (and so replayed) as documents.
+        let document = |v: Value| match v {
+            Value::JsonText(t) => Some(t),
+            Value::Json(j) => Some(JsonText::from_value(&j)),
+            _ => None,
+        };
+        let (choices, input_messages) = (document(choices)?, document(input_messages)?);
         let metadata = match metadata {
             Value::Null => None,
             Value::Json(serde_json::Value::Object(m)) => Some(m),
@@ -74,8 +73,13 @@ impl WriteRow for StoredCompletion {
     }
 }
 
+/// Bytes of a metadata map as the row counts them (about its JSON text).
+fn map_size(map: &serde_json::Map<String, serde_json::Value>) -> usize {
+    map.iter().map(|(k, v)| k.len() + 4 + json_size(v)).sum::<usize>() + 2
+}
+
 /// Bytes of `value` serialized as JSON, counted without building the text.
-pub(crate) fn json_size(value: &serde_json::Value) -> usize {
+pub(crate) fn json_size<T: serde::Serialize + ?Sized>(value: &T) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -178,12 +182,14 @@ impl InferenceStore {
 
     /// Refuse, before the upstream is called, a request whose messages and metadata alone are
     /// over `max_row_bytes` ([`Error::RequestTooLarge`]): its completion could never be stored.
+    /// `input_messages_bytes`: the length of the messages' compact JSON text, as the row counts
+    /// it (known before the text is copied for the row).
     pub fn check_request_size(
         &self,
-        input_messages: &serde_json::Value,
-        metadata: Option<&serde_json::Value>,
+        input_messages_bytes: usize,
+        metadata: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Result<(), Error> {
-        let size = json_size(input_messages) + metadata.map_or(0, json_size);
+        let size = input_messages_bytes + metadata.map_or(0, json_size);
         if size > self.max_row_bytes {
             return Err(Error::RequestTooLarge { size, limit: self.max_row_bytes });
         }

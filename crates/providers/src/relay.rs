@@ -1,10 +1,12 @@
 //! The proxy's byte-level relay: the upstream's answers forwarded as they came, with only the
 //! server-owned `id` and the requested `model` spliced in, and what ferrostack needs (the
 //! upstream's id, `created`, the choices to store, the chunks for the assembler) read from
-//! borrowed views of the text. No `serde_json::Value` tree is built for a relayed chunk; a JSON
-//! answer's `choices` are parsed once, only when they are stored or need normalising.
+//! borrowed views of the text. No `serde_json::Value` tree is built for a relayed chunk, nor for
+//! a JSON answer whose choices have no tool calls to normalise: its stored `choices` are its own
+//! text, compacted.
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::assemble::StreamAssembler;
 use crate::client::error_event;
@@ -104,13 +106,26 @@ pub struct RelayedCompletion {
     pub body: Vec<u8>,
     /// The upstream's own id (a non-empty string), if any.
     pub upstream_id: Option<String>,
-    /// `{id, created, model, choices}` for the store, when asked for.
-    pub stored: Option<Value>,
+    /// What is stored of the answer, when asked for.
+    pub stored: Option<StoredAnswer>,
+}
+
+/// What is stored of a JSON answer: its `created` and its `choices` as JSON text, taken from the
+/// upstream's bytes without a tree (only normalised as the client's copy is).
+#[derive(Debug)]
+pub struct StoredAnswer {
+    /// The answer's `created`, as it came (`None` when missing); a scalar, parsed on its own.
+    pub created: Option<Value>,
+    /// The `choices` list, compact (see [`raw::for_store`]).
+    pub choices: Box<RawValue>,
+    /// Whether a string of the choices holds the NUL character.
+    pub nul: bool,
 }
 
 /// Relay a JSON answer (`bytes`, as the upstream sent it with a 2xx): the body for the client with
-/// `id` and `model` set, and (with `for_store`) the completion to store. An error object is
-/// returned as the error it reports; an answer without a `choices` list is invalid.
+/// `id` and `model` set, and (with `for_store`) what is stored of it. An error object is
+/// returned as the error it reports; an answer without a `choices` list is invalid, and so is
+/// one whose choices a JSON parser refuses (a lone surrogate, a number out of range).
 pub fn relay_completion(
     provider: &str,
     bytes: &[u8],
@@ -133,35 +148,29 @@ pub fn relay_completion(
     let Some(choices_raw) = members.get("choices").filter(|c| Kind::of(c) == Kind::Array) else {
         return Err(ProviderError::invalid(provider, "the answer has no `choices` list"));
     };
-    // The choices are parsed only when they are stored or may need normalising.
-    let mut choices = None;
+    let not_json = |e: serde_json::Error| ProviderError::invalid(provider, format!("the body is not JSON: {e}"));
+    // Choices with tool calls are parsed, as they may need normalising; the others are not.
     let mut rewritten = None;
-    if for_store || choices_raw.get().contains("\"tool_calls\"") {
-        let mut value: Value = serde_json::from_str(choices_raw.get())
-            .map_err(|e| ProviderError::invalid(provider, format!("the body is not JSON: {e}")))?;
+    if choices_raw.get().contains("\"tool_calls\"") {
+        let mut value: Value = serde_json::from_str(choices_raw.get()).map_err(not_json)?;
         if null_empty_tool_calls(&mut value) {
-            rewritten = Some(serde_json::to_vec(&value).unwrap_or_default());
+            rewritten = Some(serde_json::value::to_raw_value(&value).map_err(not_json)?);
         }
-        choices = Some(value);
     }
-    let mut body = Vec::with_capacity(text.len() + id.len() + model.len() + 16);
-    write_object(&mut body, &members, id, model, rewritten.as_deref().map(|r| ("choices", r)));
-    let upstream_id = members.get("id").and_then(raw::as_str).filter(|s| !s.is_empty()).map(|s| s.into_owned());
-    let stored = match (for_store, choices) {
-        (true, Some(choices)) => {
-            let mut map = serde_json::Map::new();
-            map.insert("id".to_owned(), Value::String(id.to_owned()));
-            if let Some(created) = members.get("created")
-                && let Ok(created) = serde_json::from_str::<Value>(created.get())
-            {
-                map.insert("created".to_owned(), created);
-            }
-            map.insert("model".to_owned(), Value::String(model.to_owned()));
-            map.insert("choices".to_owned(), choices);
-            Some(Value::Object(map))
-        }
-        _ => None,
+    let stored = if for_store {
+        let (choices, scan) = match &rewritten {
+            Some(choices) => (choices.clone(), raw::scan(choices.get())),
+            None => raw::for_store(choices_raw).map_err(not_json)?,
+        };
+        let created = members.get("created").and_then(|c| serde_json::from_str::<Value>(c.get()).ok());
+        Some(StoredAnswer { created, choices, nul: scan.nul })
+    } else {
+        None
     };
+    let mut body = Vec::with_capacity(text.len() + id.len() + model.len() + 16);
+    let replace = rewritten.as_deref().map(|r| ("choices", r.get().as_bytes()));
+    write_object(&mut body, &members, id, model, replace);
+    let upstream_id = members.get("id").and_then(raw::as_str).filter(|s| !s.is_empty()).map(|s| s.into_owned());
     Ok(RelayedCompletion { body, upstream_id, stored })
 }
 

@@ -153,13 +153,17 @@ impl ChatBody<'_> {
 }
 
 /// A NUL character anywhere in a string of the body (a key or a value) is refused, naming the
-/// field: engines and databases truncate or reject it. Only a body whose text holds `\u0000`
-/// is walked (a raw NUL byte is not valid JSON).
+/// field: engines and databases truncate or reject it. What a JSON parser refuses although the
+/// syntax is valid (a lone surrogate escape, a number beyond a double's range) is refused as
+/// invalid JSON, as a parser into a tree would. One pass over the bytes ([`raw::scan`]); only a
+/// body where it found either is parsed into a tree (a raw NUL byte is not valid JSON).
 fn check_text(text: &str) -> Result<(), RequestError> {
-    if !text.contains("\\u0000") {
+    let scan = raw::scan(text);
+    if !scan.nul && !scan.doubtful {
         return Ok(());
     }
-    let Ok(value) = serde_json::from_str::<Value>(text) else { return Ok(()) };
+    let value =
+        serde_json::from_str::<Value>(text).map_err(|e| RequestError::new("", format!("invalid JSON body: {e}")))?;
     match nul_path(&value, String::new()) {
         Some(path) => Err(RequestError::new(path, "must not contain the NUL character (\\u0000)")),
         None => Ok(()),

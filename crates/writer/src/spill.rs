@@ -180,6 +180,8 @@ fn encode(v: &Value) -> Json {
         Value::Float(f) => json!({ "float": f }),
         Value::Text(t) => Json::String(t.clone()),
         Value::Json(j) => json!({ "json": j }),
+        // Spilled as a document (read back as `Json`); its text is valid JSON.
+        Value::JsonText(t) => json!({ "json": t.to_value().unwrap_or_default() }),
         Value::Timestamp(t) => json!({ "timestamp": t.to_rfc3339() }),
         Value::Bytes(b) => json!({ "bytes": b.iter().map(|x| format!("{x:02x}")).collect::<String>() }),
     }

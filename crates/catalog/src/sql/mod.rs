@@ -6,12 +6,14 @@
 mod db;
 
 pub mod dialect;
+mod json_text;
 mod postgres;
 mod sqlite;
 mod tx;
 mod value;
 
 pub use db::Db;
+pub use json_text::JsonText;
 pub use tx::{Executor, Tx};
 pub use value::{FromValue, Row, Value};
 

@@ -1,6 +1,6 @@
 //! [`Value`] on PostgreSQL: binding by the parameter type the server inferred, and reading a
-//! column by its type. JSON is handled here and only here: `Json` binds as `JSONB`/`JSON` and
-//! those columns read back as `Json`.
+//! column by its type. JSON is handled here and only here: `Json` and `JsonText` bind as
+//! `JSONB`/`JSON` and those columns read back as `Json`.
 
 use std::error::Error as StdError;
 use std::sync::Arc;
@@ -46,6 +46,19 @@ impl ToSql for Value {
                     j.to_sql(ty, out)
                 } else if <String as ToSql>::accepts(ty) {
                     j.to_string().to_sql(ty, out)
+                } else {
+                    Err(cannot_bind(self, ty))
+                }
+            }
+            Value::JsonText(t) => {
+                if *ty == Type::JSONB {
+                    // JSONB's binary form: a version byte, then the text.
+                    out.extend_from_slice(&[1]);
+                    out.extend_from_slice(t.get().as_bytes());
+                    Ok(IsNull::No)
+                } else if *ty == Type::JSON || <String as ToSql>::accepts(ty) {
+                    out.extend_from_slice(t.get().as_bytes());
+                    Ok(IsNull::No)
                 } else {
                     Err(cannot_bind(self, ty))
                 }

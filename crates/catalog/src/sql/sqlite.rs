@@ -19,6 +19,7 @@ impl rusqlite::ToSql for Value {
             Value::Float(f) => ToSqlOutput::Owned(Sv::Real(*f)),
             Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
             Value::Json(j) => ToSqlOutput::Owned(Sv::Text(j.to_string())),
+            Value::JsonText(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.get().as_bytes())),
             Value::Timestamp(t) => ToSqlOutput::Owned(Sv::Integer(t.timestamp_millis())),
             Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
         })

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::json_text::JsonText;
 use crate::error::Error;
 
 /// A value bound to a statement or read from a row.
@@ -18,6 +19,7 @@ use crate::error::Error;
 /// | `Float` | `DOUBLE PRECISION` / `REAL` | `REAL` |
 /// | `Text` | `TEXT` / `VARCHAR` / `CHAR` / `NAME` | `TEXT` |
 /// | `Json` | `JSONB` / `JSON` (or its text into a text column) | `TEXT` holding the JSON |
+/// | `JsonText` | as `Json`, from the document's text (no tree is built) | as `Json` |
 /// | `Timestamp` | `TIMESTAMPTZ` (or `TIMESTAMP`, as UTC) | `INTEGER` Unix milliseconds |
 /// | `Bytes` | `BYTEA` | `BLOB` |
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +36,9 @@ pub enum Value {
     Text(String),
     /// A JSON document.
     Json(serde_json::Value),
+    /// A JSON document kept as its text: bound as `Json` is, without a `serde_json::Value`
+    /// tree. Columns are never read back as `JsonText` (read them as [`JsonText`]).
+    JsonText(JsonText),
     /// An instant (millisecond precision on SQLite, microsecond on PostgreSQL).
     Timestamp(DateTime<Utc>),
     /// Raw bytes.
@@ -49,7 +54,7 @@ impl Value {
             Value::Int(_) => "integer",
             Value::Float(_) => "float",
             Value::Text(_) => "text",
-            Value::Json(_) => "json",
+            Value::Json(_) | Value::JsonText(_) => "json",
             Value::Timestamp(_) => "timestamp",
             Value::Bytes(_) => "bytes",
         }
@@ -94,6 +99,11 @@ impl From<bool> for Value {
 impl From<serde_json::Value> for Value {
     fn from(v: serde_json::Value) -> Self {
         Value::Json(v)
+    }
+}
+impl From<JsonText> for Value {
+    fn from(v: JsonText) -> Self {
+        Value::JsonText(v)
     }
 }
 impl From<DateTime<Utc>> for Value {
@@ -185,8 +195,23 @@ impl FromValue for serde_json::Value {
     fn from_value(value: &Value) -> Result<Self, String> {
         match value {
             Value::Json(j) => Ok(j.clone()),
+            Value::JsonText(t) => t.to_value().map_err(|e| format!("text is not valid JSON: {e}")),
             // SQLite stores JSON as text.
             Value::Text(s) => serde_json::from_str(s).map_err(|e| format!("text is not valid JSON: {e}")),
+            other => Err(mismatch("json", other)),
+        }
+    }
+}
+
+/// A JSON column read as its text, without a tree: from a text column (SQLite's JSON, or a
+/// PostgreSQL `jsonb` selected with `CAST(... AS TEXT)`), checked as JSON; a `jsonb` column read
+/// as such is serialized from its tree.
+impl FromValue for JsonText {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::JsonText(t) => Ok(t.clone()),
+            Value::Json(j) => Ok(JsonText::from_value(j)),
+            Value::Text(s) => JsonText::parse(s.clone()).map_err(|e| format!("text is not valid JSON: {e}")),
             other => Err(mismatch("json", other)),
         }
     }

@@ -245,13 +245,15 @@ async fn messages(env: Env) {
         ]},
         {"role": "user", "content": [{"type": "file", "file": {"file_id": "f2"}}]},
         {"role": "tool", "tool_call_id": "call-0", "content": "42"}
-    ]);
+    ])
+    .into();
     c.choices = json!([
         {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "a cat"}},
         {"index": 1, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null, "tool_calls": [
             {"id": "call-1", "type": "function", "function": {"name": "look", "arguments": "{\"x\":1}"}}
         ]}}
-    ]);
+    ])
+    .into();
     store.store(c, a).await.unwrap();
 
     let all = store.messages(a, "cmpl", MessagesParams::default()).await.unwrap();

@@ -132,8 +132,9 @@ pub fn completion(id: &str, created: i64, model: &str) -> StoredCompletion {
         created,
         model: model.to_owned(),
         choices: json!([{"index": 0, "finish_reason": "stop", "logprobs": null,
-            "message": {"role": "assistant", "content": format!("answer to {id}")}}]),
-        input_messages: json!([{"role": "user", "content": "hello"}]),
+            "message": {"role": "assistant", "content": format!("answer to {id}")}}])
+        .into(),
+        input_messages: json!([{"role": "user", "content": "hello"}]).into(),
         metadata: None,
         upstream_id: None,
     }

@@ -172,10 +172,32 @@ pub fn tests() -> Vec<Test> {
             assert_eq!(body, expected, "as the Value path answered");
             assert_eq!(relayed.upstream_id.as_deref(), Some("up-1"));
             let stored = relayed.stored.unwrap();
+            assert_eq!(stored.created, Some(json!(7)));
+            let choices: Value = serde_json::from_str(stored.choices.get()).unwrap();
+            assert_eq!(choices, expected["choices"], "normalised as the client's copy");
+            assert!(!stored.nul);
+            // Without tool calls the stored choices are the upstream's text, compacted, not a
+            // tree's serialization (escapes and number forms kept).
+            let spaced = r#"{"id": "x", "created": 7,
+                "choices": [ {"index": 0, "message": {"content": "a b \u00e9 \"q\"", "n": [1.50, 2e3]}} ] }"#;
+            let stored = relay_completion("p", spaced.as_bytes(), "i", "m", true).unwrap().stored.unwrap();
             assert_eq!(
-                stored,
-                json!({"id": "chatcmpl-ours", "created": 7, "model": "llama", "choices": expected["choices"]})
+                stored.choices.get(),
+                r#"[{"index":0,"message":{"content":"a b \u00e9 \"q\"","n":[1.50,2e3]}}]"#
             );
+            // NUL characters are reported (the store cannot hold them); an escaped backslash
+            // before `u0000` is text.
+            let nul = r#"{"id":"x","created":1,"choices":[{"message":{"content":"a\u0000"}}]}"#;
+            assert!(relay_completion("p", nul.as_bytes(), "i", "m", true).unwrap().stored.unwrap().nul);
+            let text = r#"{"id":"x","created":1,"choices":[{"message":{"content":"C:\\u0000"}}]}"#;
+            assert!(!relay_completion("p", text.as_bytes(), "i", "m", true).unwrap().stored.unwrap().nul);
+            // What a JSON parser refuses although the syntax is valid: refused, as when the choices
+            // were parsed into a tree.
+            for bad in [r#""\ud800""#, r#""\udc00x""#, "1e400", &format!("1{}", "0".repeat(400))] {
+                let answer = format!(r#"{{"id":"x","created":1,"choices":[{{"message":{{"content":{bad}}}}}]}}"#);
+                let err = relay_completion("p", answer.as_bytes(), "i", "m", true).unwrap_err();
+                assert!(matches!(err, ProviderError::InvalidResponse { .. }), "{bad}: {err:?}");
+            }
             // Without tool_calls and not stored: the choices are not even parsed, copied as sent.
             let plain = r#"{"id":"x","choices":[{"message":{"content":"h\u00e9"}}]}"#;
             let relayed = relay_completion("p", plain.as_bytes(), "i", "m", false).unwrap();
@@ -189,6 +211,48 @@ pub fn tests() -> Vec<Test> {
             let err =
                 relay_completion("p", br#"{"object":"error","message":"bad","code":400}"#, "i", "m", true).unwrap_err();
             assert!(matches!(err, ProviderError::Upstream { status: 400, .. }), "{err:?}");
+        }),
+        Test::plain("unit::raw_scan_and_compact_text_for_the_store", || async {
+            use ferrostack_providers::raw::{Scan, for_store, scan};
+            use serde_json::value::RawValue;
+            let raw = |t: &str| RawValue::from_string(t.to_owned()).unwrap();
+            let cases: &[(&str, &str, Scan)] = &[
+                ("[1,2]", "[1,2]", Scan::default()),
+                (" [ 1 ,\n\t2 ]\r\n", "[1,2]", Scan { whitespace: true, ..Scan::default() }),
+                (
+                    r#"{"a b": " x ", "c":[true, null]}"#,
+                    r#"{"a b":" x ","c":[true,null]}"#,
+                    Scan { whitespace: true, ..Scan::default() },
+                ),
+                (r#"["\" ", "\\", "\\\" "]"#, r#"["\" ","\\","\\\" "]"#, Scan { whitespace: true, ..Scan::default() }),
+                (r#"["\u0000"]"#, r#"["\u0000"]"#, Scan { nul: true, ..Scan::default() }),
+                (r#"["\\u0000"]"#, r#"["\\u0000"]"#, Scan::default()),
+                (
+                    r#"["\ud83d\ude00", "\u00e9"]"#,
+                    r#"["\ud83d\ude00","\u00e9"]"#,
+                    Scan { whitespace: true, ..Scan::default() },
+                ),
+                (
+                    "[1.5e-5, -0.25E+3, 12345678901234567890]",
+                    "[1.5e-5,-0.25E+3,12345678901234567890]",
+                    Scan { whitespace: true, ..Scan::default() },
+                ),
+            ];
+            for (text, compact, want) in cases {
+                let text = text.trim();
+                let want = Scan { blank: text.len() - compact.len(), ..*want };
+                assert_eq!(scan(text), want, "{text}");
+                let (stored, found) = for_store(&raw(text)).unwrap();
+                assert_eq!((stored.get(), found), (*compact, want), "{text}");
+            }
+            // Doubtful texts go through a tree: refused when it refuses them, else its form.
+            for bad in [r#"["\ud800"]"#, r#"["\ud800\u0041"]"#, r#"["\udfff"]"#, "[1e400]", "[-1E+999]"] {
+                assert!(scan(bad).doubtful, "{bad}");
+                assert!(for_store(&raw(bad)).is_err(), "{bad}");
+            }
+            let (stored, found) = for_store(&raw("[1e-400, 0e999]")).unwrap();
+            assert!(found.doubtful);
+            assert_eq!(stored.get(), "[0.0,0.0]");
         }),
         Test::plain("unit::assembler_tool_calls", || async {
             let mut asm = StreamAssembler::new("m");

@@ -125,6 +125,17 @@ pub fn tests() -> Vec<Test> {
             let err = parse_chat_request("{\"model\": ").unwrap_err();
             assert!(err.message.starts_with("invalid JSON body"), "{err}");
             assert_eq!(parse_chat_request("[1]").unwrap_err().message, "the request body must be a JSON object");
+            // Valid syntax that a JSON parser refuses (the store could not hold it, nor read it
+            // back): a lone surrogate escape, a number beyond a double's range. A surrogate pair
+            // and a tiny exponent are fine.
+            for bad in [r#""\ud800""#, r#""\udc00""#, r#""\ud800\u0041""#, "1e400"] {
+                let text = format!(r#"{{"model": "m", "messages": [{{"role": "user", "content": "x", "n": {bad}}}]}}"#);
+                let err = parse_chat_request(&text).unwrap_err();
+                assert!(err.message.starts_with("invalid JSON body"), "{bad}: {err}");
+                assert_eq!(err.param, "", "{bad}");
+            }
+            let text = r#"{"model": "m", "messages": [{"role": "user", "content": "\ud83d\ude00", "n": 1e-5}]}"#;
+            assert!(parse_chat_request(text).is_ok());
             // What goes upstream: model rewritten, stream set or removed, the rest as sent.
             let text = r#"{"stream": true, "model": "llama", "stream_options": {"include_usage": true},
                 "messages": [{"role": "user", "content": "h\u00e9"}], "x": [1.50, 2e3]}"#;

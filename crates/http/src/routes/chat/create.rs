@@ -27,7 +27,7 @@ use serde_json::Value;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use super::store::{StoreRequest, store_completion};
+use super::store::{Answer, StoreRequest, store_completion};
 use crate::telemetry::UpstreamCall;
 use crate::{ApiError, AppState, Caller};
 
@@ -59,10 +59,12 @@ pub(crate) async fn create(
     let store = match (&state.completions, info.store) {
         // Size check and a reserved place in the write queue, before the upstream is called.
         (Some(store), true) => {
-            let input_messages =
-                body.messages().and_then(|m| serde_json::from_str(m.get()).ok()).unwrap_or(Value::Null);
-            let metadata = body.metadata().and_then(|m| serde_json::from_str(m.get()).ok()).filter(Value::is_object);
-            Some(StoreRequest::prepare(store, input_messages, metadata, caller.0).await?)
+            // Validated: present, a list.
+            let Some(messages) = body.messages() else {
+                return Err(ApiError::invalid_request("is required", Some("messages")));
+            };
+            let metadata = body.metadata().and_then(|m| serde_json::from_str(m.get()).ok());
+            Some(StoreRequest::prepare(store, messages, metadata, caller.0).await?)
         }
         _ => None,
     };
@@ -106,16 +108,16 @@ fn store_tracked(
     tasks: &TaskTracker,
     runtime: &tokio::runtime::Handle,
     mut store: StoreRequest,
-    completion: Value,
+    answer: Answer,
     upstream_id: Option<String>,
     detached: bool,
 ) -> impl Future<Output = Result<(), ApiError>> + use<> {
     use futures_util::future::Either;
     store.upstream_id = upstream_id;
     if !detached && !store.store.waits_for_commit() {
-        return Either::Left(async move { store_completion(store, &completion).await });
+        return Either::Left(async move { store_completion(store, answer).await });
     }
-    let task = tasks.spawn_on(async move { store_completion(store, &completion).await }.in_current_span(), runtime);
+    let task = tasks.spawn_on(async move { store_completion(store, answer).await }.in_current_span(), runtime);
     Either::Right(async move { task.await.map_err(|e| ApiError::internal(&e))? })
 }
 
@@ -146,7 +148,7 @@ async fn relay_json(
     record_ids(&id, relayed.upstream_id.as_deref());
     // The store cannot hold a NUL character (PostgreSQL refuses it in jsonb): an answer that
     // carries one is not acknowledged without its row; the client is told it was the provider's.
-    if store.is_some() && relayed.stored.as_ref().is_some_and(contains_nul) {
+    if store.is_some() && relayed.stored.as_ref().is_some_and(|stored| stored.nul) {
         let err = ApiError::from(ferrostack_providers::ProviderError::InvalidResponse {
             provider: route.provider_id.clone(),
             detail: "the answer contains the NUL character (\\u0000), which cannot be stored".to_owned(),
@@ -154,10 +156,11 @@ async fn relay_json(
         tracing::warn!(completion_id = %id, "an upstream answer with a NUL character was refused: it cannot be stored");
         return Err(err);
     }
-    if let (Some(store), Some(stored)) = (store, relayed.stored) {
+    if let (Some(store), Some(answer)) = (store, relayed.stored) {
         // The answer is only sent once the completion is queued (or committed, with
         // `durability: sync`), so every 2xx answer is a stored row.
-        store_tracked(&state.tasks, &state.runtime, store, stored, relayed.upstream_id, false).await?;
+        let answer = Answer::Relayed { id, model, answer };
+        store_tracked(&state.tasks, &state.runtime, store, answer, relayed.upstream_id, false).await?;
     }
     Ok(HttpResponse::Ok().content_type("application/json").body(relayed.body))
 }
@@ -363,7 +366,8 @@ impl Relay {
             replace_nul(&mut completion);
             tracing::warn!(completion_id = %self.id, "a streamed answer's NUL characters are stored as U+FFFD");
         }
-        let storing = store_tracked(&self.tasks, &self.runtime, store, completion, self.upstream_id.clone(), detached);
+        let answer = Answer::Assembled(completion);
+        let storing = store_tracked(&self.tasks, &self.runtime, store, answer, self.upstream_id.clone(), detached);
         Some(async move {
             let result = storing.await;
             if let Err(e) = &result {
