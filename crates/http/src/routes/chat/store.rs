@@ -50,7 +50,10 @@ impl StoreRequest {
             store.check_request_size(messages.get().len() - scan.blank, metadata.as_ref())?;
             JsonText::from_raw(raw::compact(messages, scan).map_err(invalid)?)
         };
-        let store = store.reserve().await?;
+        // The messages are part of the row: charged to the queue's byte bound now, so that a
+        // burst of large requests waits here, before the upstream is called, rather than
+        // overshooting the bound when their answers are queued.
+        let store = store.reserve_sized(input_messages.get().len()).await?;
         Ok(Self { store, input_messages, metadata, caller, upstream_id: None })
     }
 }
