@@ -698,7 +698,8 @@ if big:
               "1,000 owners `user0..user999` (row g: owner `user(g % 1000)`, `access_attributes` `{teams: [team((g % 1000) % 100)]}`), 10 rows per second of `created`. "
               "Over HTTP against the real server (`GET /v1/chat/completions?limit=20`, static tokens), one connection, "
               "sequential requests. Callers: **team** = `user7` with `teams: [team7]` (under the default policy they see 10 owners' rows, 1% of the table), "
-              "**solo** = `user8` without attributes (own rows only, 0.1%). Custom policy: admin override, then owner only. "
+              "**solo** = `user8` without attributes (own rows only, 0.1%), **wide** = `user9` with 30 teams (30%), **admin** = `admin1` with roles [admin] "
+              "(custom policy: every row; default policy: none, so no deep page). Custom policy: admin override, then owner only. "
               "Deep page: `after` = the caller's own row in the middle of their own rows.", "",
               "| run | conns | req/s | p50 ms | p90 ms | p99 ms | max ms | first chunk p50 / p99 ms | 2xx | errors | stored rows |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n" + read("list-rows.md").strip(), ""]
     lab = big["label"]
