@@ -11,6 +11,9 @@ use super::compile::{OWNER_PRINCIPAL, Predicate, predicate, render_predicate};
 use super::store::{AuthorizedTable, Key, Order, Page, StoreError};
 use crate::User;
 
+/// The owners a read predicate names (sorted, distinct) and its other terms, ORed.
+type OwnerBranches = (Vec<String>, Option<Predicate>);
+
 impl AuthorizedTable {
     /// One page in (created, id) order, after the row with key `after` when given (which must be
     /// readable by the caller: otherwise the page is empty). `limit + 1` rows are fetched, so
@@ -184,7 +187,7 @@ impl AuthorizedTable {
     /// possibly beside other terms: those owners, sorted and distinct, and the other terms ORed
     /// (`None`: the owners' rows are all the caller may read). `None` when a branch per owner
     /// would not help (no owner, or a single owner and nothing else: one index range already).
-    fn owner_branches(&self, user: Option<&User>) -> Result<Option<(Vec<String>, Option<Predicate>)>, StoreError> {
+    fn owner_branches(&self, user: Option<&User>) -> Result<Option<OwnerBranches>, StoreError> {
         let tree = predicate(self.policy(), Action::Read, self.table(), user)?;
         let Predicate::Or(items) = tree else { return Ok(None) };
         let mut owners = Vec::with_capacity(items.len());
