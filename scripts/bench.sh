@@ -432,8 +432,10 @@ $CUSTOM"
   "$BIN/ferrostack" migrate --config "$OUT/list-default.yaml" >>"$OUT/migrate.out" 2>&1
   start_ferrostack "$OUT/list-default.yaml" list-default
   DEFAULT_URL=$FS_URL
+  DEFAULT_PG_PID=$FS_PID
   start_ferrostack "$OUT/list-custom.yaml" list-custom
   CUSTOM_URL=$FS_URL
+  CUSTOM_PG_PID=$FS_PID
 
   seed() { # from to (1-based, inclusive); bulk: one INSERT ... SELECT generate_series
     psql_q -d "$LIST_DB" -c "
@@ -466,13 +468,14 @@ $CUSTOM"
   }
 
   # The owner's row in the middle of their list: the cursor of a deep page.
+  LIST_SQL=(psql -X -tA -d "$LIST_DB" -c)
   deep_after() { # principal
-    psql -X -tA -d "$LIST_DB" -c "SELECT id FROM inference_store WHERE owner_principal = '$1'
-      ORDER BY created DESC, id DESC OFFSET (SELECT count(*) / 2 FROM inference_store WHERE owner_principal = '$1') LIMIT 1"
+    "${LIST_SQL[@]}" "SELECT id FROM inference_store WHERE owner_principal = '$1'
+      ORDER BY created DESC, id DESC LIMIT 1 OFFSET (SELECT count(*) / 2 FROM inference_store WHERE owner_principal = '$1')"
   }
 
-  list_runs() { # size label
-    local size=$1 after7 after8 after9
+  list_runs() { # size label [engine: "" for PostgreSQL, "sqlite-"]
+    local size=$1 engine=${2:-} after7 after8 after9
     after7=$(deep_after user7)
     after8=$(deep_after user8)
     after9=$(deep_after user9)
@@ -486,11 +489,13 @@ $CUSTOM"
         [[ $who == solo ]] && after=$after8
         [[ $who == wide ]] && after=$after9
         for page in first deep; do
+          # Under the default policy the admin caller sees no seeded row: no cursor to page from.
+          [[ $who == admin && $policy == default && $page == deep ]] && continue
           local q="limit=20"
           [[ $page == deep ]] && q="limit=20&after=$after"
-          "$BIN/loadgen" run --get --concurrency 1 --requests "$LIST_REQUESTS" --warmup 0.5 --token "$who-token" \
-            --url "$url/v1/chat/completions?$q" --label "$size, $policy policy, $who caller, $page page" \
-            --json-out "$OUT/list-$size-$policy-$who-$page.json" >>"$LIST_ROWS_MD"
+          "$BIN/loadgen" run --get --concurrency 1 --requests "${requests:-$LIST_REQUESTS}" --warmup 0.5 --token "$who-token" \
+            --url "$url/v1/chat/completions?$q" --label "${engine:+SQLite, }$size, $policy policy, $who caller, $page page" \
+            --json-out "$OUT/list-$engine$size-$policy-$who-$page.json" >>"$LIST_ROWS_MD"
           log "$(tail -n1 "$LIST_ROWS_MD")"
         done
       done
@@ -514,19 +519,77 @@ $CUSTOM"
   log "seeded $LIST_ROWS rows in $(elapsed "$t0" "$t1") s"
   list_runs "$BIG_LABEL"
 
-  {
-    for args in "list-default.yaml user7" "list-default.yaml user8" "list-custom.yaml user7" \
-      "list-default.yaml user7 $(deep_after user7)" "list-custom.yaml user7 $(deep_after user7)" \
-      "list-default.yaml user9" "list-default.yaml user9 $(deep_after user9)" "list-custom.yaml user9" \
-      "list-default.yaml admin1" "list-custom.yaml admin1" "list-custom.yaml admin1 $(deep_after user7)"; do
-      read -r cfg who after <<<"$args"
-      if [[ -n ${after:-} ]]; then page="deep page (after $after)"; else page="first page"; fi
-      echo "### ${cfg%.yaml}, caller $who, $page"
-      echo
-      "$BIN/examples/explain_list" "$OUT/$cfg" "$who" ${after:+"$after"} 2>&1 | sed 's/^/    /'
-      echo
+  explain_all() { # config prefix ("list" or "list-sqlite")
+    local prefix=$1 a7 a8 a9 policy who after page
+    a7=$(deep_after user7)
+    a8=$(deep_after user8)
+    a9=$(deep_after user9)
+    # Every caller, both policies, first page and deep page (admin: after user7's middle row).
+    for policy in default custom; do
+      for args in "user7 team $a7" "user8 solo $a8" "user9 wide $a9" "admin1 admin $a7"; do
+        read -r who label after <<<"$args"
+        for page in first deep; do
+          [[ $who == admin1 && $policy == default && $page == deep ]] && continue
+          if [[ $page == deep ]]; then
+            echo "### $prefix-$policy, $label caller ($who), deep page (after $after)"
+            echo
+            "$BIN/examples/explain_list" "$OUT/$prefix-$policy.yaml" "$who" "$after" 2>&1 | sed 's/^/    /'
+          else
+            echo "### $prefix-$policy, $label caller ($who), first page"
+            echo
+            "$BIN/examples/explain_list" "$OUT/$prefix-$policy.yaml" "$who" 2>&1 | sed 's/^/    /'
+          fi
+          echo
+        done
+      done
     done
-  } >"$OUT/explain.txt"
+  }
+  explain_all list >"$OUT/explain.txt"
+  stop_pid "$DEFAULT_PG_PID"
+  stop_pid "$CUSTOM_PG_PID"
+
+  # The same on SQLite (skip with BENCH_SKIP=list-sqlite): one database file, migrated by
+  # `ferrostack migrate`, seeded with a recursive CTE in one transaction by the sqlite3 shell.
+  if ! skipped list-sqlite && command -v sqlite3 >/dev/null; then
+    LIST_FILE="$OUT/list.sqlite"
+    for policy in default custom; do
+      sed -e '/^storage:/,/^  stores:/c\
+storage:\
+  backends:\
+    kv_default: { type: kv_sqlite, db_path: '"$LIST_FILE"' }\
+    sql_default: { type: sql_sqlite, db_path: '"$LIST_FILE"', pool_size: 4 }\
+  stores:' "$OUT/list-$policy.yaml" >"$OUT/list-sqlite-$policy.yaml"
+    done
+    "$BIN/ferrostack" migrate --config "$OUT/list-sqlite-default.yaml" >>"$OUT/migrate.out" 2>&1
+    start_ferrostack "$OUT/list-sqlite-default.yaml" list-sqlite-default
+    DEFAULT_URL=$FS_URL
+    start_ferrostack "$OUT/list-sqlite-custom.yaml" list-sqlite-custom
+    CUSTOM_URL=$FS_URL
+    LIST_SQL=(sqlite3 -batch -noheader "$LIST_FILE")
+    seed_sqlite() { # from to
+      sqlite3 -batch "$LIST_FILE" "PRAGMA busy_timeout = 60000; BEGIN;
+        WITH RECURSIVE s(g) AS (SELECT $1 UNION ALL SELECT g + 1 FROM s WHERE g < $2)
+        INSERT INTO inference_store (id, created, model, choices, input_messages, metadata, owner_principal, access_attributes)
+        SELECT 'chatcmpl-seed-' || printf('%08d', g), 1700000000 + g / 10, 'mock-model',
+          json_array(json_object('index', 0, 'finish_reason', 'stop', 'logprobs', NULL,
+            'message', json_object('role', 'assistant', 'content', 'answer ' || g || ' the quick brown fox jumps over the lazy dog'))),
+          json_array(json_object('role', 'user', 'content', 'question ' || g)),
+          NULL, 'user' || (g % 1000), json_object('teams', json_array('team' || ((g % 1000) % 100)))
+        FROM s;
+        COMMIT; ANALYZE;" >/dev/null
+    }
+    # BENCH_LIST_SQLITE_REQUESTS (default 100): requests per SQLite cell.
+    requests=${BENCH_LIST_SQLITE_REQUESTS:-$((q ? 30 : 100))}
+    seed_sqlite 1 10000
+    list_runs 10k sqlite-
+    t0=$(date +%s.%N)
+    seed_sqlite 10001 "$LIST_ROWS"
+    t1=$(date +%s.%N)
+    echo "{\"seed_big_s\": $(elapsed "$t0" "$t1"), \"rows\": $LIST_ROWS}" >"$OUT/seed-sqlite-big.json"
+    log "SQLite: seeded $LIST_ROWS rows in $(elapsed "$t0" "$t1") s"
+    list_runs "$BIG_LABEL" sqlite-
+    explain_all list-sqlite >"$OUT/explain-sqlite.txt"
+  fi
 fi
 
 # --- report ----------------------------------------------------------------------------------------
@@ -637,18 +700,22 @@ if big:
               "1,000 owners `user0..user999` (row g: owner `user(g % 1000)`, `access_attributes` `{teams: [team((g % 1000) % 100)]}`), 10 rows per second of `created`. "
               "Over HTTP against the real server (`GET /v1/chat/completions?limit=20`, static tokens), one connection, "
               "sequential requests. Callers: **team** = `user7` with `teams: [team7]` (under the default policy they see 10 owners' rows, 1% of the table), "
-              "**solo** = `user8` without attributes (own rows only, 0.1%). Custom policy: admin override, then owner only. "
+              "**solo** = `user8` without attributes (own rows only, 0.1%), **wide** = `user9` with 30 teams (30%), **admin** = `admin1` with roles [admin] "
+              "(custom policy: every row; default policy: none, so no deep page). Custom policy: admin override, then owner only. "
               "Deep page: `after` = the caller's own row in the middle of their own rows.", "",
               "| run | conns | req/s | p50 ms | p90 ms | p99 ms | max ms | first chunk p50 / p99 ms | 2xx | errors | stored rows |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n" + read("list-rows.md").strip(), ""]
     lab = big["label"]
-    for who in ("team", "solo", "wide", "admin"):
-        for pol in ("default", "custom"):
-            s, b = load(f"list-10k-{pol}-{who}-first.json"), load(f"list-{lab}-{pol}-{who}-first.json")
-            if s and b:
-                r = b['latency']['p50_ms'] / s['latency']['p50_ms']
-                goals.append((f"first page at {lab} <= 3 ms p50 and <= 1.5x of 10k ({pol} policy, {who} caller)",
-                              f"{b['latency']['p50_ms']:.2f} ms, {r:.2f}x", b['latency']['p50_ms'] <= 3 and r <= 1.5))
-    lines += [f"### EXPLAIN ANALYZE at {lab} rows", "", read("explain.txt").strip(), ""]
+    for engine, name in (("", "PostgreSQL"), ("sqlite-", "SQLite")):
+        for who in ("team", "solo", "wide", "admin"):
+            for pol in ("default", "custom"):
+                s, b = load(f"list-{engine}10k-{pol}-{who}-first.json"), load(f"list-{engine}{lab}-{pol}-{who}-first.json")
+                if s and b:
+                    r = b['latency']['p50_ms'] / s['latency']['p50_ms']
+                    goals.append((f"first page at {lab} <= 3 ms p50 and <= 1.5x of 10k ({name}, {pol} policy, {who} caller)",
+                                  f"{b['latency']['p50_ms']:.2f} ms, {r:.2f}x", b['latency']['p50_ms'] <= 3 and r <= 1.5))
+    lines += [f"### EXPLAIN ANALYZE at {lab} rows (PostgreSQL)", "", read("explain.txt").strip(), ""]
+    if read("explain-sqlite.txt").strip():
+        lines += [f"### EXPLAIN QUERY PLAN at {lab} rows (SQLite)", "", read("explain-sqlite.txt").strip(), ""]
 if goals:
     lines[6:6] = ["## Goals (issue 6) vs measured", "", "| goal | measured | met |", "|---|---|---|"] + \
         [f"| {g} | {m} | {'yes' if ok else '**no**'} |" for g, m, ok in goals] + [""]

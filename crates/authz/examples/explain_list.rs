@@ -7,20 +7,23 @@
 //! ```
 //!
 //! The caller is `PRINCIPAL` with the attributes its `static` token has in the config (none when
-//! the config has no such token). The statement is built as the inference store's list builds it
-//! (the same predicate, from [`AuthorizedTable::predicate`], the same columns, cursor and order,
-//! newest first, 20 + 1 rows).
+//! the config has no such token). The statement is the one `GET /v1/chat/completions?limit=20`
+//! runs: [`AuthorizedTable::list_sql`] with the inference store's columns, newest first, 20 + 1
+//! rows (the per-owner `UNION ALL` included when the policy folds to a few owners). PostgreSQL:
+//! `EXPLAIN (ANALYZE, BUFFERS)`; SQLite: `EXPLAIN QUERY PLAN` and the statement's time.
 #![expect(clippy::print_stdout, reason = "a diagnostic program: prints its findings")]
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ferrostack_authz::{AuthorizedTable, User};
+use ferrostack_authz::policy::Order;
+use ferrostack_authz::{AuthorizedTable, Key, User};
 use ferrostack_catalog::{Catalog, Dialect, Sql};
-use ferrostack_config::{Action, AuthProviderConfig};
+use ferrostack_config::AuthProviderConfig;
 use std::error::Error;
+use std::time::Instant;
 
-const COLUMNS: &str = "id, created, model, choices, input_messages, metadata";
+const COLUMNS: &str = "id, created, model, choices, input_messages, metadata, upstream_id";
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,33 +46,34 @@ fn main() -> Result<(), Box<dyn Error>> {
         let catalog = Catalog::open(&config.storage).await?;
         let db = catalog.sql(&backend)?;
         let table = AuthorizedTable::new(db.clone(), "inference_store", "id", "created", policy)?;
-        let predicate = || table.predicate(Action::Read, Some(&user), None);
-        let mut filter = Sql::new().push("TRUE");
-        if let Some(after) = &after {
-            let cursor = Sql::new()
-                .push("SELECT \"created\", \"id\" FROM \"inference_store\" WHERE \"id\" = ")
-                .bind(after.as_str())
-                .push(" AND ")
-                .push_sql(predicate()?);
-            filter = Sql::new()
-                .push("(")
-                .push_sql(filter)
-                .push(") AND (\"created\", \"id\") < (")
-                .push_sql(cursor)
-                .push(")");
-        }
-        let query = Sql::new()
-            .push(&format!("SELECT {COLUMNS} FROM \"inference_store\" WHERE ("))
-            .push_sql(filter)
-            .push(") AND ")
-            .push_sql(predicate()?)
-            .push(" ORDER BY \"created\" DESC, \"id\" DESC LIMIT 21");
-        println!("query: {}", query.text(Dialect::Postgres));
+        let query =
+            table.list_sql(Some(&user), COLUMNS, Sql::new(), after.as_deref().map(Key::from), 20, Order::Desc)?;
+        let dialect = db.dialect();
+        println!("query: {}", query.text(dialect));
         let binds: Vec<String> = query.binds().iter().map(|v| format!("{v:?}")).collect();
         println!("binds: {}\n", binds.join(", "));
-        let explain = Sql::new().push("EXPLAIN (ANALYZE, BUFFERS) ").push_sql(query);
-        for row in db.fetch_all(explain).await? {
-            println!("{}", row.get::<String>("QUERY PLAN")?);
+        match dialect {
+            Dialect::Postgres => {
+                let explain = Sql::new().push("EXPLAIN (ANALYZE, BUFFERS) ").push_sql(query);
+                for row in db.fetch_all(explain).await? {
+                    println!("{}", row.get::<String>("QUERY PLAN")?);
+                }
+            }
+            Dialect::Sqlite => {
+                let explain = Sql::new().push("EXPLAIN QUERY PLAN ").push_sql(query.clone());
+                for row in db.fetch_all(explain).await? {
+                    println!("{}", row.get::<String>("detail")?);
+                }
+                // One warm-up run, then the best of 5: SQLite has no EXPLAIN ANALYZE.
+                let mut rows = db.fetch_all(query.clone()).await?.len();
+                let mut best = f64::MAX;
+                for _ in 0..5 {
+                    let t = Instant::now();
+                    rows = db.fetch_all(query.clone()).await?.len();
+                    best = best.min(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                println!("{rows} rows, best of 5 runs: {best:.3} ms");
+            }
         }
         catalog.close().await;
         Ok::<(), Box<dyn Error>>(())

@@ -307,6 +307,11 @@ pub fn literal_prefix_regex(source: &str) -> Option<String> {
     Some(literal)
 }
 
+/// `p` as SQL for `dialect` over `target`'s columns (what [`compile`] renders for a policy).
+pub(super) fn render_predicate(p: &Predicate, target: &Target<'_>, dialect: Dialect) -> Sql {
+    render(p, target, dialect, Sql::new())
+}
+
 fn render(p: &Predicate, target: &Target<'_>, dialect: Dialect, sql: Sql) -> Sql {
     match p {
         Predicate::True => sql.push("TRUE"),

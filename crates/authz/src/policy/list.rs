@@ -7,9 +7,12 @@ use ferrostack_catalog::sql::dialect::quote_ident;
 use ferrostack_catalog::{Executor, Sql, Value};
 use ferrostack_config::Action;
 
-use super::compile::{OWNER_PRINCIPAL, Predicate, predicate};
+use super::compile::{OWNER_PRINCIPAL, Predicate, predicate, render_predicate};
 use super::store::{AuthorizedTable, Key, Order, Page, StoreError};
 use crate::User;
+
+/// The owners a read predicate names (sorted, distinct) and its other terms, ORed.
+type OwnerBranches = (Vec<String>, Option<Predicate>);
 
 impl AuthorizedTable {
     /// One page in (created, id) order, after the row with key `after` when given (which must be
@@ -43,6 +46,19 @@ impl AuthorizedTable {
         self.page_in(ex, None, columns, filter, after, limit, order).await
     }
 
+    /// The statement of [`AuthorizedTable::list_in`]: what it runs, for EXPLAIN and for tests.
+    pub fn list_sql(
+        &self,
+        user: Option<&User>,
+        columns: &str,
+        filter: Sql,
+        after: Option<Key>,
+        limit: u32,
+        order: Order,
+    ) -> Result<Sql, StoreError> {
+        self.page_sql(Some(user), columns, filter, after, limit, order)
+    }
+
     /// `read`: `Some(caller)` ANDs this table's read predicate for the caller; `None` adds none.
     #[expect(clippy::too_many_arguments, reason = "a page's parameters, each distinct")]
     async fn page_in(
@@ -55,6 +71,20 @@ impl AuthorizedTable {
         limit: u32,
         order: Order,
     ) -> Result<Page, StoreError> {
+        let sql = self.page_sql(read, columns, filter, after, limit, order)?;
+        Ok(Page::of(ex.fetch_all(sql).await?, limit))
+    }
+
+    /// The statement of one page: `limit + 1` rows, see [`AuthorizedTable::page_in`].
+    fn page_sql(
+        &self,
+        read: Option<Option<&User>>,
+        columns: &str,
+        filter: Sql,
+        after: Option<Key>,
+        limit: u32,
+        order: Order,
+    ) -> Result<Sql, StoreError> {
         let created = quote_ident(self.created_column());
         let id = quote_ident(self.tiebreak_column());
         let (cmp, dir) = match order {
@@ -90,45 +120,54 @@ impl AuthorizedTable {
                 .push_sql(filter)
                 .push(" ")
                 .push_sql(order_by(&created, &id));
-            return Ok(Page::of(ex.fetch_all(sql).await?, limit));
+            return Ok(sql);
         };
-        let rows = match self.readable_owners(user)? {
-            // The caller may read exactly the rows of a few owners (the default policy for a
-            // caller without attributes: their own and the unowned ones). An ORDER BY over
-            // `owner = $1 OR owner = ''` cannot use the (owner, created, id) index and walks the
-            // table instead; one ordered, limited scan per owner, merged, is O(page). Each branch
-            // is the policy's own predicate narrowed to one owner, and the owners are distinct,
-            // so no row is added or repeated.
-            Some(owners) if owners.len() > 1 => {
-                let owner_column = quote_ident(OWNER_PRINCIPAL);
-                let mut branches = Sql::new();
-                for (i, owner) in owners.into_iter().enumerate() {
-                    if i > 0 {
-                        branches = branches.push(" UNION ALL ");
-                    }
-                    branches = branches
-                        .push(&format!(
-                            "SELECT * FROM (SELECT {columns}, {created} AS page_created, {id} AS page_id FROM "
-                        ))
-                        .push_ident(self.table())
-                        .push(" WHERE (")
-                        .push_sql(filter.clone())
-                        .push(&format!(") AND {owner_column} = "))
-                        .bind(owner)
-                        .push(" ")
-                        .push_sql(order_by(&created, &id))
-                        .push(&format!(") AS branch{i}"));
-                }
-                let sql = Sql::new()
-                    .push("SELECT * FROM (")
-                    .push_sql(branches)
-                    .push(") AS page ")
-                    .push_sql(order_by("page_created", "page_id"));
-                ex.fetch_all(sql).await?
+        let Some((owners, rest)) = self.owner_branches(user)? else {
+            return self.select_sql(user, columns, filter, order_by(&created, &id));
+        };
+        // The read predicate is `owner = o1 OR ... OR owner = on [OR rest]` (the default policy:
+        // the caller's own rows, the unowned ones, and, for a caller with attributes, the rows
+        // of owners sharing one). An ORDER BY over the whole disjunction cannot use the
+        // (owner, created, id) index, and the planner sizes it by the owner terms' estimates: it
+        // walks the table newest-first, through all of it when the caller sees few rows. Instead
+        // one ordered, limited branch per owner (an index range each) and one for `rest` (minus
+        // those owners, so no row comes twice), merged: each branch gets its own plan (the GIN
+        // index for rare attribute values, a short backward scan for common ones), O(page).
+        let owner_column = quote_ident(OWNER_PRINCIPAL);
+        let branch = |i: usize, condition: Sql| {
+            Sql::new()
+                .push(&format!("SELECT * FROM (SELECT {columns}, {created} AS page_created, {id} AS page_id FROM "))
+                .push_ident(self.table())
+                .push(" WHERE (")
+                .push_sql(filter.clone())
+                .push(") AND ")
+                .push_sql(condition)
+                .push(" ")
+                .push_sql(order_by(&created, &id))
+                .push(&format!(") AS branch{i}"))
+        };
+        let mut branches = Sql::new();
+        for (i, owner) in owners.iter().enumerate() {
+            if i > 0 {
+                branches = branches.push(" UNION ALL ");
             }
-            _ => self.select_in(ex, user, columns, filter, order_by(&created, &id)).await?,
-        };
-        Ok(Page::of(rows, limit))
+            branches =
+                branches.push_sql(branch(i, Sql::new().push(&format!("{owner_column} = ")).bind(owner.as_str())));
+        }
+        if let Some(rest) = rest {
+            let condition = Sql::new()
+                .push("(")
+                .push_sql(render_predicate(&rest, &self.target(), self.db().dialect()))
+                .push(&format!(") AND {owner_column} NOT IN ("))
+                .push_bind_list(owners.iter().map(String::as_str))
+                .push(")");
+            branches = branches.push(" UNION ALL ").push_sql(branch(owners.len(), condition));
+        }
+        Ok(Sql::new()
+            .push("SELECT * FROM (")
+            .push_sql(branches)
+            .push(") AS page ")
+            .push_sql(order_by("page_created", "page_id")))
     }
 
     /// [`AuthorizedTable::list_in`] on the pool, after a row of a single-column key.
@@ -144,21 +183,32 @@ impl AuthorizedTable {
         self.list_in(&mut self.db().clone(), user, columns, filter, after.map(Key::from), limit, order).await
     }
 
-    /// The owners whose rows, and only whose rows, the caller may read, when the policy folds to
-    /// that for this caller (`None` otherwise). `''` stands for unowned rows.
-    fn readable_owners(&self, user: Option<&User>) -> Result<Option<Vec<String>>, StoreError> {
+    /// When the caller's read predicate is a disjunction naming owners (`''` for unowned rows),
+    /// possibly beside other terms: those owners, sorted and distinct, and the other terms ORed
+    /// (`None`: the owners' rows are all the caller may read). `None` when a branch per owner
+    /// would not help (no owner, or a single owner and nothing else: one index range already).
+    fn owner_branches(&self, user: Option<&User>) -> Result<Option<OwnerBranches>, StoreError> {
         let tree = predicate(self.policy(), Action::Read, self.table(), user)?;
         let Predicate::Or(items) = tree else { return Ok(None) };
         let mut owners = Vec::with_capacity(items.len());
+        let mut rest = Vec::new();
         for item in items {
             match item {
                 Predicate::OwnerIs(principal) => owners.push(principal),
                 Predicate::Unowned => owners.push(String::new()),
-                _ => return Ok(None),
+                other => rest.push(other),
             }
         }
         owners.sort();
         owners.dedup();
-        Ok(Some(owners))
+        let rest = match rest.len() {
+            0 => None,
+            1 => rest.pop(),
+            _ => Some(Predicate::Or(rest)),
+        };
+        if owners.is_empty() || (owners.len() == 1 && rest.is_none()) {
+            return Ok(None);
+        }
+        Ok(Some((owners, rest)))
     }
 }
