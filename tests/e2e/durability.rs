@@ -436,6 +436,10 @@ async fn writer_faults(pg: Postgres) {
     let (_, _, details) = send(&app, reqwest::Method::GET, "/v1/readiness", None).await;
     assert_eq!(details["writers"]["inference_store"]["status"], "stalled", "{details}");
     assert_eq!(details["writers"]["inference_store"]["queue_depth"], 1, "{details}");
+    // The stuck row's bytes are held against the byte bound until it is written.
+    let held = details["writers"]["inference_store"]["queue_bytes"].as_u64().unwrap_or_default();
+    assert!(held > 0, "{details}");
+    assert_eq!(details["writers"]["inference_store"]["queue_max_bytes"], 268_435_456, "{details}");
     locker.batch_execute("COMMIT").await.expect("unlock");
     assert_eq!(blocked.await.expect("task").expect("answer"), StatusCode::OK);
     wait_for("readyz to recover", Duration::from_secs(20), || async {

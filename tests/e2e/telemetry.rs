@@ -251,6 +251,10 @@ fn check_metrics(metrics: &[ReceivedMetric]) {
     }
     let depth = metric(metrics, "ferrostack.inference_store.queue.depth");
     assert_eq!(depth.points.first().map(|p| p.value), Some(0.0), "drained at shutdown: {depth:#?}");
+    let bytes = metric(metrics, "ferrostack.inference_store.queue.bytes");
+    assert_eq!(bytes.points.first().map(|p| p.value), Some(0.0), "no bytes held once drained: {bytes:#?}");
+    let limit = metric(metrics, "ferrostack.inference_store.queue.bytes.limit");
+    assert_eq!(limit.points.first().map(|p| p.value), Some(268_435_456.0), "{limit:#?}");
     assert!(metric(metrics, "ferrostack.inference_store.batch.size").points.iter().any(|p| p.value >= 1.0));
     metric(metrics, "ferrostack.inference_store.batches");
 

@@ -74,6 +74,23 @@ fn queue(meter: &Meter, metrics: &Arc<QueueMetrics>) {
         .build();
     let m = Arc::clone(metrics);
     meter
+        .i64_observable_up_down_counter("ferrostack.inference_store.queue.bytes")
+        .with_unit("By")
+        .with_description(
+            "Bytes charged to the write queue's byte bound: rows queued or being written, and the \
+             estimates of places reserved for requests still waiting for their upstream.",
+        )
+        .with_callback(move |o| o.observe(i64::try_from(m.queue_bytes()).unwrap_or(i64::MAX), &[]))
+        .build();
+    let m = Arc::clone(metrics);
+    meter
+        .i64_observable_gauge("ferrostack.inference_store.queue.bytes.limit")
+        .with_unit("By")
+        .with_description("The write queue's byte bound (`max_queue_bytes`).")
+        .with_callback(move |o| o.observe(i64::try_from(m.max_queue_bytes()).unwrap_or(i64::MAX), &[]))
+        .build();
+    let m = Arc::clone(metrics);
+    meter
         .u64_observable_counter("ferrostack.inference_store.rows")
         .with_unit("{row}")
         .with_description(

@@ -330,10 +330,10 @@ pub fn init(cfg: &TelemetryConfig, env: &Env) -> anyhow::Result<TelemetryGuard> 
     // treats it as TRACE and every `trace!`/`debug!` of actix, hyper and tokio on the hot path
     // is built and offered to the filters (about 11 events per relayed SSE event, 5% of a
     // stream's instructions, callgrind); with it, they stop at a level comparison.
-    let mut acceptor = tracing_subscriber::filter::filter_fn(|meta| !acceptor_quieted(meta.target()));
-    if let Some(level) = filter.max_level_hint() {
-        acceptor = acceptor.with_max_level_hint(level);
-    }
+    let max = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
+    let acceptor =
+        tracing_subscriber::filter::filter_fn(move |meta| *meta.level() <= max && !acceptor_quieted(meta.target()))
+            .with_max_level_hint(max);
     let log_layer: BoxedLayer = match cfg.log_format {
         LogFormat::Json => fmt.json().flatten_event(true).with_filter(filter).with_filter(acceptor).boxed(),
         LogFormat::Pretty => fmt.compact().with_filter(filter).with_filter(acceptor).boxed(),

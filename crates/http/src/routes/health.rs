@@ -134,6 +134,8 @@ pub(crate) async fn readiness(state: web::Data<AppState>) -> HttpResponse {
             "queue_depth": h.depth,
             "queue_capacity": h.capacity,
             "queue_available": h.available,
+            "queue_bytes": h.bytes,
+            "queue_max_bytes": h.max_bytes,
             "oldest_row_age_ms": h.oldest_age.as_millis(),
             "since_progress_ms": h.since_progress.as_millis(),
         }});
