@@ -106,7 +106,7 @@ async fn hostile(s: Scratch) {
             }
         }
     }
-    // Every hostile value but `admin` at once: a list long enough for PostgreSQL's `?|` form.
+    // Every hostile value but `admin` at once: a list long enough for PostgreSQL's JSON path form.
     let wide: Vec<String> = nasty.iter().filter(|n| *n != "admin").cloned().collect();
     assert!(wide.len() > ferrostack_authz::policy::WIDE_VALUE_LIST);
     let attacker =

@@ -42,7 +42,7 @@ pub fn tests() -> Vec<Test> {
 const PRINCIPALS: [&str; 4] = ["alice", "bob", "carol", "dave"];
 const CATEGORIES: [&str; 5] = ["roles", "teams", "projects", "namespaces", "other"];
 const VALUES: [&str; 4] = ["a", "b", "c", "d"];
-/// A long value list: more distinct values than `WIDE_VALUE_LIST`, so PostgreSQL gets the `?|`
+/// A long value list: more distinct values than `WIDE_VALUE_LIST`, so PostgreSQL gets the JSON path
 /// form of `user in owners C` (the common values first, so such lists meet the short ones).
 const WIDE_VALUES: [&str; 12] = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"];
 const IDS: [&str; 6] = ["r1", "r10", "r2", "file-1", "file-20", "x"];
