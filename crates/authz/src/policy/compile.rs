@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `user is owner` | `owner_principal = $principal` |
 //! | `resource is unowned` | `owner_principal = ''` |
-//! | `user in owners C` | `owner_principal <> ''` and the owner's `C` list holds one of the caller's `C` values (JSONB `@>` on PostgreSQL, `json_each` on SQLite) |
+//! | `user in owners C` | `owner_principal <> ''` and the owner's `C` list holds one of the caller's `C` values (on PostgreSQL one JSONB `@>` per value, or for more than [`WIDE_VALUE_LIST`] values one JSON path `@?` test; `json_each` on SQLite) |
 //! | resource `exact` | `id = $id` |
 //! | resource `type::*`, `regex:literal`, `regex:literal.*` | `left(id, n) = $prefix` / `substr(id, 1, n) = ?` |
 //! | any other `regex:re` | `($type_prefix \|\| id) ~ $translated` / `regexp(?, ? \|\| id)` (see [`super::regex_sql`]) |
@@ -49,6 +49,10 @@ pub enum CompileError {
         construct: String,
     },
 }
+
+/// Above this many values of a category, `user in owners C` is one JSON path test (`@?`) on
+/// PostgreSQL instead of one containment test (`@>`) per value.
+pub const WIDE_VALUE_LIST: usize = 8;
 
 /// Which table the predicate is for, and how to name its columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,6 +311,14 @@ pub fn literal_prefix_regex(source: &str) -> Option<String> {
     Some(literal)
 }
 
+/// `strict $."category"[*] ? (@ == "v1" || @ == "v2" ...)`: an element of the `category` array
+/// equal to one of `values`. JSON string literals are jsonpath string literals (the same escapes).
+fn json_path(category: &str, values: &[String]) -> String {
+    let literal = |s: &str| serde_json::Value::String(s.to_owned()).to_string();
+    let tests: Vec<String> = values.iter().map(|v| format!("@ == {}", literal(v))).collect();
+    format!("strict $.{}[*] ? ({})", literal(category), tests.join(" || "))
+}
+
 /// `p` as SQL for `dialect` over `target`'s columns (what [`compile`] renders for a policy).
 pub(super) fn render_predicate(p: &Predicate, target: &Target<'_>, dialect: Dialect) -> Sql {
     render(p, target, dialect, Sql::new())
@@ -325,6 +337,19 @@ fn render(p: &Predicate, target: &Target<'_>, dialect: Dialect, sql: Sql) -> Sql
             let attributes = target.column(ACCESS_ATTRIBUTES);
             let sql = sql.push("(").push(&owner).push(" <> '' AND ");
             let sql = match dialect {
+                Dialect::Postgres if values.len() > WIDE_VALUE_LIST && !values.iter().any(|v| v.contains('\0')) => {
+                    // Many values: one JSON path test, which plans in about half the time of one
+                    // containment test per value (each is estimated against the column's
+                    // statistics) and is served by the same GIN index. `strict`: only the
+                    // elements of an array count (a lone string or an object under the category
+                    // is an error, which `@?` turns into NULL: no match), and `==` between a
+                    // string and anything else is false, as for `@>`.
+                    sql.push("(")
+                        .push(&attributes)
+                        .push(" @? CAST(CAST(")
+                        .bind(Value::Text(json_path(category, values)))
+                        .push(" AS TEXT) AS jsonpath))")
+                }
                 Dialect::Postgres => {
                     // One containment test per value: each is served by the GIN index.
                     let mut sql = sql.push("(");

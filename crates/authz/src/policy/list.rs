@@ -92,6 +92,10 @@ impl AuthorizedTable {
             Order::Desc => ("<", "DESC"),
         };
         let mut filter = if filter.is_empty() { Sql::new().push("TRUE") } else { filter };
+        // The cursor row's (created, id), looked up (and its visibility checked) once per
+        // statement in a CTE: the branches below each compare with it, and a subquery of their
+        // own would be planned once per branch, read predicate included.
+        let mut with = Sql::new();
         if let Some(after) = after {
             let mut cursor = Sql::new()
                 .push(&format!("SELECT {created}, {id} FROM "))
@@ -101,19 +105,18 @@ impl AuthorizedTable {
             if let Some(user) = read {
                 cursor = cursor.push(" AND ").push_sql(self.predicate(Action::Read, user, None)?);
             }
+            with = Sql::new().push("WITH page_after AS (").push_sql(cursor).push(") ");
             filter = Sql::new()
                 .push("(")
                 .push_sql(filter)
-                .push(&format!(") AND ({created}, {id}) {cmp} ("))
-                .push_sql(cursor)
-                .push(")");
+                .push(&format!(") AND ({created}, {id}) {cmp} (SELECT {created}, {id} FROM page_after)"));
         }
         let fetch = i64::from(limit) + 1;
         let order_by = |created: &str, id: &str| {
             Sql::new().push(&format!("ORDER BY {created} {dir}, {id} {dir} LIMIT ")).bind(Value::Int(fetch))
         };
         let Some(user) = read else {
-            let sql = Sql::new()
+            let sql = with
                 .push(&format!("SELECT {columns} FROM "))
                 .push_ident(self.table())
                 .push(" WHERE ")
@@ -123,7 +126,7 @@ impl AuthorizedTable {
             return Ok(sql);
         };
         let Some((owners, rest)) = self.owner_branches(user)? else {
-            return self.select_sql(user, columns, filter, order_by(&created, &id));
+            return Ok(with.push_sql(self.select_sql(user, columns, filter, order_by(&created, &id))?));
         };
         // The read predicate is `owner = o1 OR ... OR owner = on [OR rest]` (the default policy:
         // the caller's own rows, the unowned ones, and, for a caller with attributes, the rows
@@ -163,7 +166,7 @@ impl AuthorizedTable {
                 .push(")");
             branches = branches.push(" UNION ALL ").push_sql(branch(owners.len(), condition));
         }
-        Ok(Sql::new()
+        Ok(with
             .push("SELECT * FROM (")
             .push_sql(branches)
             .push(") AS page ")

@@ -17,7 +17,8 @@ mod upsert;
 
 pub use child::ChildTable;
 pub use compile::{
-    ACCESS_ATTRIBUTES, CompileError, OWNER_PRINCIPAL, Predicate, Target, compile, literal_prefix_regex, predicate,
+    ACCESS_ATTRIBUTES, CompileError, OWNER_PRINCIPAL, Predicate, Target, WIDE_VALUE_LIST, compile,
+    literal_prefix_regex, predicate,
 };
 pub use eval::{
     DEFAULT_CATEGORIES, Resource, SQL_RECORD, condition_holds, deciding_rule, default_policy, effective, is_allowed,

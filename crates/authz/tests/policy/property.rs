@@ -42,6 +42,9 @@ pub fn tests() -> Vec<Test> {
 const PRINCIPALS: [&str; 4] = ["alice", "bob", "carol", "dave"];
 const CATEGORIES: [&str; 5] = ["roles", "teams", "projects", "namespaces", "other"];
 const VALUES: [&str; 4] = ["a", "b", "c", "d"];
+/// A long value list: more distinct values than `WIDE_VALUE_LIST`, so PostgreSQL gets the JSON path
+/// form of `user in owners C` (the common values first, so such lists meet the short ones).
+const WIDE_VALUES: [&str; 12] = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"];
 const IDS: [&str; 6] = ["r1", "r10", "r2", "file-1", "file-20", "x"];
 
 fn principal() -> impl Strategy<Value = String> {
@@ -56,11 +59,19 @@ fn value() -> impl Strategy<Value = String> {
     proptest::sample::select(&VALUES[..]).prop_map(str::to_owned)
 }
 
+fn values() -> impl Strategy<Value = Vec<String>> {
+    prop_oneof![
+        6 => proptest::collection::vec(value(), 0..3),
+        1 => proptest::sample::subsequence(&WIDE_VALUES[..], ferrostack_authz::policy::WIDE_VALUE_LIST + 1..=WIDE_VALUES.len())
+            .prop_map(|v| v.into_iter().map(str::to_owned).collect()),
+    ]
+}
+
 fn attributes() -> impl Strategy<Value = Option<BTreeMap<String, Vec<String>>>> {
     prop_oneof![
         1 => Just(None),
         1 => Just(Some(BTreeMap::new())),
-        6 => proptest::collection::btree_map(category(), proptest::collection::vec(value(), 0..3), 0..4).prop_map(Some),
+        6 => proptest::collection::btree_map(category(), values(), 0..4).prop_map(Some),
     ]
 }
 

@@ -2,7 +2,7 @@
 
 use ferrostack_authz::User;
 use ferrostack_authz::policy::{
-    CompileError, Predicate, Resource, Target, compile, default_policy, is_allowed, is_route_allowed,
+    CompileError, Predicate, Resource, Target, WIDE_VALUE_LIST, compile, default_policy, is_allowed, is_route_allowed,
     literal_prefix_regex, predicate,
 };
 use ferrostack_catalog::Dialect;
@@ -18,6 +18,7 @@ pub fn tests() -> Vec<Test> {
         Test::plain("unit_no_applying_rule_denies", || async { no_rule_denies() }),
         Test::plain("unit_route_policy", || async { routes() }),
         Test::plain("unit_default_policy_compiles_to_a_plain_or", || async { default_sql() }),
+        Test::plain("unit_default_policy_long_value_list_is_one_test", || async { wide_sql() }),
         Test::plain("unit_mixed_policy_sql_binds_everything", || async { mixed_sql() }),
         Test::plain("unit_regex_patterns", || async { regexes() }),
     ]
@@ -98,6 +99,24 @@ fn default_sql() {
     let lite = compile(&[], Action::Read, &Target::new("items", "id"), Some(&u), Dialect::Sqlite).unwrap();
     assert!(lite.text(Dialect::Sqlite).contains("json_each"), "{}", lite.text(Dialect::Sqlite));
     assert!(!lite.text(Dialect::Sqlite).contains("admin"));
+}
+
+/// Up to `WIDE_VALUE_LIST` values: one `@>` per value; more: one JSON path test, values bound.
+fn wide_sql() {
+    let names: Vec<String> = (0..=WIDE_VALUE_LIST).map(|i| format!("t{i}")).collect();
+    let values: Vec<&str> = names.iter().map(String::as_str).collect();
+    let target = Target::new("items", "id");
+    let narrow = user("u", &[("teams", &values[..WIDE_VALUE_LIST])]);
+    let text = compile(&[], Action::Read, &target, Some(&narrow), Dialect::Postgres).unwrap().text(Dialect::Postgres);
+    assert_eq!(text.matches(" @> ").count(), WIDE_VALUE_LIST, "{text}");
+    assert!(!text.contains("@?"), "{text}");
+    let wide = user("u", &[("teams", &values[..]), ("roles", &["r"])]);
+    let text = compile(&[], Action::Read, &target, Some(&wide), Dialect::Postgres).unwrap().text(Dialect::Postgres);
+    assert_eq!(text.matches(" @> ").count(), 1, "{text}");
+    assert!(text.contains("(\"access_attributes\" @? CAST(CAST($2 AS TEXT) AS jsonpath))"), "{text}");
+    let binds = format!("{:?}", compile(&[], Action::Read, &target, Some(&wide), Dialect::Postgres).unwrap().binds());
+    assert!(binds.contains(r#"strict $.\"teams\"[*] ? (@ == \"t0\" || @ == \"t1\" || "#), "{binds}");
+    assert!(!text.contains("t0"), "values are bound: {text}");
 }
 
 fn mixed_sql() {
