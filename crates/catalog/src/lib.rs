@@ -14,6 +14,7 @@
 mod catalog;
 mod error;
 mod ids;
+pub mod json;
 mod kv;
 mod migrate;
 mod pool;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use ferrostack_authz::{AuthorizedTable, StoreError, User};
+use ferrostack_catalog::json::json_size;
 use ferrostack_catalog::{Db, JsonText, Value};
 use ferrostack_config::{AccessRule, InferenceStoreConfig};
 use ferrostack_writer::{
@@ -76,24 +77,6 @@ impl WriteRow for StoredCompletion {
 /// Bytes of a metadata map as the row counts them (about its JSON text).
 fn map_size(map: &serde_json::Map<String, serde_json::Value>) -> usize {
     map.iter().map(|(k, v)| k.len() + 4 + json_size(v)).sum::<usize>() + 2
-}
-
-/// Bytes of `value` serialized as JSON, counted without building the text.
-pub(crate) fn json_size<T: serde::Serialize + ?Sized>(value: &T) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Writing to a counter cannot fail.
-    let _ = serde_json::to_writer(&mut count, value);
-    count.0
 }
 
 /// A place reserved in the inference store's write queue, held while the upstream is called:

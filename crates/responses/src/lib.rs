@@ -18,7 +18,6 @@ mod error;
 pub mod output;
 pub mod request;
 mod store;
-pub mod text;
 
 pub use error::Error;
 pub use output::{End, Translator};

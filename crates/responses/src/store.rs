@@ -101,7 +101,7 @@ pub struct ResponseStore {
 
 /// Bytes of `items` as a JSON array.
 fn items_size(items: &[Json]) -> usize {
-    2 + items.iter().map(|i| crate::text::json_size(i) + 1).sum::<usize>()
+    2 + items.iter().map(|i| ferrostack_catalog::json::json_size(i) + 1).sum::<usize>()
 }
 
 fn store_error(e: StoreError, id: &str, action: &'static str) -> Error {
@@ -149,7 +149,7 @@ impl ResponseStore {
     /// (`skeleton`: the response object before any output) are already over `max_row_bytes`
     /// ([`Error::RequestTooLarge`]), so no answer is produced, and billed, that cannot be stored.
     pub fn check_request_size(&self, input: &[Json], skeleton: &Json) -> Result<(), Error> {
-        let size = items_size(input) + crate::text::json_size(skeleton);
+        let size = items_size(input) + ferrostack_catalog::json::json_size(skeleton);
         if size > self.max_row_bytes {
             return Err(Error::RequestTooLarge { size, limit: self.max_row_bytes });
         }
@@ -171,7 +171,7 @@ impl ResponseStore {
         store: bool,
         conversation: Option<&str>,
     ) -> Result<(), Error> {
-        let size = items_size(&stored.input) + crate::text::json_size(&stored.response);
+        let size = items_size(&stored.input) + ferrostack_catalog::json::json_size(&stored.response);
         if size > self.max_row_bytes {
             return Err(Error::TooLarge { id: stored.id().to_owned(), size, limit: self.max_row_bytes });
         }

@@ -19,11 +19,11 @@ use std::future::Future;
 use actix_web::mime;
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
+use ferrostack_catalog::json::{contains_nul, replace_nul};
 use ferrostack_providers::{
     ModelRoute, RawEvent, RawEventStream, StreamAssembler, parse_chat_request, relay_chunk, relay_completion,
 };
 use futures_util::{FutureExt as _, StreamExt};
-use serde_json::Value;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
@@ -389,32 +389,6 @@ impl Drop for Relay {
         self.end(None);
         // The storing task runs on its own; its result is logged there.
         drop(self.take_store(true));
-    }
-}
-
-/// Whether a string (or key) anywhere in `value` holds a NUL character.
-fn contains_nul(value: &Value) -> bool {
-    match value {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(contains_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
-        _ => false,
-    }
-}
-
-/// Replace every NUL character in the strings of `value` (keys included) with U+FFFD.
-fn replace_nul(value: &mut Value) {
-    match value {
-        Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
-        Value::Array(items) => items.iter_mut().for_each(replace_nul),
-        Value::Object(map) => {
-            if map.keys().any(|k| k.contains('\0')) {
-                let owned = std::mem::take(map);
-                *map = owned.into_iter().map(|(k, v)| (k.replace('\0', "\u{FFFD}"), v)).collect();
-            }
-            map.values_mut().for_each(replace_nul);
-        }
-        _ => {}
     }
 }
 

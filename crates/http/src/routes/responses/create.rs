@@ -18,8 +18,8 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use ferrostack_authz::User;
+use ferrostack_catalog::json::{contains_nul, replace_nul};
 use ferrostack_providers::{ForwardHeaders, ModelRoute, StreamEvent, validate_chat_request};
-use ferrostack_responses::text::{contains_nul, replace_nul};
 use ferrostack_responses::{
     CreateRequest, End, ResponseStore, StoredResponse, Translator, chain_items, new_response_id,
 };

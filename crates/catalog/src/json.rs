@@ -1,12 +1,12 @@
-//! What the store can hold: the size of a turn as stored (`max_row_bytes`), and the NUL character,
-//! which PostgreSQL refuses in `jsonb` (a client's NUL is refused at the request; a model's is
-//! handled by the route: a JSON answer is refused as the provider's fault, a stream's NULs become
-//! U+FFFD, see docs/api.md).
+//! What the stores can hold, for JSON values: the size of a value as stored (rows are bounded by
+//! `max_row_bytes`), and the NUL character, which PostgreSQL refuses in `jsonb` and `text` (a
+//! client's NUL is refused at the request; a model's is handled by the route: a JSON answer is
+//! refused as the provider's fault, a stream's NULs become U+FFFD, see docs/api.md).
 
 use serde_json::Value;
 
 /// Bytes of `value` serialized as JSON, counted without building the text.
-pub fn json_size(value: &Value) -> usize {
+pub fn json_size<T: serde::Serialize + ?Sized>(value: &T) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
