@@ -52,26 +52,3 @@ pub fn replace_nul(value: &mut Value) {
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn size_is_the_serialized_length() {
-        let v = json!({"a": [1, "x\"y", null], "b": "é"});
-        assert_eq!(json_size(&v), serde_json::to_string(&v).map(|s| s.len()).unwrap_or_default());
-    }
-
-    #[test]
-    fn nul_is_found_and_replaced_in_values_and_keys() {
-        let mut v = json!({"output": [{"text": "a\u{0}b"}], "k\u{0}": 1, "n": 2});
-        assert!(contains_nul(&v));
-        replace_nul(&mut v);
-        assert!(!contains_nul(&v));
-        assert_eq!(v, json!({"output": [{"text": "a\u{FFFD}b"}], "k\u{FFFD}": 1, "n": 2}));
-        assert!(!contains_nul(&json!({"a": ["b", 1, true, null]})));
-    }
-}

@@ -225,24 +225,3 @@ fn push_placeholder(text: &mut String, dialect: Dialect, n: usize) {
     });
     text.push_str(&n.to_string());
 }
-
-#[cfg(test)]
-mod summary_tests {
-    use super::{Sql, Value};
-
-    #[test]
-    fn summary_reads_operation_and_table_from_the_head() {
-        let rows = (0..2000).map(|i| vec![Value::from(format!("id{i}")), Value::from(i64::from(i))]);
-        let insert = Sql::new()
-            .push("INSERT INTO \"inference_store\" (id, n) ")
-            .push_values(rows)
-            .push(" ON CONFLICT DO NOTHING");
-        assert_eq!(insert.summary(), ("INSERT".to_owned(), Some("inference_store".to_owned())));
-        let select = Sql::new().push("select id from conversations where owner = ").bind(Value::from("a"));
-        assert_eq!(select.summary(), ("SELECT".to_owned(), Some("conversations".to_owned())));
-        let update = Sql::new().push("UPDATE \"t\" SET n = ").bind(1_i64);
-        assert_eq!(update.summary(), ("UPDATE".to_owned(), Some("t".to_owned())));
-        let sub = Sql::new().push("SELECT 1 FROM (SELECT 2) AS x");
-        assert_eq!(sub.summary(), ("SELECT".to_owned(), None));
-    }
-}

@@ -1,6 +1,7 @@
 //! Pure checks: statement building, dialect helpers, value conversions, migration parity.
 
 use chrono::{DateTime, Utc};
+use ferrostack_catalog::json;
 use ferrostack_catalog::sql::dialect;
 use ferrostack_catalog::{Dialect, FromValue, Sql, Value, embedded_migrations, random_id};
 use ferrostack_testkit::Test;
@@ -25,6 +26,18 @@ pub fn tests() -> Vec<Test> {
                 let values: std::collections::BTreeSet<u8> = ids.iter().map(|id| id.as_bytes()[pos]).collect();
                 assert!(values.len() > 8, "position {pos} takes only {values:?}");
             }
+        }),
+        Test::plain("unit::json_size_is_the_serialized_length", || async {
+            let v = json!({"a": [1, "x\"y", null], "b": "é"});
+            assert_eq!(json::json_size(&v), serde_json::to_string(&v).map(|s| s.len()).unwrap_or_default());
+        }),
+        Test::plain("unit::nul_is_found_and_replaced_in_values_and_keys", || async {
+            let mut v = json!({"output": [{"text": "a\u{0}b"}], "k\u{0}": 1, "n": 2});
+            assert!(json::contains_nul(&v));
+            json::replace_nul(&mut v);
+            assert!(!json::contains_nul(&v));
+            assert_eq!(v, json!({"output": [{"text": "a\u{FFFD}b"}], "k\u{FFFD}": 1, "n": 2}));
+            assert!(!json::contains_nul(&json!({"a": ["b", 1, true, null]})));
         }),
         Test::plain("unit::placeholders_per_dialect", || async {
             let predicate = Sql::new().push("owner = ").bind("alice").push(" AND team = ").bind("a");
