@@ -458,6 +458,11 @@ pub struct InferenceStoreConfig {
     /// A writer with rows queued that commits nothing for this long is stalled: `/readyz` answers 503.
     #[serde(default = "default_stall_timeout_seconds")]
     pub stall_timeout_seconds: u64,
+    /// Group commit: how long a partial batch may wait, while another writer's batch is being
+    /// written, for that write to end (or a full batch) before it is written beside it, in
+    /// milliseconds. `0`: never wait (every writer writes whatever it took at once).
+    #[serde(default = "default_group_commit_wait_ms")]
+    pub group_commit_wait_ms: u64,
     /// Where `durability: async` rows still queued when the drain ends are saved (JSON lines) and
     /// replayed from at the next start. Default: under ferrostack's home directory, one file per
     /// database and table.
@@ -813,6 +818,10 @@ pub fn default_max_queue_bytes() -> usize {
 pub fn default_stall_timeout_seconds() -> u64 {
     30
 }
+/// Default longest wait of a partial batch for another writer's batch (group commit).
+pub fn default_group_commit_wait_ms() -> u64 {
+    20
+}
 /// Default log filter.
 pub fn default_log_level() -> String {
     "info".to_owned()
@@ -870,6 +879,7 @@ fn default_inference_store() -> Option<InferenceStoreConfig> {
         max_batch_bytes: default_max_batch_bytes(),
         max_row_bytes: default_max_row_bytes(),
         stall_timeout_seconds: default_stall_timeout_seconds(),
+        group_commit_wait_ms: default_group_commit_wait_ms(),
         spill_path: None,
     })
 }

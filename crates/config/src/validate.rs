@@ -271,6 +271,7 @@ impl<'a> Validator<'a> {
         let row_bytes = if (1_024..=batch_bytes).contains(&r.max_row_bytes) { r.max_row_bytes } else { 1_024 };
         self.range(&join(&path, "max_queue_bytes"), r.max_queue_bytes, row_bytes..=MAX_QUEUE_BYTES, "bytes");
         self.range(&join(&path, "stall_timeout_seconds"), r.stall_timeout_seconds, 1..=3_600, "seconds");
+        self.range(&join(&path, "group_commit_wait_ms"), r.group_commit_wait_ms, 0..=10_000, "ms");
         if r.spill_path.as_deref().is_some_and(|p| p.trim().is_empty()) {
             self.problem(join(&path, "spill_path"), "must not be empty (leave it out for the default)");
         }

@@ -64,6 +64,7 @@ async fn queued(db: &Db, rows: usize, producers: usize, batch: usize, writers: u
         max_batch_bytes: ferrostack_config::default_max_batch_bytes(),
         max_row_bytes: ferrostack_config::default_max_row_bytes(),
         stall_timeout_seconds: ferrostack_config::default_stall_timeout_seconds(),
+        group_commit_wait_ms: ferrostack_config::default_group_commit_wait_ms(),
         spill_path: None,
     };
     let (store, w) = InferenceStore::start(db.clone(), &config, Vec::new())?;

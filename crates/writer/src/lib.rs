@@ -106,6 +106,8 @@ pub struct WriterConfig {
     pub max_row_bytes: usize,
     /// Time without progress, with rows queued, after which the writer reports itself stalled.
     pub stall_timeout: Duration,
+    /// Group commit: longest wait of a partial batch for another writer's batch to be written.
+    pub group_commit_wait: Duration,
     /// Where `durability: async` rows left at shutdown are spilled; `None`: they are logged and
     /// lost.
     pub spill_path: Option<PathBuf>,
@@ -125,6 +127,7 @@ impl From<&ferrostack_config::InferenceStoreConfig> for WriterConfig {
             max_batch_bytes: c.max_batch_bytes.max(1),
             max_row_bytes: c.max_row_bytes.max(1),
             stall_timeout: Duration::from_secs(c.stall_timeout_seconds.max(1)),
+            group_commit_wait: Duration::from_millis(c.group_commit_wait_ms),
             // The default path depends on where the database is; the store sets it.
             spill_path: c.spill_path.as_deref().map(PathBuf::from),
         }

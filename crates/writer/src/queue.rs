@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrostack_authz::User;
@@ -101,8 +101,13 @@ pub(crate) struct Shared<R> {
     commit_timeout: Duration,
     spill_path: Option<PathBuf>,
     pub(crate) metrics: Arc<QueueMetrics>,
-    /// Notified whenever a batch finishes (for `flush` and `shutdown`).
+    /// Notified whenever a batch finishes (for `flush` and `shutdown`, and for a writer holding
+    /// a partial batch while another one writes).
     progress: Notify,
+    /// Writers with a batch being written.
+    writing: AtomicUsize,
+    /// See [`fill_while_another_writes`].
+    group_commit_wait: Duration,
 }
 
 impl<R> Shared<R> {
@@ -255,6 +260,8 @@ impl<R: WriteRow> Writer<R> {
             spill_path: config.spill_path.clone(),
             metrics,
             progress: Notify::new(),
+            writing: AtomicUsize::new(0),
+            group_commit_wait: config.group_commit_wait,
         });
         let capacity = config.capacity.clamp(1, Semaphore::MAX_PERMITS) as u64;
         shared.metrics.capacity.store(capacity, Ordering::Relaxed);
@@ -639,6 +646,9 @@ async fn run_writer<R: WriteRow>(n: usize, shared: &Shared<R>, cancel: &Cancella
             if received == 0 {
                 return batch;
             }
+            if !fill_while_another_writes(shared, &mut *rx, &mut batch, cancel).await {
+                return batch;
+            }
             carried.extend(batch.drain(..));
         }
         // Up to `batch_size` rows and `max_batch_bytes` bytes, at least one row.
@@ -683,12 +693,60 @@ async fn run_writer<R: WriteRow>(n: usize, shared: &Shared<R>, cancel: &Cancella
         );
         let tally = Tally::default();
         span.record("batch.bytes", i64::try_from(bytes).unwrap_or(i64::MAX));
+        shared.writing.fetch_add(1, Ordering::AcqRel);
         let result = write_batch(shared, batch, cancel, &tally).instrument(span.clone()).await;
+        shared.writing.fetch_sub(1, Ordering::AcqRel);
         tally.record(&span, result.is_err());
         shared.progress.notify_waiters();
         if let Err(mut unfinished) = result {
             unfinished.extend(carried);
             return unfinished;
+        }
+    }
+}
+
+/// Group commit: while another writer has a batch in flight, a partial batch keeps taking rows
+/// until it is full or that write ends, instead of going to the database beside it. Each batch
+/// is a round trip and a commit (a WAL flush) on the database, whose cost per batch is far
+/// above its cost per row: with four writers each taking whatever was queued, batches of ~5
+/// rows cost PostgreSQL twice the CPU per stored row of batches of ~100 (docs/benchmarks.md).
+/// A row that finds no write in flight goes at once, so one request at a time waits no longer
+/// than before; a second writer joins in parallel when a full batch is waiting, or after
+/// `group_commit_wait_ms` (a write held up, by a row lock say, does not hold the others). `false`
+/// when cancelled (the rows taken stay in `batch`); a closed queue writes what was taken.
+async fn fill_while_another_writes<R>(
+    shared: &Shared<R>,
+    rx: &mut mpsc::UnboundedReceiver<Item<R>>,
+    batch: &mut Vec<Item<R>>,
+    cancel: &CancellationToken,
+) -> bool {
+    if shared.group_commit_wait.is_zero() {
+        return true;
+    }
+    let deadline = tokio::time::sleep(shared.group_commit_wait);
+    tokio::pin!(deadline);
+    loop {
+        if batch.len() >= shared.batch_size {
+            return true;
+        }
+        // Enabled before the check, so a write that ends in between is not missed.
+        let finished = shared.progress.notified();
+        tokio::pin!(finished);
+        finished.as_mut().enable();
+        if shared.writing.load(Ordering::Acquire) == 0 {
+            return true;
+        }
+        let room = shared.batch_size - batch.len();
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return false,
+            () = &mut finished => return true,
+            () = &mut deadline => return true,
+            received = rx.recv_many(batch, room) => {
+                if received == 0 {
+                    return true;
+                }
+            }
         }
     }
 }

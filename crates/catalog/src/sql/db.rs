@@ -172,6 +172,10 @@ impl Db {
                         for (text, _) in &prepared {
                             statements.push(conn.prepare(text).await?);
                         }
+                        if let ([stmt], [(_, values)]) = (statements.as_slice(), prepared.as_slice()) {
+                            // One statement is atomic on its own: no BEGIN and COMMIT round trips.
+                            return Ok(vec![conn.client().execute(stmt, &postgres::params(values)).await?]);
+                        }
                         let tx = conn.client().transaction().await?;
                         let mut counts = Vec::with_capacity(prepared.len());
                         for (stmt, (_, values)) in statements.iter().zip(&prepared) {

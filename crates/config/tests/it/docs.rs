@@ -87,6 +87,7 @@ fn defaults_match_the_code() {
     documents(d, "Store fields", "max_row_bytes", fc::default_max_row_bytes());
     documents(d, "Store fields", "max_queue_bytes", fc::default_max_queue_bytes());
     documents(d, "Store fields", "stall_timeout_seconds", fc::default_stall_timeout_seconds());
+    documents(d, "Store fields", "group_commit_wait_ms", fc::default_group_commit_wait_ms());
 
     documents(d, "`telemetry`", "log_level", fc::default_log_level());
 

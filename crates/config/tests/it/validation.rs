@@ -113,6 +113,7 @@ fn each_rule() {
         ("row over batch", "/storage/stores/inference/max_row_bytes", json!(33_554_432), "storage.stores.inference.max_row_bytes", vec!["between 1024 and 16777216 bytes", "got 33554432"]),
         ("queue bytes under a row", "/storage/stores/inference/max_queue_bytes", json!(1_048_576), "storage.stores.inference.max_queue_bytes", vec!["between 16777216 and 68719476736 bytes", "got 1048576"]),
         ("stall 0", "/storage/stores/responses/stall_timeout_seconds", json!(0), "storage.stores.responses.stall_timeout_seconds", vec!["between 1 and 3600 seconds", "got 0"]),
+        ("group commit wait", "/storage/stores/inference/group_commit_wait_ms", json!(10_001), "storage.stores.inference.group_commit_wait_ms", vec!["between 0 and 10000 ms", "got 10001"]),
         ("spill path empty", "/storage/stores/inference/spill_path", json!(" "), "storage.stores.inference.spill_path", vec!["must not be empty"]),
         ("unknown store backend", "/storage/stores/conversations/backend", json!("nope"), "storage.stores.conversations.backend", vec!["unknown backend 'nope'", "backends defined: kv, kvpg, pg, sql"]),
         ("inference on kv", "/storage/stores/inference/backend", json!("kv"), "storage.stores.inference.backend", vec!["store 'inference' needs a sql_* backend, but 'kv' is kv_sqlite"]),

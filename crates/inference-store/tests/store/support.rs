@@ -117,6 +117,7 @@ pub fn config(queue: usize, writers: usize, batch: usize, durability: Durability
         max_batch_bytes: 16 * 1024 * 1024,
         max_row_bytes: 16 * 1024 * 1024,
         stall_timeout_seconds: 30,
+        group_commit_wait_ms: 20,
         spill_path: None,
     }
 }

@@ -34,6 +34,9 @@ pub fn tests() -> Vec<Test> {
     t.push(Test::postgres("postgres::write::shutdown_grace_ends", |pg| async move {
         shutdown_grace_ends(Env::postgres(&pg).await).await;
     }));
+    t.push(Test::postgres("postgres::write::group_commit", |pg| async move {
+        group_commit(Env::postgres(&pg).await).await;
+    }));
     t
 }
 
@@ -278,4 +281,81 @@ async fn shutdown_grace_ends(env: Env) {
     locker.batch_execute("COMMIT").await.unwrap();
     assert_eq!(store.metrics().rows_failed(), 5);
     assert!(matches!(store.store(completion("late", 1, "m"), Some(&alice)).await, Err(Error::ShuttingDown)));
+}
+
+/// Sessions of this database waiting for a lock (writers held up by the test's table lock).
+/// Asked on a connection outside any transaction: a transaction sees one snapshot of the
+/// sessions' activity, taken at its first look.
+async fn lock_waiters(watcher: &tokio_postgres::Client) -> i64 {
+    watcher
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Group commit with four writers: while one batch is being written, the rows that come in
+/// gather into the next batch instead of going beside it; a second writer joins only when a
+/// full batch waits, or when the partial one has waited `group_commit_wait_ms`.
+async fn group_commit(env: Env) {
+    let locker = env.pg.as_ref().unwrap().client().await;
+    let watcher = env.pg.as_ref().unwrap().client().await;
+    let alice = user("alice");
+    let waiting_for = |n: i64| {
+        let watcher = &watcher;
+        move || async move { (lock_waiters(watcher).await >= n).then_some(()) }
+    };
+
+    // A partial batch waits for the write in flight (the wait is long here, so only the end
+    // of that write lets it go).
+    let mut c = config(100, 4, 256, Durability::Async);
+    c.group_commit_wait_ms = 60_000;
+    let (store, _writers) = env.start(&c);
+    locker.batch_execute("BEGIN; LOCK TABLE inference_store IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    store.store(completion("first", 0, "m"), Some(&alice)).await.unwrap();
+    wait_for("the first batch waits for the lock", Duration::from_secs(10), waiting_for(1)).await;
+    for i in 0..10 {
+        store.store(completion(&format!("gc{i:02}"), i, "m"), Some(&alice)).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(lock_waiters(&watcher).await, 1, "the rows that came in are held, not written beside the first batch");
+    locker.batch_execute("COMMIT").await.unwrap();
+    flush(&store).await;
+    let m = store.metrics();
+    assert_eq!(m.rows_written(), 11);
+    assert_eq!(m.batches_written(), 2, "the ten rows went as one batch after the first");
+
+    // A full batch does not wait: with batches of 4, eight rows behind a held write are two
+    // more writers' batches, written beside it.
+    let mut c = config(100, 4, 4, Durability::Async);
+    c.group_commit_wait_ms = 60_000;
+    let (store, _writers) = env.start(&c);
+    locker.batch_execute("BEGIN; LOCK TABLE inference_store IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    store.store(completion("full0", 0, "m"), Some(&alice)).await.unwrap();
+    wait_for("the first batch waits for the lock", Duration::from_secs(10), waiting_for(1)).await;
+    for i in 0..8 {
+        store.store(completion(&format!("full{:02}", i + 1), i, "m"), Some(&alice)).await.unwrap();
+    }
+    wait_for("two full batches are written beside the first", Duration::from_secs(10), waiting_for(3)).await;
+    locker.batch_execute("COMMIT").await.unwrap();
+    flush(&store).await;
+    assert_eq!(store.metrics().rows_written(), 9);
+
+    // The wait is bounded: a partial batch behind a write held up goes after
+    // `group_commit_wait_ms`.
+    let mut c = config(100, 4, 256, Durability::Async);
+    c.group_commit_wait_ms = 50;
+    let (store, _writers) = env.start(&c);
+    locker.batch_execute("BEGIN; LOCK TABLE inference_store IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    store.store(completion("held", 0, "m"), Some(&alice)).await.unwrap();
+    wait_for("the first batch waits for the lock", Duration::from_secs(10), waiting_for(1)).await;
+    store.store(completion("behind", 1, "m"), Some(&alice)).await.unwrap();
+    wait_for("the partial batch is written after its wait", Duration::from_secs(10), waiting_for(2)).await;
+    locker.batch_execute("COMMIT").await.unwrap();
+    flush(&store).await;
+    assert_eq!(store.metrics().rows_written(), 2);
+    assert_eq!(env.count().await, 11 + 9 + 2);
 }
