@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrostack_authz::User;
@@ -108,6 +108,13 @@ pub(crate) struct Shared<R> {
     writing: AtomicUsize,
     /// See [`fill_while_another_writes`].
     group_commit_wait: Duration,
+    /// Rows sent to the channel and not yet taken by a writer (counted after the send, so it can
+    /// be below zero for a moment).
+    queued: AtomicIsize,
+    /// Rows a writer gathering a partial batch still needs for a full one (`usize::MAX`: none
+    /// is gathering); a producer that brings the channel to it wakes that writer (`backlog`).
+    need: AtomicIsize,
+    backlog: Notify,
 }
 
 impl<R> Shared<R> {
@@ -262,6 +269,9 @@ impl<R: WriteRow> Writer<R> {
             progress: Notify::new(),
             writing: AtomicUsize::new(0),
             group_commit_wait: config.group_commit_wait,
+            queued: AtomicIsize::new(0),
+            need: AtomicIsize::new(isize::MAX),
+            backlog: Notify::new(),
         });
         let capacity = config.capacity.clamp(1, Semaphore::MAX_PERMITS) as u64;
         shared.metrics.capacity.store(capacity, Ordering::Relaxed);
@@ -480,6 +490,7 @@ impl<R: WriteRow> Writers<R> {
             let mut rx = shared.rx.lock().await;
             rx.close();
             while let Ok(item) = rx.try_recv() {
+                shared.queued.fetch_sub(1, Ordering::AcqRel);
                 left.push(item);
             }
         }
@@ -621,7 +632,14 @@ impl<R: WriteRow> Shared<R> {
             _permit: permit,
             _charge: charge,
         };
-        self.tx.send(item).map_err(drop)
+        self.tx.send(item).map_err(drop)?;
+        // Counted once it can be received: a writer that sees the count reach what it needs
+        // finds the rows in the channel.
+        let queued = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
+        if queued >= self.need.load(Ordering::Acquire) {
+            self.backlog.notify_one();
+        }
+        Ok(())
     }
 }
 
@@ -646,6 +664,7 @@ async fn run_writer<R: WriteRow>(n: usize, shared: &Shared<R>, cancel: &Cancella
             if received == 0 {
                 return batch;
             }
+            shared.queued.fetch_sub(isize::try_from(received).unwrap_or(isize::MAX), Ordering::AcqRel);
             if !fill_while_another_writes(shared, &mut *rx, &mut batch, cancel).await {
                 return batch;
             }
@@ -725,28 +744,54 @@ async fn fill_while_another_writes<R>(
     }
     let deadline = tokio::time::sleep(shared.group_commit_wait);
     tokio::pin!(deadline);
-    loop {
-        if batch.len() >= shared.batch_size {
-            return true;
-        }
+    let filled = loop {
         // Enabled before the check, so a write that ends in between is not missed.
         let finished = shared.progress.notified();
         tokio::pin!(finished);
         finished.as_mut().enable();
-        if shared.writing.load(Ordering::Acquire) == 0 {
-            return true;
+        if batch.len() >= shared.batch_size || shared.writing.load(Ordering::Acquire) == 0 {
+            break true;
         }
-        let room = shared.batch_size - batch.len();
-        tokio::select! {
-            biased;
-            () = cancel.cancelled() => return false,
-            () = &mut finished => return true,
-            () = &mut deadline => return true,
-            received = rx.recv_many(batch, room) => {
-                if received == 0 {
-                    return true;
+        // What is already in the channel, without waiting (and without a wake-up per row).
+        loop {
+            if batch.len() >= shared.batch_size {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(item) => {
+                    shared.queued.fetch_sub(1, Ordering::AcqRel);
+                    batch.push(item);
                 }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return true,
             }
         }
+        if batch.len() >= shared.batch_size {
+            break true;
+        }
+        // Woken by a producer once a full batch waits, not by every row.
+        let backlog = shared.backlog.notified();
+        tokio::pin!(backlog);
+        backlog.as_mut().enable();
+        let need = isize::try_from(shared.batch_size - batch.len()).unwrap_or(isize::MAX);
+        shared.need.store(need, Ordering::Release);
+        if shared.queued.load(Ordering::Acquire) >= need {
+            continue;
+        }
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break false,
+            () = &mut finished => break true,
+            () = &mut deadline => break true,
+            () = &mut backlog => {}
+        }
+    };
+    shared.need.store(isize::MAX, Ordering::Release);
+    // Whatever else came in meanwhile goes too (up to a full batch).
+    while filled && batch.len() < shared.batch_size {
+        let Ok(item) = rx.try_recv() else { break };
+        shared.queued.fetch_sub(1, Ordering::AcqRel);
+        batch.push(item);
     }
+    filled
 }

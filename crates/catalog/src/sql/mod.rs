@@ -223,5 +223,6 @@ fn push_placeholder(text: &mut String, dialect: Dialect, n: usize) {
         Dialect::Postgres => '$',
         Dialect::Sqlite => '?',
     });
-    text.push_str(&n.to_string());
+    // Written in place: a `to_string` here was an allocation per bound value of every statement.
+    let _ = std::fmt::Write::write_fmt(text, format_args!("{n}"));
 }
