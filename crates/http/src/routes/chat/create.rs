@@ -194,6 +194,7 @@ async fn relay_stream(
         lifecycle: state.lifecycle.clone(),
         over: false,
         stashed: None,
+        started: false,
     };
     let body = futures_util::stream::unfold(relay, |mut relay| async move {
         let frame = relay.next_frame().await?;
@@ -230,6 +231,8 @@ struct Relay {
     over: bool,
     /// What the look-ahead of the last frame found after its events (see [`Relay::next_frame`]).
     stashed: Option<Stashed>,
+    /// The first event went out (it goes alone, see [`Relay::next_frame`]).
+    started: bool,
 }
 
 /// Found by the look-ahead, handled by the next call of [`Relay::next_frame`].
@@ -277,7 +280,12 @@ impl Relay {
                 // connection's task; without this look-ahead every event was its own frame and
                 // its own send to the client (51 sends per 52-event stream, `strace -c -f`).
                 // Yielding once lets the connection's task hand over the next event if it has
-                // it; when it does not, the frame goes out at once (no waiting for more).
+                // it; when it does not, the frame goes out at once (no waiting for more). The
+                // first event goes alone: the time to the first token is what a streaming
+                // client waits on.
+                if !std::mem::replace(&mut self.started, true) {
+                    return Some(Bytes::from(frame));
+                }
                 while frame.len() < MAX_FRAME_BYTES {
                     tokio::task::yield_now().await;
                     match self.events.next().now_or_never() {
