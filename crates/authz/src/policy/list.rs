@@ -20,6 +20,9 @@ type OwnerBranches = (Vec<String>, Option<Predicate>);
 /// with that many values is better served by one walk in (created, id) order.
 const MAX_SQLITE_LIST_ARMS: usize = 100;
 
+/// The alias of the side table of attribute values in a list's arms.
+const LISTED_VALUE: &str = "listed_value";
+
 /// SQLite: a read predicate as the arms of a list driven by the side table of attribute values
 /// (see [`super::access_values`]).
 #[derive(Debug)]
@@ -310,19 +313,21 @@ impl AuthorizedTable {
         Ok(Some(SidePlan { owners, driven, others }))
     }
 
-    /// SQLite: one page from the arms of `plan`, each an ordered, limited range of keys: an
-    /// owner's on the (owner, created, key) index, an attribute value's on the side table's
-    /// primary key (category, value, created, key), the rest walking the table in order. The
-    /// arms' keys are merged (`UNION`: a row several arms find comes once), the first
-    /// `limit + 1` kept, and only their rows are read:
+    /// SQLite: one page from the arms of `plan`, each an ordered range of keys: an owner's on
+    /// the (owner, created, key) index and the rest walking the table in order, each limited to
+    /// `limit + 1`; an attribute value's on the side table's primary key (category, value,
+    /// created, key), read lazily. The arms' keys are merged in order (`UNION`: a row several
+    /// arms find comes once), the first `limit + 1` kept, and only their rows are read:
     ///
     /// ```sql
-    /// WITH [page_after AS (<cursor row>),] page_keys AS (
+    /// WITH [page_after AS MATERIALIZED (<cursor row>),] page_keys AS (
     ///   SELECT * FROM (SELECT created AS page_created, id AS page_id FROM t
     ///                  WHERE (<filter>) AND owner_principal = $1 ORDER BY .. LIMIT $n) AS arm0
-    ///   UNION SELECT * FROM (SELECT row_created, row_key FROM t_access_values
-    ///                  WHERE attribute_category = $2 AND attribute_value = $3 ORDER BY .. LIMIT $n) AS arm1
-    ///   ... ORDER BY page_created DESC, page_id DESC LIMIT $n)
+    ///   UNION ...
+    ///   UNION SELECT listed_value.row_created AS page_created, listed_value.row_key AS page_id
+    ///         FROM t_access_values AS listed_value
+    ///         WHERE listed_value.attribute_category = $2 AND listed_value.attribute_value = $3
+    ///   UNION ... ORDER BY page_created DESC, page_id DESC LIMIT $n)
     /// SELECT <columns> FROM page_keys CROSS JOIN t ON t.id = page_keys.page_id ORDER BY ..
     /// ```
     ///
@@ -344,7 +349,7 @@ impl AuthorizedTable {
         let key = quote_ident(self.tiebreak_column());
         let owner = quote_ident(OWNER_PRINCIPAL);
         let side = quote_ident(&access_values_table(self.table()));
-        let side_column = |c: &str| format!("{side}.{c}");
+        let side_column = |c: &str| format!("{LISTED_VALUE}.{c}");
         let (cmp, dir) = match order {
             Order::Asc => (">", "ASC"),
             Order::Desc => ("<", "DESC"),
@@ -354,9 +359,10 @@ impl AuthorizedTable {
         let cursor = match after {
             Some(after) => {
                 // The cursor row's (created, key), if the caller may read it (else no arm has
-                // a row after it: an empty page).
+                // a row after it: an empty page). Materialized: looked up, and its visibility
+                // checked, once, not once per arm (SQLite would inline it in each).
                 sql = sql
-                    .push(&format!("page_after AS (SELECT {created}, {key} FROM {table} WHERE "))
+                    .push(&format!("page_after AS MATERIALIZED (SELECT {created}, {key} FROM {table} WHERE "))
                     .push_sql(self.key_filter(after)?)
                     .push(" AND ")
                     .push_sql(self.predicate(Action::Read, user, None)?)
@@ -382,7 +388,10 @@ impl AuthorizedTable {
             }
             arm.push_sql(order_by(&created, &key))
         };
+        // Arms with an ORDER BY and LIMIT of their own (wrapped in a subquery) and arms over
+        // the side table, ordered by its key.
         let mut arms = Vec::new();
+        let mut value_arms = Vec::new();
         for principal in &plan.owners {
             arms.push(table_arm(Sql::new().push(&format!("{owner} = ")).bind(principal.as_str())));
         }
@@ -390,8 +399,9 @@ impl AuthorizedTable {
         for driven in &plan.driven {
             for value in &driven.values {
                 let (row_created, row_key) = (side_column(ROW_CREATED), side_column(ROW_KEY));
-                let mut arm =
-                    Sql::new().push(&format!("SELECT {row_created} AS page_created, {row_key} AS page_id FROM {side}"));
+                let mut arm = Sql::new().push(&format!(
+                    "SELECT {row_created} AS page_created, {row_key} AS page_id FROM {side} AS {LISTED_VALUE}"
+                ));
                 if filter.is_some() || driven.rest.is_some() {
                     arm = arm.push(&format!(" CROSS JOIN {table} ON {table}.{key} = {row_key}"));
                 }
@@ -409,7 +419,10 @@ impl AuthorizedTable {
                 if let Some(rest) = &driven.rest {
                     arm = arm.push(" AND ").push_sql(render_predicate(rest, &target, Dialect::Sqlite));
                 }
-                arms.push(arm.push_sql(order_by(&row_created, &row_key)));
+                // No ORDER BY / LIMIT of its own: the compound's ORDER BY is the side table's
+                // key order, so SQLite reads this arm lazily as it merges (an arm with a LIMIT
+                // would be read and sorted whole first), rows up to the page's end and no more.
+                value_arms.push(arm);
             }
         }
         if let Some(others) = &plan.others {
@@ -418,11 +431,15 @@ impl AuthorizedTable {
             ));
         }
         sql = sql.push("page_keys AS (");
-        for (i, arm) in arms.into_iter().enumerate() {
+        let wrapped = arms
+            .into_iter()
+            .enumerate()
+            .map(|(i, arm)| Sql::new().push("SELECT * FROM (").push_sql(arm).push(&format!(") AS arm{i}")));
+        for (i, arm) in wrapped.chain(value_arms).enumerate() {
             if i > 0 {
                 sql = sql.push(" UNION ");
             }
-            sql = sql.push("SELECT * FROM (").push_sql(arm).push(&format!(") AS arm{i}"));
+            sql = sql.push_sql(arm);
         }
         Ok(sql.push_sql(order_by("page_created", "page_id")).push(&format!(
             ") SELECT {columns} FROM page_keys CROSS JOIN {table} ON {table}.{key} = page_keys.page_id ORDER BY \
