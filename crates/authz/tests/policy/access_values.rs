@@ -31,6 +31,7 @@ pub fn tests() -> Vec<Test> {
         Test::plain("access_values::migration_is_the_generators_ddl", || async { migration_is_generated() }),
         Test::plain("access_values::every_tenant_table_has_one", || async { every_tenant_table().await }),
         Test::plain("access_values::rows_before_the_migration_are_backfilled", || async { backfill().await }),
+        Test::plain("access_values::many_values_walk_the_table_in_order", || async { many_values().await }),
         Test::plain("access_values::shared_rows_follow_their_attributes::inference_store", || async {
             follow("inference_store", "created", None).await;
         }),
@@ -217,5 +218,30 @@ async fn follow(name: &str, created: &str, tiebreak: Option<&str>) {
     table.delete_one(Some(&alice), "r1").await.unwrap();
     assert_eq!(ids(&table, &bob, 10).await, Vec::<String>::new());
     assert_eq!(side_rows(&db, name).await, [("teams".to_owned(), "blue".to_owned())], "eve's row alone");
+    catalog.close().await;
+}
+
+/// A caller with more values than a list splits into arms: one walk in order with the per-row
+/// probe, the same rows.
+async fn many_values() {
+    let (catalog, db, _dir) = migrated().await;
+    let table = AuthorizedTable::new(db.clone(), "inference_store", "id", "created", Arc::from(Vec::new())).unwrap();
+    let alice = user("alice", &[("teams", &["red"])]);
+    let carol = user("carol", &[("teams", &["green"])]);
+    table.insert(Some(&alice), &COMPLETION, vec![completion("a1", 1), completion("a2", 3)]).await.unwrap();
+    table.insert(Some(&carol), &COMPLETION, vec![completion("c1", 2)]).await.unwrap();
+    let names: Vec<String> = (0..150).map(|i| format!("team{i}")).chain(["red".to_owned()]).collect();
+    let values: Vec<&str> = names.iter().map(String::as_str).collect();
+    let many = user("bob", &[("teams", &values)]);
+    let few = user("bob", &[("teams", &["red", "team1"])]);
+    let text = |caller: &User| {
+        let sql = table.list_sql(Some(caller), "id", Sql::new(), None, 10, Order::Desc).unwrap();
+        sql.text(ferrostack_catalog::Dialect::Sqlite)
+    };
+    assert!(text(&few).contains("listed_value"), "few values: one arm per value");
+    assert!(!text(&many).contains("listed_value"), "151 values: no arm per value");
+    assert_eq!(ids(&table, &many, 10).await, ["a2", "a1"]);
+    assert_eq!(ids(&table, &few, 10).await, ["a2", "a1"]);
+    assert_eq!(ids(&table, &many, 1).await, ["a2"]);
     catalog.close().await;
 }
