@@ -234,12 +234,17 @@ async fn many_values() {
     let values: Vec<&str> = names.iter().map(String::as_str).collect();
     let many = user("bob", &[("teams", &values)]);
     let few = user("bob", &[("teams", &["red", "team1"])]);
+    // 95 values and bob's own and the unowned rows: 97 arms, just under the limit.
+    let near: Vec<&str> = values[56..].to_vec();
+    let near = user("bob", &[("teams", &near)]);
     let text = |caller: &User| {
         let sql = table.list_sql(Some(caller), "id", Sql::new(), None, 10, Order::Desc).unwrap();
         sql.text(ferrostack_catalog::Dialect::Sqlite)
     };
     assert!(text(&few).contains("listed_value"), "few values: one arm per value");
     assert!(!text(&many).contains("listed_value"), "151 values: no arm per value");
+    assert!(text(&near).contains("listed_value"), "95 values: one arm per value");
+    assert_eq!(ids(&table, &near, 10).await, ["a2", "a1"]);
     assert_eq!(ids(&table, &many, 10).await, ["a2", "a1"]);
     assert_eq!(ids(&table, &few, 10).await, ["a2", "a1"]);
     assert_eq!(ids(&table, &many, 1).await, ["a2"]);
