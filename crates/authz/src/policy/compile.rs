@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `user is owner` | `owner_principal = $principal` |
 //! | `resource is unowned` | `owner_principal = ''` |
-//! | `user in owners C` | `owner_principal <> ''` and the owner's `C` list holds one of the caller's `C` values (on PostgreSQL one JSONB `@>` per value, or for more than [`WIDE_VALUE_LIST`] values one JSON path `@?` test; `json_each` on SQLite) |
+//! | `user in owners C` | `owner_principal <> ''` and the owner's `C` list holds one of the caller's `C` values (on PostgreSQL one JSONB `@>` per value, or for more than [`WIDE_VALUE_LIST`] values one JSON path `@?` test; on SQLite an `EXISTS` probe of the table's side table of attribute values, see [`super::access_values`]) |
 //! | resource `exact` | `id = $id` |
 //! | resource `type::*`, `regex:literal`, `regex:literal.*` | `left(id, n) = $prefix` / `substr(id, 1, n) = ?` |
 //! | any other `regex:re` | `($type_prefix \|\| id) ~ $translated` / `regexp(?, ? \|\| id)` (see [`super::regex_sql`]) |
@@ -22,6 +22,7 @@
 use ferrostack_catalog::{Dialect, Sql, Value};
 use ferrostack_config::{AccessRule, Action, Condition, Conditions, Effect, ResourcePattern};
 
+use super::access_values::{ATTRIBUTE_CATEGORY, ATTRIBUTE_VALUE, ROW_KEY, access_values_table};
 use super::eval::{SQL_RECORD, effective};
 use super::regex_sql::{SqlRegex, translate};
 use crate::User;
@@ -50,6 +51,9 @@ pub enum CompileError {
     },
 }
 
+/// The alias of SQLite's side table of attribute values inside the per-row `EXISTS`.
+const SIDE_ALIAS: &str = "access_value";
+
 /// Above this many values of a category, `user in owners C` is one JSON path test (`@?`) on
 /// PostgreSQL instead of one containment test (`@>`) per value.
 pub const WIDE_VALUE_LIST: usize = 8;
@@ -63,12 +67,21 @@ pub struct Target<'a> {
     pub id_column: &'a str,
     /// A qualifier for the columns (a table alias), when the query needs one.
     pub qualifier: Option<&'a str>,
+    /// The column SQLite's side table of attribute values refers to rows by (see
+    /// [`super::access_values`]): the table's tiebreak column, unique (default: `id_column`).
+    pub row_key: &'a str,
 }
 
 impl<'a> Target<'a> {
     /// `table` with ids in `id_column`, columns unqualified.
     pub fn new(table: &'a str, id_column: &'a str) -> Self {
-        Self { table, id_column, qualifier: None }
+        Self { table, id_column, qualifier: None, row_key: id_column }
+    }
+
+    /// The same, with SQLite's side table of attribute values keyed by `column`.
+    pub fn with_row_key(mut self, column: &'a str) -> Self {
+        self.row_key = column;
+        self
     }
 
     /// The same, with columns qualified by `alias`.
@@ -133,7 +146,7 @@ impl Predicate {
         }
     }
 
-    fn and(items: impl IntoIterator<Item = Predicate>) -> Predicate {
+    pub(super) fn and(items: impl IntoIterator<Item = Predicate>) -> Predicate {
         let mut out = Vec::new();
         for item in items {
             match item {
@@ -154,7 +167,7 @@ impl Predicate {
         }
     }
 
-    fn or(items: impl IntoIterator<Item = Predicate>) -> Predicate {
+    pub(super) fn or(items: impl IntoIterator<Item = Predicate>) -> Predicate {
         let mut out = Vec::new();
         for item in items {
             match item {
@@ -362,14 +375,19 @@ fn render(p: &Predicate, target: &Target<'_>, dialect: Dialect, sql: Sql) -> Sql
                     }
                     sql.push(")")
                 }
+                // An index probe of the side table of attribute values, which triggers keep in
+                // step with the rows (see `access_values`): an entry per (row, category, value)
+                // of an owned row whose `C` member is an array holding the string.
                 Dialect::Sqlite => sql
-                    .push("EXISTS (SELECT 1 FROM json_each(")
-                    .push(&attributes)
-                    .push(
-                        ") AS a, json_each(CASE WHEN a.type = 'array' THEN a.value ELSE '[]' END) AS v WHERE a.key = ",
-                    )
+                    .push("EXISTS (SELECT 1 FROM ")
+                    .push_ident(&access_values_table(target.table))
+                    .push(&format!(
+                        " AS {alias} WHERE {alias}.{ROW_KEY} = {} AND {alias}.{ATTRIBUTE_CATEGORY} = ",
+                        target.column(target.row_key),
+                        alias = SIDE_ALIAS
+                    ))
                     .bind(Value::Text(category.clone()))
-                    .push(" AND a.type = 'array' AND v.type = 'text' AND v.value IN (")
+                    .push(&format!(" AND {SIDE_ALIAS}.{ATTRIBUTE_VALUE} IN ("))
                     .push_bind_list(values.iter().map(|v| Value::Text(v.clone())))
                     .push("))"),
             };

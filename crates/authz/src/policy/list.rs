@@ -4,15 +4,45 @@
 //! prepared once.
 
 use ferrostack_catalog::sql::dialect::quote_ident;
-use ferrostack_catalog::{Executor, Sql, Value};
+use ferrostack_catalog::{Dialect, Executor, Sql, Value};
 use ferrostack_config::Action;
 
+use super::access_values::{ATTRIBUTE_CATEGORY, ATTRIBUTE_VALUE, ROW_CREATED, ROW_KEY, access_values_table};
 use super::compile::{OWNER_PRINCIPAL, Predicate, predicate, render_predicate};
 use super::store::{AuthorizedTable, Key, Order, Page, StoreError};
 use crate::User;
 
 /// The owners a read predicate names (sorted, distinct) and its other terms, ORed.
 type OwnerBranches = (Vec<String>, Option<Predicate>);
+
+/// On SQLite, a list with more arms than this (owners, attribute values, the rest) is not split
+/// by [`AuthorizedTable::side_plan`]: SQLite caps a compound `SELECT` at 500 terms, and a caller
+/// with that many values is better served by one walk in (created, id) order.
+const MAX_SQLITE_LIST_ARMS: usize = 100;
+
+/// The alias of the side table of attribute values in a list's arms.
+const LISTED_VALUE: &str = "listed_value";
+
+/// SQLite: a read predicate as the arms of a list driven by the side table of attribute values
+/// (see [`super::access_values`]).
+#[derive(Debug)]
+struct SidePlan {
+    /// Owners the predicate names (`''`: unowned rows), sorted and distinct.
+    owners: Vec<String>,
+    /// Disjuncts with a `user in owners C` factor: one arm per value, from the side table.
+    driven: Vec<Driven>,
+    /// The other disjuncts, ORed: one arm walking the table in (created, id) order.
+    others: Option<Predicate>,
+}
+
+/// A disjunct `user in owners C [AND rest]`.
+#[derive(Debug)]
+struct Driven {
+    category: String,
+    values: Vec<String>,
+    /// The disjunct's other conjuncts (`None`: none).
+    rest: Option<Predicate>,
+}
 
 impl AuthorizedTable {
     /// One page in (created, id) order, after the row with key `after` when given (which must be
@@ -85,6 +115,12 @@ impl AuthorizedTable {
         limit: u32,
         order: Order,
     ) -> Result<Sql, StoreError> {
+        if let Some(user) = read
+            && self.db().dialect() == Dialect::Sqlite
+            && let Some(plan) = self.side_plan(user)?
+        {
+            return self.side_page_sql(plan, user, columns, filter, after, limit, order);
+        }
         let created = quote_ident(self.created_column());
         let id = quote_ident(self.tiebreak_column());
         let (cmp, dir) = match order {
@@ -213,5 +249,201 @@ impl AuthorizedTable {
             return Ok(None);
         }
         Ok(Some((owners, rest)))
+    }
+}
+
+impl AuthorizedTable {
+    /// SQLite: the read predicate as a [`SidePlan`] when one of its disjuncts has a `user in
+    /// owners C` factor (the default policy for a caller with attributes); `None` otherwise, or
+    /// when it would take more than [`MAX_SQLITE_LIST_ARMS`] arms.
+    fn side_plan(&self, user: Option<&User>) -> Result<Option<SidePlan>, StoreError> {
+        let items = match predicate(self.policy(), Action::Read, self.table(), user)? {
+            Predicate::True | Predicate::False => return Ok(None),
+            Predicate::Or(items) => items,
+            other => vec![other],
+        };
+        let mut owners = Vec::new();
+        let mut driven = Vec::new();
+        let mut others = Vec::new();
+        for item in items {
+            match item {
+                Predicate::OwnerIs(principal) => owners.push(principal),
+                Predicate::Unowned => owners.push(String::new()),
+                Predicate::InOwners { category, values } => driven.push(Driven { category, values, rest: None }),
+                Predicate::And(mut conjuncts) => {
+                    // Drive from the factor with the fewest values: the fewest arms.
+                    let factor = conjuncts
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, c)| match c {
+                            Predicate::InOwners { values, .. } => Some((values.len(), i)),
+                            _ => None,
+                        })
+                        .min();
+                    match factor.map(|(_, i)| conjuncts.remove(i)) {
+                        Some(Predicate::InOwners { category, values }) => {
+                            let rest = match Predicate::and(conjuncts) {
+                                Predicate::True => None,
+                                rest => Some(rest),
+                            };
+                            driven.push(Driven { category, values, rest });
+                        }
+                        Some(other) => {
+                            conjuncts.push(other);
+                            others.push(Predicate::And(conjuncts));
+                        }
+                        None => others.push(Predicate::And(conjuncts)),
+                    }
+                }
+                other => others.push(other),
+            }
+        }
+        owners.sort();
+        owners.dedup();
+        let arms =
+            owners.len() + driven.iter().map(|d| d.values.len()).sum::<usize>() + usize::from(!others.is_empty());
+        if driven.is_empty() || arms > MAX_SQLITE_LIST_ARMS {
+            return Ok(None);
+        }
+        let others = match others.len() {
+            0 => None,
+            1 => others.pop(),
+            _ => Some(Predicate::Or(others)),
+        };
+        Ok(Some(SidePlan { owners, driven, others }))
+    }
+
+    /// SQLite: one page from the arms of `plan`, each an ordered range of keys: an owner's on
+    /// the (owner, created, key) index and the rest walking the table in order, each limited to
+    /// `limit + 1`; an attribute value's on the side table's primary key (category, value,
+    /// created, key), read lazily. The arms' keys are merged in order (`UNION`: a row several
+    /// arms find comes once), the first `limit + 1` kept, and only their rows are read:
+    ///
+    /// ```sql
+    /// WITH [page_after AS MATERIALIZED (<cursor row>),] page_keys AS (
+    ///   SELECT * FROM (SELECT created AS page_created, id AS page_id FROM t
+    ///                  WHERE (<filter>) AND owner_principal = $1 ORDER BY .. LIMIT $n) AS arm0
+    ///   UNION ...
+    ///   UNION SELECT listed_value.row_created AS page_created, listed_value.row_key AS page_id
+    ///         FROM t_access_values AS listed_value
+    ///         WHERE listed_value.attribute_category = $2 AND listed_value.attribute_value = $3
+    ///   UNION ... ORDER BY page_created DESC, page_id DESC LIMIT $n)
+    /// SELECT <columns> FROM page_keys CROSS JOIN t ON t.id = page_keys.page_id ORDER BY ..
+    /// ```
+    ///
+    /// An attribute arm joins the table only when the store's filter or the disjunct's other
+    /// conjuncts need its columns.
+    #[expect(clippy::too_many_arguments, reason = "a page's parameters, each distinct")]
+    fn side_page_sql(
+        &self,
+        plan: SidePlan,
+        user: Option<&User>,
+        columns: &str,
+        filter: Sql,
+        after: Option<Key>,
+        limit: u32,
+        order: Order,
+    ) -> Result<Sql, StoreError> {
+        let table = quote_ident(self.table());
+        let created = quote_ident(self.created_column());
+        let key = quote_ident(self.tiebreak_column());
+        let owner = quote_ident(OWNER_PRINCIPAL);
+        let side = quote_ident(&access_values_table(self.table()));
+        let side_column = |c: &str| format!("{LISTED_VALUE}.{c}");
+        let (cmp, dir) = match order {
+            Order::Asc => (">", "ASC"),
+            Order::Desc => ("<", "DESC"),
+        };
+        let fetch = i64::from(limit) + 1;
+        let mut sql = Sql::new().push("WITH ");
+        let cursor = match after {
+            Some(after) => {
+                // The cursor row's (created, key), if the caller may read it (else no arm has
+                // a row after it: an empty page). Materialized: looked up, and its visibility
+                // checked, once, not once per arm (SQLite would inline it in each).
+                sql = sql
+                    .push(&format!("page_after AS MATERIALIZED (SELECT {created}, {key} FROM {table} WHERE "))
+                    .push_sql(self.key_filter(after)?)
+                    .push(" AND ")
+                    .push_sql(self.predicate(Action::Read, user, None)?)
+                    .push("), ");
+                Some(|c: &str, k: &str| format!(" AND ({c}, {k}) {cmp} (SELECT {created}, {key} FROM page_after)"))
+            }
+            None => None,
+        };
+        let filter = (!filter.is_empty()).then_some(filter);
+        let order_by = |c: &str, k: &str| {
+            Sql::new().push(&format!(" ORDER BY {c} {dir}, {k} {dir} LIMIT ")).bind(Value::Int(fetch))
+        };
+        // An arm over the table's own rows: `condition` and the store's filter.
+        let table_arm = |condition: Sql| {
+            let mut arm =
+                Sql::new().push(&format!("SELECT {created} AS page_created, {key} AS page_id FROM {table} WHERE "));
+            if let Some(f) = &filter {
+                arm = arm.push("(").push_sql(f.clone()).push(") AND ");
+            }
+            arm = arm.push_sql(condition);
+            if let Some(cursor) = &cursor {
+                arm = arm.push(&cursor(&created, &key));
+            }
+            arm.push_sql(order_by(&created, &key))
+        };
+        // Arms with an ORDER BY and LIMIT of their own (wrapped in a subquery) and arms over
+        // the side table, ordered by its key.
+        let mut arms = Vec::new();
+        let mut value_arms = Vec::new();
+        for principal in &plan.owners {
+            arms.push(table_arm(Sql::new().push(&format!("{owner} = ")).bind(principal.as_str())));
+        }
+        let target = self.target();
+        for driven in &plan.driven {
+            for value in &driven.values {
+                let (row_created, row_key) = (side_column(ROW_CREATED), side_column(ROW_KEY));
+                let mut arm = Sql::new().push(&format!(
+                    "SELECT {row_created} AS page_created, {row_key} AS page_id FROM {side} AS {LISTED_VALUE}"
+                ));
+                if filter.is_some() || driven.rest.is_some() {
+                    arm = arm.push(&format!(" CROSS JOIN {table} ON {table}.{key} = {row_key}"));
+                }
+                arm = arm
+                    .push(&format!(" WHERE {} = ", side_column(ATTRIBUTE_CATEGORY)))
+                    .bind(driven.category.as_str())
+                    .push(&format!(" AND {} = ", side_column(ATTRIBUTE_VALUE)))
+                    .bind(value.as_str());
+                if let Some(cursor) = &cursor {
+                    arm = arm.push(&cursor(&row_created, &row_key));
+                }
+                if let Some(f) = &filter {
+                    arm = arm.push(" AND (").push_sql(f.clone()).push(")");
+                }
+                if let Some(rest) = &driven.rest {
+                    arm = arm.push(" AND ").push_sql(render_predicate(rest, &target, Dialect::Sqlite));
+                }
+                // No ORDER BY / LIMIT of its own: the compound's ORDER BY is the side table's
+                // key order, so SQLite reads this arm lazily as it merges (an arm with a LIMIT
+                // would be read and sorted whole first), rows up to the page's end and no more.
+                value_arms.push(arm);
+            }
+        }
+        if let Some(others) = &plan.others {
+            arms.push(table_arm(
+                Sql::new().push("(").push_sql(render_predicate(others, &target, Dialect::Sqlite)).push(")"),
+            ));
+        }
+        sql = sql.push("page_keys AS (");
+        let wrapped = arms
+            .into_iter()
+            .enumerate()
+            .map(|(i, arm)| Sql::new().push("SELECT * FROM (").push_sql(arm).push(&format!(") AS arm{i}")));
+        for (i, arm) in wrapped.chain(value_arms).enumerate() {
+            if i > 0 {
+                sql = sql.push(" UNION ");
+            }
+            sql = sql.push_sql(arm);
+        }
+        Ok(sql.push_sql(order_by("page_created", "page_id")).push(&format!(
+            ") SELECT {columns} FROM page_keys CROSS JOIN {table} ON {table}.{key} = page_keys.page_id ORDER BY \
+                 page_keys.page_created {dir}, page_keys.page_id {dir}"
+        )))
     }
 }

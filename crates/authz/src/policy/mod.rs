@@ -6,6 +6,7 @@
 //! (property-tested on PostgreSQL and SQLite). `docs/access-control.md` describes the language,
 //! the SQL and the store contract.
 
+mod access_values;
 mod child;
 mod compile;
 mod eval;
@@ -15,6 +16,9 @@ mod regex_sql;
 mod store;
 mod upsert;
 
+pub use access_values::{
+    ATTRIBUTE_CATEGORY, ATTRIBUTE_VALUE, ROW_CREATED, ROW_KEY, access_values_table, sqlite_access_values_ddl,
+};
 pub use child::ChildTable;
 pub use compile::{
     ACCESS_ATTRIBUTES, CompileError, OWNER_PRINCIPAL, Predicate, Target, WIDE_VALUE_LIST, compile,

@@ -229,7 +229,7 @@ impl AuthorizedTable {
     }
 
     pub(super) fn target(&self) -> Target<'_> {
-        Target::new(&self.table, self.id_column())
+        Target::new(&self.table, self.id_column()).with_row_key(self.tiebreak_column())
     }
 
     /// The compiled predicate for `user` doing `action` on this table, to AND onto a statement

@@ -37,6 +37,11 @@ async fn create_tables(s: &Scratch) {
     ] {
         s.db.execute(Sql::new().push(&ddl)).await.unwrap();
     }
+    if s.dialect() == Dialect::Sqlite {
+        for ddl in ferrostack_authz::policy::sqlite_access_values_ddl("convs", "id", "TEXT", "created") {
+            s.db.execute(Sql::new().push(&ddl)).await.unwrap();
+        }
+    }
 }
 
 /// Everyone reads; owners do everything.

@@ -7,6 +7,7 @@
 #![expect(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
 
 mod acceptance;
+mod access_values;
 mod compose;
 mod hostile;
 mod property;
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
     tests.extend(unit::tests());
     tests.extend(acceptance::tests());
     tests.extend(compose::tests());
+    tests.extend(access_values::tests());
     tests.extend(hostile::tests());
     tests.extend(property::tests());
     ferrostack_testkit::run(tests)

@@ -225,16 +225,39 @@ fn rng(seed: u64) -> TestRng {
     TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
 }
 
+/// Store `rows`. Every third is first stored with its neighbour's owner attributes and then
+/// updated to its own, and a few extra rows are stored and deleted again: the checks then also
+/// prove that SQLite's side table of attribute values follows updates and deletes.
 pub async fn insert_rows(db: &Db, rows: &[StoredRow]) {
+    use ferrostack_authz::policy::AuthorizedTable;
+    let head = "INSERT INTO items (id, created, owner_principal, access_attributes) ";
     for chunk in rows.chunks(100) {
         let values = chunk.iter().enumerate().map(|(i, r)| {
-            let (principal, attributes) = ferrostack_authz::policy::AuthorizedTable::owner_values(r.owner.as_ref());
+            let (principal, attributes) = AuthorizedTable::owner_values(r.owner.as_ref());
+            let attributes = if i % 3 == 0 {
+                AuthorizedTable::owner_values(chunk[(i + 1) % chunk.len()].owner.as_ref()).1
+            } else {
+                attributes
+            };
             vec![Value::from(r.id.as_str()), Value::from(i as i64), principal, attributes]
         });
-        let sql =
-            Sql::new().push("INSERT INTO items (id, created, owner_principal, access_attributes) ").push_values(values);
-        db.execute(sql).await.unwrap();
+        db.execute(Sql::new().push(head).push_values(values)).await.unwrap();
+        for r in chunk.iter().step_by(3) {
+            let (_, attributes) = AuthorizedTable::owner_values(r.owner.as_ref());
+            let sql = Sql::new()
+                .push("UPDATE items SET access_attributes = ")
+                .bind(attributes)
+                .push(" WHERE id = ")
+                .bind(r.id.as_str());
+            db.execute(sql).await.unwrap();
+        }
     }
+    let doomed = rows.iter().take(30).enumerate().map(|(i, r)| {
+        let (principal, attributes) = AuthorizedTable::owner_values(r.owner.as_ref());
+        vec![Value::from(format!("doomed-{i}")), Value::from(i as i64), principal, attributes]
+    });
+    db.execute(Sql::new().push(head).push_values(doomed)).await.unwrap();
+    db.execute(Sql::new().push("DELETE FROM items WHERE id LIKE 'doomed-%'")).await.unwrap();
 }
 
 /// Where SQL and the evaluator disagree for `policy` and `user`, described; `Ok` when they agree.

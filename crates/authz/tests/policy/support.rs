@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use ferrostack_authz::User;
-use ferrostack_authz::policy::AuthorizedTable;
+use ferrostack_authz::policy::{AuthorizedTable, sqlite_access_values_ddl};
 use ferrostack_catalog::{Catalog, Db, Dialect, Sql};
 use ferrostack_config::{AccessRule, BackendConfig, StorageConfig};
 use ferrostack_testkit::{Postgres, Test, TestDatabase};
@@ -52,11 +52,17 @@ fn storage(backend: serde_json::Value) -> StorageConfig {
 
 async fn create(catalog: Catalog, dir: Option<tempfile::TempDir>, pg: Option<TestDatabase>) -> Scratch {
     let db = catalog.sql("sql").unwrap();
-    let ddl: &[&str] = match db.dialect() {
-        Dialect::Postgres => &PG_DDL,
-        Dialect::Sqlite => &SQLITE_DDL,
+    let ddl: Vec<String> = match db.dialect() {
+        Dialect::Postgres => PG_DDL.iter().map(|s| (*s).to_owned()).collect(),
+        // The side table of attribute values and its triggers, as the migrations create them
+        // for the real tenant tables.
+        Dialect::Sqlite => SQLITE_DDL
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(sqlite_access_values_ddl(TABLE, "id", "TEXT", "created"))
+            .collect(),
     };
-    for statement in ddl {
+    for statement in &ddl {
         db.execute(Sql::new().push(statement)).await.unwrap();
     }
     Scratch { db, _catalog: catalog, _dir: dir, _pg: pg }
