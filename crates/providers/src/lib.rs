@@ -24,6 +24,7 @@
 //! ```
 
 mod assemble;
+mod chunk;
 mod client;
 pub mod echo;
 mod error;
@@ -37,9 +38,9 @@ pub use assemble::{StreamAssembler, normalize_completion, rewrite_chunk_model};
 pub use client::{ChunkStream, ForwardHeaders, RawEvent, RawEventStream, StreamEvent, UpstreamClient};
 pub use error::ProviderError;
 pub use registry::{Backend, ModelRoute, Providers};
-pub use relay::{RelayedCompletion, StoredAnswer, relay_chunk, relay_completion};
+pub use relay::{ChunkRelay, RelayedCompletion, StoredAnswer, relay_chunk, relay_chunk_general, relay_completion};
 pub use request::{
     ChatBody, ChatRequestInfo, MAX_METADATA_KEY_CHARS, MAX_METADATA_PAIRS, MAX_METADATA_VALUE_CHARS, RequestError,
     parse_chat_request, validate_chat_request,
 };
-pub use sse::{SseEvent, SseParser};
+pub use sse::{MAX_LINE_BYTES as MAX_SSE_LINE_BYTES, SseEvent, SseParser};
