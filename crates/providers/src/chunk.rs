@@ -197,6 +197,30 @@ static STRING_STOP: [bool; 256] = {
     table
 };
 
+/// The end of the run of bytes from `i` that a string holds as they are (up to a quote, a
+/// backslash, a control character or the end): eight bytes at a time, then byte by byte.
+fn plain_run(bytes: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(word) = bytes.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+        let w = u64::from_le_bytes(word);
+        // The lowest byte flagged by each test is exact (a false flag only follows a true one).
+        let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGH;
+        let stop = below(w ^ (ONES * u64::from(b'"')), 1) | below(w ^ (ONES * u64::from(b'\\')), 1) | below(w, 0x20);
+        if stop != 0 {
+            return i + (stop.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if STRING_STOP[usize::from(b)] {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
 /// Scan the chunk `text` (already trimmed): on success `parts` holds what the assembler reads and
 /// `frame` has the object with `id_member` / `model_member` (`"id":"..."`, written where the
 /// first such member was, else at the end) appended. On [`Bail`], `frame` may hold a partial
@@ -217,7 +241,10 @@ pub(crate) fn scan(
     frame.push(b'{');
     let mut first = true;
     let (mut wrote_id, mut wrote_model) = (false, false);
-    s.members(true, |s, key| {
+    // Source bytes that go to the frame as they are, not copied yet: the members written as they
+    // came, when they follow each other with no whitespace (one copy for all of them).
+    let mut run = 0..0;
+    s.members(true, |s, key_at, key| {
         let start = s.i;
         match key {
             b"choices" => {
@@ -249,17 +276,40 @@ pub(crate) fn scan(
             b"id" | b"model" => return Ok(()),
             _ => None,
         };
-        if !std::mem::take(&mut first) {
-            frame.push(b',');
-        }
+        let comma = !std::mem::take(&mut first);
+        // `"key":value` with nothing between: the member as it is written.
+        let compact = start == key_at + key.len() + 3;
         match member {
-            Some(member) => frame.extend_from_slice(member),
-            None => {
-                // A key without escapes is written as it came: what serializing it gives.
-                frame.push(b'"');
-                frame.extend_from_slice(key);
-                frame.extend_from_slice(b"\":");
-                frame.extend_from_slice(bytes.get(start..s.i).ok_or(Bail)?);
+            None if compact
+                && comma
+                && !run.is_empty()
+                && run.end + 1 == key_at
+                && bytes.get(run.end) == Some(&b',') =>
+            {
+                run.end = s.i;
+            }
+            None if compact => {
+                flush(frame, bytes, &mut run);
+                if comma {
+                    frame.push(b',');
+                }
+                run = key_at..s.i;
+            }
+            _ => {
+                flush(frame, bytes, &mut run);
+                if comma {
+                    frame.push(b',');
+                }
+                match member {
+                    Some(member) => frame.extend_from_slice(member),
+                    None => {
+                        // A key without escapes is written as it came: what serializing it gives.
+                        frame.push(b'"');
+                        frame.extend_from_slice(key);
+                        frame.extend_from_slice(b"\":");
+                        frame.extend_from_slice(bytes.get(start..s.i).ok_or(Bail)?);
+                    }
+                }
             }
         }
         Ok(())
@@ -267,6 +317,7 @@ pub(crate) fn scan(
     if s.i != bytes.len() {
         return Err(Bail);
     }
+    flush(frame, bytes, &mut run);
     for (wrote, member) in [(wrote_id, id_member), (wrote_model, model_member)] {
         if !wrote {
             if !std::mem::take(&mut first) {
@@ -277,6 +328,14 @@ pub(crate) fn scan(
     }
     frame.push(b'}');
     Ok(())
+}
+
+/// Copy the pending `run` of source bytes to the frame.
+fn flush(frame: &mut Vec<u8>, bytes: &[u8], run: &mut Range<usize>) {
+    if run.start < run.end {
+        frame.extend_from_slice(bytes.get(run.clone()).unwrap_or_default());
+        *run = 0..0;
+    }
 }
 
 struct Scanner<'a> {
@@ -301,12 +360,7 @@ impl<'a> Scanner<'a> {
         let mut i = start + 1;
         let mut escaped = false;
         loop {
-            while let Some(&b) = self.b.get(i) {
-                if STRING_STOP[usize::from(b)] {
-                    break;
-                }
-                i += 1;
-            }
+            i = plain_run(self.b, i);
             match self.b.get(i) {
                 Some(b'"') => {
                     self.i = i + 1;
@@ -385,7 +439,7 @@ impl<'a> Scanner<'a> {
             Some(b'"') => (Kind::String, self.string()?.2),
             Some(b'{') => {
                 self.nested(depth)?;
-                self.members(false, |s, _| s.value(depth + 1).map(drop))?;
+                self.members(false, |s, _, _| s.value(depth + 1).map(drop))?;
                 (Kind::Object, false)
             }
             Some(b'[') => {
@@ -406,10 +460,14 @@ impl<'a> Scanner<'a> {
         if depth >= MAX_DEPTH { Err(Bail) } else { Ok(()) }
     }
 
-    /// The object at the cursor: `member` is called with each key (without its quotes) and the
-    /// cursor at the value, which it must consume. With `plain_keys`, a key with an escape gives
+    /// The object at the cursor: `member` is called with each key's place (its opening quote),
+    /// the key (without its quotes) and the cursor at the value, which it must consume. With `plain_keys`, a key with an escape gives
     /// up (at the levels that are read, the general path decodes every key).
-    fn members(&mut self, plain_keys: bool, mut member: impl FnMut(&mut Self, &'a [u8]) -> Scan<()>) -> Scan<()> {
+    fn members(
+        &mut self,
+        plain_keys: bool,
+        mut member: impl FnMut(&mut Self, usize, &'a [u8]) -> Scan<()>,
+    ) -> Scan<()> {
         let b = self.b;
         self.i += 1;
         self.ws();
@@ -431,7 +489,7 @@ impl<'a> Scanner<'a> {
             }
             self.i += 1;
             self.ws();
-            member(self, b.get(start + 1..end - 1).ok_or(Bail)?)?;
+            member(self, start, b.get(start + 1..end - 1).ok_or(Bail)?)?;
             self.ws();
             match self.peek() {
                 Some(b',') => {
@@ -490,7 +548,7 @@ impl<'a> Scanner<'a> {
 
     fn choice(&mut self, parts: &mut ChunkParts, position: u64) -> Scan<ChoiceView> {
         let mut choice = ChoiceView { position, ..ChoiceView::default() };
-        self.members(true, |s, key| {
+        self.members(true, |s, _, key| {
             match key {
                 b"index" => choice.index = Some(s.value(3)?),
                 b"finish_reason" => choice.finish_reason = Some(s.value(3)?),
@@ -521,7 +579,7 @@ impl<'a> Scanner<'a> {
 
     fn delta(&mut self, parts: &mut ChunkParts) -> Scan<DeltaView> {
         let mut delta = DeltaView::default();
-        self.members(true, |s, key| {
+        self.members(true, |s, _, key| {
             match key {
                 b"content" => delta.content = Some(s.value(4)?),
                 b"refusal" => delta.refusal = Some(s.value(4)?),
@@ -554,7 +612,7 @@ impl<'a> Scanner<'a> {
 
     fn call(&mut self, position: u64) -> Scan<CallView> {
         let mut call = CallView { position, ..CallView::default() };
-        self.members(true, |s, key| {
+        self.members(true, |s, _, key| {
             match key {
                 b"index" => call.index = Some(s.value(6)?),
                 b"id" => call.id = Some(s.value(6)?),
@@ -562,7 +620,7 @@ impl<'a> Scanner<'a> {
                 b"function" => {
                     call.function = if s.peek() == Some(b'{') {
                         let mut function = FunctionView::default();
-                        s.members(true, |s, key| {
+                        s.members(true, |s, _, key| {
                             match key {
                                 b"name" => function.name = Some(s.value(7)?),
                                 b"arguments" => function.arguments = Some(s.value(7)?),
@@ -589,7 +647,7 @@ impl<'a> Scanner<'a> {
 
     fn logprobs(&mut self, parts: &mut ChunkParts) -> Scan<LogprobsView> {
         let mut logprobs = LogprobsView::default();
-        self.members(true, |s, key| {
+        self.members(true, |s, _, key| {
             let list = match key {
                 b"content" => &mut logprobs.content,
                 b"refusal" => &mut logprobs.refusal,

@@ -536,7 +536,8 @@ fn raw_event_stream(
 impl StreamState {
     fn convert_events(&mut self) {
         for event in self.events.drain(..) {
-            let done = event.data.trim() == "[DONE]";
+            // (A chunk starts with `{`: no need to trim it to see that it is not `[DONE]`.)
+            let done = !event.data.starts_with('{') && event.data.trim() == "[DONE]";
             self.queue.push_back(Ok(if done { RawEvent::Done } else { RawEvent::Data(event.data) }));
             if done {
                 break;

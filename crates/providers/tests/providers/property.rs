@@ -311,6 +311,9 @@ const STRINGS: &[&str] = &[
     "chatcmpl-9",
     "function",
     "\\u0000nul",
+    "a longer text, with more than eight bytes",
+    "0123456789abcdef\\n0123456\\\"89abcdef0\\u00e9",
+    "caf\u{e9}caf\u{e9}caf\u{e9} \u{1F600}\u{1F600}\\\\",
 ];
 const NUMBERS: &[&str] = &[
     "0",
@@ -351,6 +354,10 @@ const BROKEN_STRINGS: &[&str] = &[
     "'single'",
     "\"a\\\"",
     "\"\u{7f}\u{1f}\"",
+    "\"0123456789abcdef\u{1}0123\"",
+    "\"0123456\u{1f}89abcdef\"",
+    "\"caf\u{e9}caf\u{e9}\u{8}\"",
+    "\"0123456789abcdef0123",
 ];
 
 /// A generated chunk's text, and whether it is well-formed with nothing the fast path leaves to
