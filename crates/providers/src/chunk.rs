@@ -199,6 +199,7 @@ static STRING_STOP: [bool; 256] = {
 
 /// The end of the run of bytes from `i` that a string holds as they are (up to a quote, a
 /// backslash, a control character or the end): eight bytes at a time, then byte by byte.
+#[inline(always)]
 fn plain_run(bytes: &[u8], mut i: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -355,6 +356,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// The string starting at the cursor (a quote): its place, and whether it has escapes.
+    #[inline(always)]
     fn string(&mut self) -> Scan<(usize, usize, bool)> {
         let start = self.i;
         let mut i = start + 1;

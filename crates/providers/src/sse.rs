@@ -52,7 +52,12 @@ impl SseParser {
             bytes = bytes.strip_prefix(b"\n").unwrap_or(bytes);
         }
         while !bytes.is_empty() {
-            match memchr::memchr2(b'\n', b'\r', bytes) {
+            // (A blank line, the end of an event, is found without the search.)
+            let end = match bytes.first() {
+                Some(b'\n' | b'\r') => Some(0),
+                _ => memchr::memchr2(b'\n', b'\r', bytes),
+            };
+            match end {
                 Some(i) => {
                     let (line, rest) = bytes.split_at(i);
                     let crlf = rest.first() == Some(&b'\r');
