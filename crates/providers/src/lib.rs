@@ -10,7 +10,8 @@
 //! - [`StreamAssembler`]: turns the chunks of a stream into the `chat.completion` to store.
 //! - [`validate_chat_request`] / [`parse_chat_request`]: the checks on a request body, naming the
 //!   field at fault (the latter from the body's text, with no tree).
-//! - [`relay_chunk`] / [`relay_completion`]: the proxy's byte-level relay of upstream answers.
+//! - [`ChunkRelay`] / [`relay_chunk`] / [`relay_completion`]: the proxy's byte-level relay of
+//!   upstream answers (a stream's chunks in one pass each).
 //!
 //! ```no_run
 //! # async fn demo(config: &ferrostack_config::RunConfig) -> Result<(), ferrostack_providers::ProviderError> {

@@ -91,7 +91,8 @@ pub fn relay_chunk(
 
 /// The relay of one stream's chunks (see [`relay_chunk`]): ferrostack's `id` and the requested
 /// `model` as members encoded once, and the buffers of the one pass over each chunk kept between
-/// chunks. A chunk that the pass does not take (see [`crate::chunk`]) goes through
+/// chunks. A chunk that the pass does not take (an escaped key where it is read, an error
+/// object, nesting over 100, anything that is not JSON) goes through
 /// [`relay_chunk_general`]; the outcome is the same either way.
 #[derive(Debug)]
 pub struct ChunkRelay {
