@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
+use crate::chunk::{CallView, ChoiceView, ChunkParts};
 use crate::raw::{self, Kind, Members};
 
 /// Accumulates `chat.completion.chunk`s, in order, into one `chat.completion`.
@@ -102,6 +103,27 @@ impl StreamAssembler {
         }
     }
 
+    /// Take in the next chunk, as the relay's one pass over its text found it (see
+    /// [`crate::chunk`]): the same as [`StreamAssembler::push_members`] of that text.
+    pub(crate) fn push_parts(&mut self, text: &str, chunk: &ChunkParts, id: Option<&str>) {
+        if self.id.is_none() {
+            let theirs = chunk.id.and_then(|v| v.str(text)).filter(|s| !s.is_empty());
+            self.id = id.map(str::to_owned).or_else(|| theirs.map(std::borrow::Cow::into_owned));
+        }
+        if self.created.is_none() {
+            self.created = chunk.created.and_then(|v| v.number(text)).as_ref().and_then(number_i64);
+        }
+        if let Some(usage) = chunk.usage.filter(|u| u.is_object())
+            && let Ok(usage) = serde_json::from_str(usage.raw(text))
+        {
+            self.usage = Some(usage);
+        }
+        for choice in chunk.choices() {
+            let index = choice.index.and_then(|v| v.u64(text)).unwrap_or(choice.position);
+            self.choices.entry(index).or_default().push_view(text, chunk, choice);
+        }
+    }
+
     /// The assembled `chat.completion`, or `None` when no chunk carried an id (nothing to store).
     /// `created` falls back to now.
     pub fn finish(&self) -> Option<Value> {
@@ -147,6 +169,38 @@ impl ChoiceParts {
             for (key, into) in [("content", &mut self.logprobs_content), ("refusal", &mut self.logprobs_refusal)] {
                 if let Some(entries) = logprobs.get(key).and_then(raw::as_array) {
                     into.extend(entries.0.iter().filter_map(|e| serde_json::from_str::<Value>(e.get()).ok()));
+                    self.has_logprobs = true;
+                }
+            }
+        }
+    }
+
+    fn push_view(&mut self, text: &str, chunk: &ChunkParts, choice: &ChoiceView) {
+        if let Some(delta) = &choice.delta {
+            if let Some(content) = delta.content.and_then(|v| v.str(text)) {
+                self.content.push_str(&content);
+            }
+            if let Some(refusal) = delta.refusal.and_then(|v| v.str(text)) {
+                self.refusal.push_str(&refusal);
+            }
+            if let Some(calls) = &delta.tool_calls {
+                for call in chunk.calls(calls) {
+                    let index = call.index.and_then(|v| v.u64(text)).unwrap_or(call.position);
+                    self.tool_calls.entry(index).or_default().push_view(text, call);
+                }
+            }
+        }
+        if let Some(reason) = choice.finish_reason.and_then(|v| v.str(text)) {
+            self.finish_reason = Some(reason.into_owned());
+        }
+        if let Some(logprobs) = &choice.logprobs {
+            for (list, into) in
+                [(&logprobs.content, &mut self.logprobs_content), (&logprobs.refusal, &mut self.logprobs_refusal)]
+            {
+                if let Some(list) = list {
+                    into.extend(
+                        chunk.entries(list).iter().filter_map(|e| serde_json::from_str::<Value>(e.raw(text)).ok()),
+                    );
                     self.has_logprobs = true;
                 }
             }
@@ -232,6 +286,23 @@ impl ToolCallParts {
                 self.name.push_str(&name);
             }
             if let Some(arguments) = function.get("arguments").and_then(raw::as_str) {
+                self.arguments.push_str(&arguments);
+            }
+        }
+    }
+
+    fn push_view(&mut self, text: &str, call: &CallView) {
+        if let Some(id) = call.id.and_then(|v| v.str(text)).filter(|s| !s.is_empty()) {
+            id.as_ref().clone_into(&mut self.id);
+        }
+        if let Some(kind) = call.kind.and_then(|v| v.str(text)).filter(|s| !s.is_empty()) {
+            kind.as_ref().clone_into(&mut self.kind);
+        }
+        if let Some(function) = &call.function {
+            if let Some(name) = function.name.and_then(|v| v.str(text)) {
+                self.name.push_str(&name);
+            }
+            if let Some(arguments) = function.arguments.and_then(|v| v.str(text)) {
                 self.arguments.push_str(&arguments);
             }
         }

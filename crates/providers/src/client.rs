@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferrostack_config::{InferenceProviderConfig, InferenceProviderKind};
-use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::{BoxStream, StreamExt};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use serde_json::Value;
 use std::sync::Arc;
@@ -494,7 +494,19 @@ fn raw_event_stream(
         ended: false,
         _slot: slot,
     };
-    stream::unfold(state, |mut st| async move {
+    state.boxed()
+}
+
+/// The stream polled in place (an `unfold` moved the whole state into a new future per event).
+impl futures_util::Stream for StreamState {
+    type Item = Result<RawEvent, ProviderError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let st = self.get_mut();
         loop {
             if let Some(item) = st.queue.pop_front() {
                 if matches!(item, Err(_) | Ok(RawEvent::Done)) {
@@ -502,13 +514,14 @@ fn raw_event_stream(
                     st.queue.clear();
                     st.ended = true;
                 }
-                return Some((item, st));
+                return Poll::Ready(Some(item));
             }
             if st.ended {
-                return None;
+                return Poll::Ready(None);
             }
-            match st.body.next().await {
-                Some(Ok(bytes)) => {
+            match st.body.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(bytes))) => {
                     let fed = st.parser.feed(&bytes, &mut st.events);
                     st.convert_events();
                     if fed.is_err() {
@@ -517,26 +530,26 @@ fn raw_event_stream(
                         st.ended = true;
                     }
                 }
-                Some(Err(e)) => {
+                Poll::Ready(Some(Err(e))) => {
                     st.convert_events();
                     st.queue.push_back(Err(ProviderError::from_reqwest(&st.provider, e)));
                     st.ended = true;
                 }
-                None => {
+                Poll::Ready(None) => {
                     st.parser.finish(&mut st.events);
                     st.convert_events();
                     st.ended = true;
                 }
             }
         }
-    })
-    .boxed()
+    }
 }
 
 impl StreamState {
     fn convert_events(&mut self) {
         for event in self.events.drain(..) {
-            let done = event.data.trim() == "[DONE]";
+            // (A chunk starts with `{`: no need to trim it to see that it is not `[DONE]`.)
+            let done = !event.data.starts_with('{') && event.data.trim() == "[DONE]";
             self.queue.push_back(Ok(if done { RawEvent::Done } else { RawEvent::Data(event.data) }));
             if done {
                 break;

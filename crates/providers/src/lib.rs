@@ -10,7 +10,8 @@
 //! - [`StreamAssembler`]: turns the chunks of a stream into the `chat.completion` to store.
 //! - [`validate_chat_request`] / [`parse_chat_request`]: the checks on a request body, naming the
 //!   field at fault (the latter from the body's text, with no tree).
-//! - [`relay_chunk`] / [`relay_completion`]: the proxy's byte-level relay of upstream answers.
+//! - [`ChunkRelay`] / [`relay_chunk`] / [`relay_completion`]: the proxy's byte-level relay of
+//!   upstream answers (a stream's chunks in one pass each).
 //!
 //! ```no_run
 //! # async fn demo(config: &ferrostack_config::RunConfig) -> Result<(), ferrostack_providers::ProviderError> {
@@ -24,6 +25,7 @@
 //! ```
 
 mod assemble;
+mod chunk;
 mod client;
 pub mod echo;
 mod error;
@@ -37,9 +39,9 @@ pub use assemble::{StreamAssembler, normalize_completion, rewrite_chunk_model};
 pub use client::{ChunkStream, ForwardHeaders, RawEvent, RawEventStream, StreamEvent, UpstreamClient};
 pub use error::ProviderError;
 pub use registry::{Backend, ModelRoute, Providers};
-pub use relay::{RelayedCompletion, StoredAnswer, relay_chunk, relay_completion};
+pub use relay::{ChunkRelay, RelayedCompletion, StoredAnswer, relay_chunk, relay_chunk_general, relay_completion};
 pub use request::{
     ChatBody, ChatRequestInfo, MAX_METADATA_KEY_CHARS, MAX_METADATA_PAIRS, MAX_METADATA_VALUE_CHARS, RequestError,
     parse_chat_request, validate_chat_request,
 };
-pub use sse::{SseEvent, SseParser};
+pub use sse::{MAX_LINE_BYTES as MAX_SSE_LINE_BYTES, SseEvent, SseParser};

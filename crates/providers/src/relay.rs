@@ -5,10 +5,13 @@
 //! a JSON answer whose choices have no tool calls to normalise: its stored `choices` are its own
 //! text, compacted.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::assemble::StreamAssembler;
+use crate::chunk::{self, ChunkParts};
 use crate::client::error_event;
 use crate::error::ProviderError;
 use crate::raw::{self, Kind, Members};
@@ -71,7 +74,97 @@ fn write_object(out: &mut Vec<u8>, members: &Members<'_>, id: &str, model: &str,
 /// gets (`data: {...}\n\n`, with `id` and `model` set, everything else as the upstream sent it)
 /// to `frame`, feed the chunk to `assembler`, and return the upstream's own id of the chunk (a
 /// non-empty string), if any. An error object is returned as the error it reports.
+///
+/// A stream's relay keeps a [`ChunkRelay`] instead (its `id` and `model` members are encoded
+/// once, and its buffers are reused); this is the same for one chunk.
 pub fn relay_chunk(
+    provider: &str,
+    data: &str,
+    id: &str,
+    model: &str,
+    assembler: &mut StreamAssembler,
+    frame: &mut Vec<u8>,
+) -> Result<Option<String>, ProviderError> {
+    let mut relay = ChunkRelay::new(id, model);
+    Ok(relay.relay(provider, data, assembler, frame)?.map(Cow::into_owned))
+}
+
+/// The relay of one stream's chunks (see [`relay_chunk`]): ferrostack's `id` and the requested
+/// `model` as members encoded once, and the buffers of the one pass over each chunk kept between
+/// chunks. A chunk that the pass does not take (an escaped key where it is read, an error
+/// object, nesting over 100, anything that is not JSON) goes through
+/// [`relay_chunk_general`]; the outcome is the same either way.
+#[derive(Debug)]
+pub struct ChunkRelay {
+    id: String,
+    model: String,
+    /// `"id":"..."`, as written into every chunk.
+    id_member: Vec<u8>,
+    /// `"model":"..."`.
+    model_member: Vec<u8>,
+    parts: ChunkParts,
+    general: u64,
+}
+
+impl ChunkRelay {
+    /// The relay of a stream whose chunks get `id` and `model`.
+    pub fn new(id: &str, model: &str) -> Self {
+        let member = |key: &str, value: &str| {
+            let mut out = Vec::with_capacity(key.len() + value.len() + 8);
+            raw::write_member(&mut out, &mut true, key, &[]);
+            raw::write_str(&mut out, value);
+            out
+        };
+        Self {
+            id: id.to_owned(),
+            model: model.to_owned(),
+            id_member: member("id", id),
+            model_member: member("model", model),
+            parts: ChunkParts::default(),
+            general: 0,
+        }
+    }
+
+    /// ferrostack's id of the stream.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// How many chunks went through [`relay_chunk_general`] (the one pass gave up on them).
+    pub fn general_count(&self) -> u64 {
+        self.general
+    }
+
+    /// Relay one event's `data`, as [`relay_chunk`] does; the upstream's id is borrowed from
+    /// `data` when it can be.
+    pub fn relay<'d>(
+        &mut self,
+        provider: &str,
+        data: &'d str,
+        assembler: &mut StreamAssembler,
+        frame: &mut Vec<u8>,
+    ) -> Result<Option<Cow<'d, str>>, ProviderError> {
+        // A chunk starts with `{` and ends with `}`: nothing to trim (checked before the
+        // Unicode-aware trim, which costs more).
+        let text = if data.starts_with('{') && data.ends_with('}') { data } else { data.trim() };
+        let mark = frame.len();
+        frame.reserve(text.len() + self.id_member.len() + self.model_member.len() + 8);
+        frame.extend_from_slice(b"data: ");
+        let scanned = chunk::scan(text, &mut self.parts, frame, &self.id_member, &self.model_member);
+        if scanned.is_ok() && !self.parts.is_error(text) {
+            frame.extend_from_slice(b"\n\n");
+            assembler.push_parts(text, &self.parts, Some(&self.id));
+            return Ok(self.parts.id.and_then(|v| v.str(text)).filter(|s| !s.is_empty()));
+        }
+        frame.truncate(mark);
+        self.general += 1;
+        Ok(relay_chunk_general(provider, data, &self.id, &self.model, assembler, frame)?.map(Cow::Owned))
+    }
+}
+
+/// [`relay_chunk`] for any text, from [`Members`] views of each level: what [`ChunkRelay`] falls
+/// back to when its one pass gives up (the tests hold the two to the same outcome).
+pub fn relay_chunk_general(
     provider: &str,
     data: &str,
     id: &str,

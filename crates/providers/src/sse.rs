@@ -22,7 +22,7 @@ pub struct SseParser {
     line: Vec<u8>,
     /// The previous read ended with CR: a LF starting the next one belongs to that line end.
     after_cr: bool,
-    /// `data` of the event being built (each line followed by `\n`).
+    /// `data` of the event being built (its lines joined with `\n`).
     data: String,
     /// Whether any `data` line was seen for the event being built.
     has_data: bool,
@@ -52,11 +52,30 @@ impl SseParser {
             bytes = bytes.strip_prefix(b"\n").unwrap_or(bytes);
         }
         while !bytes.is_empty() {
-            match bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+            // (A blank line, the end of an event, is found without the search.)
+            let end = match bytes.first() {
+                Some(b'\n' | b'\r') => Some(0),
+                _ => memchr::memchr2(b'\n', b'\r', bytes),
+            };
+            match end {
                 Some(i) => {
-                    self.push_line_bytes(&bytes[..i])?;
-                    let crlf = bytes[i] == b'\r';
-                    bytes = &bytes[i + 1..];
+                    let (line, rest) = bytes.split_at(i);
+                    let crlf = rest.first() == Some(&b'\r');
+                    if self.line.is_empty() {
+                        // The whole line is in this read: read in place, not copied.
+                        if line.len() > MAX_LINE_BYTES {
+                            return Err(LineTooLong);
+                        }
+                        self.end_line(line, out);
+                    } else {
+                        self.push_line_bytes(line)?;
+                        // Read in place and cleared, keeping its capacity.
+                        let buffered = std::mem::take(&mut self.line);
+                        self.end_line(&buffered, out);
+                        self.line = buffered;
+                        self.line.clear();
+                    }
+                    bytes = rest.get(1..).unwrap_or_default();
                     if crlf {
                         if bytes.is_empty() {
                             self.after_cr = true;
@@ -64,7 +83,6 @@ impl SseParser {
                             bytes = bytes.strip_prefix(b"\n").unwrap_or(bytes);
                         }
                     }
-                    self.end_line(out);
                 }
                 None => {
                     self.push_line_bytes(bytes)?;
@@ -79,7 +97,8 @@ impl SseParser {
     /// followed by a blank line is dispatched too.
     pub fn finish(&mut self, out: &mut Vec<SseEvent>) {
         if !self.line.is_empty() {
-            self.end_line(out);
+            let line = std::mem::take(&mut self.line);
+            self.end_line(&line, out);
         }
         self.dispatch(out);
     }
@@ -92,32 +111,41 @@ impl SseParser {
         Ok(())
     }
 
-    fn end_line(&mut self, out: &mut Vec<SseEvent>) {
-        if self.line.is_empty() {
-            self.dispatch(out);
-            return;
-        }
-        // The line buffer is read in place and cleared, keeping its capacity: taking it out
-        // would cost an allocation per line.
-        if self.line[0] != b':' {
-            // (A line starting with ':' is a comment, such as a keep-alive.)
-            let line = String::from_utf8_lossy(&self.line);
-            let (field, value) = match line.split_once(':') {
-                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-                None => (line.as_ref(), ""),
-            };
-            match field {
-                "data" => {
-                    self.data.push_str(value);
-                    self.data.push('\n');
-                    self.has_data = true;
+    /// A line ended (without its line end). Invalid UTF-8 is replaced (U+FFFD); the field name
+    /// and value are split at the first `:` before that, which gives the same as converting the
+    /// line first (a `:` is never part of an invalid sequence).
+    fn end_line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) {
+        // (A line starting with ':' is a comment, such as a keep-alive.)
+        match line.first() {
+            None => self.dispatch(out),
+            Some(b':') => {}
+            Some(_) => {
+                let (field, value) = match memchr::memchr(b':', line) {
+                    Some(c) => {
+                        let value = line.get(c + 1..).unwrap_or_default();
+                        (line.get(..c).unwrap_or_default(), value.strip_prefix(b" ").unwrap_or(value))
+                    }
+                    None => (line, &[][..]),
+                };
+                match field {
+                    b"data" => {
+                        // Lines joined with `\n`.
+                        if self.has_data {
+                            self.data.push('\n');
+                        }
+                        push_lossy(&mut self.data, value);
+                        self.has_data = true;
+                    }
+                    b"event" => {
+                        let mut event = String::new();
+                        push_lossy(&mut event, value);
+                        self.event = Some(event);
+                    }
+                    // `id` and `retry` matter to reconnecting browsers, not to a relay.
+                    _ => {}
                 }
-                "event" => self.event = Some(value.to_owned()),
-                // `id` and `retry` matter to reconnecting browsers, not to a relay.
-                _ => {}
             }
         }
-        self.line.clear();
     }
 
     fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
@@ -126,10 +154,15 @@ impl SseParser {
             return;
         }
         self.has_data = false;
-        let mut data = std::mem::take(&mut self.data);
-        if data.ends_with('\n') {
-            data.pop();
-        }
+        let data = std::mem::take(&mut self.data);
         out.push(SseEvent { event, data });
+    }
+}
+
+/// Append `bytes` as text, invalid UTF-8 replaced.
+fn push_lossy(out: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => out.push_str(text),
+        Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
     }
 }

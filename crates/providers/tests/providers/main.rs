@@ -5,6 +5,7 @@
 // not reach it.
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is a failed test")]
 
+mod property;
 mod support;
 mod unit;
 mod upstream;
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let mut tests = Vec::new();
     tests.extend(unit::tests());
+    tests.extend(property::tests());
     tests.extend(validation::tests());
     tests.extend(upstream::tests());
     ferrostack_testkit::run(tests)

@@ -4,7 +4,7 @@
 //! The hot path works on bytes: the request is checked from a borrowed view of its text and
 //! forwarded with only `model` (and `stream`) rewritten; the upstream's answer and every SSE
 //! chunk are relayed as the upstream sent them, with the server-owned `id` and the requested
-//! `model` spliced in (`ferrostack_providers::relay_completion` / `relay_chunk`).
+//! `model` spliced in (`ferrostack_providers::relay_completion` / `ChunkRelay`).
 //!
 //! The upstream call runs on the actix worker that got the request, not on another runtime:
 //! a client that disconnects drops it, which closes the upstream connection (the engine stops
@@ -21,7 +21,7 @@ use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use ferrostack_catalog::json::{contains_nul, replace_nul};
 use ferrostack_providers::{
-    ModelRoute, RawEvent, RawEventStream, StreamAssembler, parse_chat_request, relay_chunk, relay_completion,
+    ChunkRelay, ModelRoute, RawEvent, RawEventStream, StreamAssembler, parse_chat_request, relay_completion,
 };
 use futures_util::{FutureExt as _, StreamExt};
 use tokio_util::task::TaskTracker;
@@ -180,13 +180,14 @@ async fn relay_stream(
             return Err(err);
         }
     };
+    let id = new_completion_id();
     let relay = Relay {
         events,
         provider: route.provider_id,
-        id: new_completion_id(),
+        chunks: ChunkRelay::new(&id, &model),
+        id,
         upstream_id: None,
         assembler: StreamAssembler::new(&model),
-        model,
         store,
         call: Some(call),
         tasks: state.tasks.clone(),
@@ -215,10 +216,11 @@ struct Relay {
     provider: String,
     /// ferrostack's id, on every chunk the client gets.
     id: String,
+    /// The relay of each chunk (with `id` and `model`).
+    chunks: ChunkRelay,
     /// The upstream's first id, for tracing.
     upstream_id: Option<String>,
     assembler: StreamAssembler,
-    model: String,
     /// Taken when the completion is handed to storing.
     store: Option<StoreRequest>,
     /// Taken when the call is over.
@@ -329,9 +331,9 @@ impl Relay {
 
     /// Relay one event's data: its frame appended to `frame`, its chunk to the assembler.
     fn relay(&mut self, data: &str, frame: &mut Vec<u8>) -> Result<(), Box<ferrostack_providers::ProviderError>> {
-        let theirs = relay_chunk(&self.provider, data, &self.id, &self.model, &mut self.assembler, frame)?;
+        let theirs = self.chunks.relay(&self.provider, data, &mut self.assembler, frame)?;
         if self.upstream_id.is_none() {
-            self.upstream_id = theirs;
+            self.upstream_id = theirs.map(std::borrow::Cow::into_owned);
         }
         Ok(())
     }
