@@ -1,4 +1,5 @@
-//! The OpenAI-compatible upstream client: one pooled `reqwest::Client` per provider.
+//! The OpenAI-compatible upstream client of a provider: hyper-util's pooled HTTP/1.1 client for
+//! a plain-HTTP provider that no proxy applies to (crate::plain), else a pooled `reqwest::Client`.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -14,6 +15,7 @@ use thread_local::ThreadLocal;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ProviderError;
+use crate::plain::{self, PlainBody, PlainClient};
 use crate::sse::{SseEvent, SseParser};
 
 /// Longest upstream error body read for its message, in bytes.
@@ -110,6 +112,10 @@ pub struct UpstreamClient {
     http: ThreadLocal<reqwest::Client>,
     /// How [`Self::http`] builds a thread's client (the settings were checked at start-up).
     http_config: HttpConfig,
+    /// The chat-completion calls of a plain-HTTP provider that no proxy applies to
+    /// ([`plain::plain_http_allowed`], decided at start-up from the environment); `None`: through
+    /// [`Self::http`]. Model listing always goes through reqwest (not on the hot path).
+    plain: Option<PlainClient>,
     /// `Bearer <key>`, marked sensitive so that it never prints.
     auth: Option<HeaderValue>,
     /// At most `max_concurrent_requests` calls at once; a call waits for a place at most
@@ -167,6 +173,17 @@ impl UpstreamClient {
         };
         let completions_url = reqwest::Url::parse(&format!("{}/chat/completions", config.url))
             .map_err(|e| fail(format!("url {}: {e}", config.url)))?;
+        let plain = if plain::plain_http_allowed(completions_url.as_str(), |name| std::env::var(name).ok()) {
+            let uri = completions_url.as_str().parse().map_err(|e| fail(format!("url {}: {e}", config.url)))?;
+            Some(PlainClient::new(
+                uri,
+                http_config.connect_timeout,
+                http_config.read_timeout,
+                http_config.max_idle_per_host,
+            ))
+        } else {
+            None
+        };
         Ok(Self {
             id: provider_id.to_owned(),
             kind: config.kind,
@@ -174,6 +191,7 @@ impl UpstreamClient {
             completions_url,
             http,
             http_config,
+            plain,
             auth,
             slots: Arc::new(Semaphore::new(config.max_concurrent_requests)),
             max_concurrent: config.max_concurrent_requests,
@@ -204,6 +222,12 @@ impl UpstreamClient {
         self.kind
     }
 
+    /// Whether chat completions go out on the plain-HTTP path (hyper-util's client; see
+    /// [`crate::plain_http_allowed`]) rather than through reqwest.
+    pub fn plain_http(&self) -> bool {
+        self.plain.is_some()
+    }
+
     /// The base URL requests go under.
     pub fn base_url(&self) -> &str {
         &self.base_url
@@ -215,8 +239,8 @@ impl UpstreamClient {
         if let Some(auth) = &self.auth {
             req = req.header(AUTHORIZATION, auth.clone());
         }
-        let resp = self.send(req).await?;
-        let bytes = resp.bytes().await.map_err(|e| ProviderError::from_reqwest(&self.id, e))?;
+        let answer = self.send(req).await?;
+        let bytes = answer.body.all(&self.id).await?;
         let value: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ProviderError::invalid(&self.id, format!("the model list is not JSON: {e}")))?;
         let Some(data) = value.get("data").and_then(Value::as_array) else {
@@ -233,15 +257,52 @@ impl UpstreamClient {
         headers.apply(req)
     }
 
-    /// Send, and turn a non-2xx answer into [`ProviderError::Upstream`].
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ProviderError> {
+    /// Send through reqwest, and turn a non-2xx answer into [`ProviderError::Upstream`].
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Answer, ProviderError> {
         let resp = req.send().await.map_err(|e| ProviderError::from_reqwest(&self.id, e))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
+        let answer = Answer {
+            status: resp.status().as_u16(),
+            json: is_json(resp.headers().get(CONTENT_TYPE)),
+            body: Body::Reqwest(resp),
+        };
+        self.check(answer).await
+    }
+
+    async fn check(&self, answer: Answer) -> Result<Answer, ProviderError> {
+        if (200..300).contains(&answer.status) {
+            return Ok(answer);
         }
-        let body = read_limited(resp, MAX_ERROR_BODY).await.map_err(|e| ProviderError::from_reqwest(&self.id, e))?;
-        Err(upstream_error(&self.id, status.as_u16(), &body))
+        let status = answer.status;
+        let body = read_limited(answer.body, &self.id, MAX_ERROR_BODY).await?;
+        Err(upstream_error(&self.id, status, &body))
+    }
+
+    /// `POST <url>/chat/completions` of `body` (JSON) with `accept` (none: reqwest's `*/*`),
+    /// on the plain-HTTP path when the provider has one; a non-2xx answer is an error.
+    async fn post_completions(
+        &self,
+        headers: &ForwardHeaders,
+        accept: Option<&'static str>,
+        body: Vec<u8>,
+    ) -> Result<Answer, ProviderError> {
+        let Some(plain) = &self.plain else {
+            let mut req = self.request(headers).header(CONTENT_TYPE, "application/json");
+            if let Some(accept) = accept {
+                req = req.header(ACCEPT, accept);
+            }
+            return self.send(req.body(body)).await;
+        };
+        let mut map = plain::base_headers(self.auth.as_ref(), HeaderValue::from_static(accept.unwrap_or("*/*")));
+        plain::forward(&mut map, "traceparent", headers.traceparent.as_ref());
+        plain::forward(&mut map, "tracestate", headers.tracestate.as_ref());
+        plain::forward(&mut map, "x-request-id", headers.request_id.as_ref());
+        let (head, body) = plain.post(&self.id, map, body).await?;
+        let answer = Answer {
+            status: head.status().as_u16(),
+            json: is_json(head.headers().get(CONTENT_TYPE)),
+            body: Body::Plain(body),
+        };
+        self.check(answer).await
     }
 
     /// A place among the provider's concurrent calls: at once when one is free, else after a
@@ -289,12 +350,7 @@ impl UpstreamClient {
     pub async fn chat_completion_bytes(&self, body: Vec<u8>, headers: &ForwardHeaders) -> Result<Bytes, ProviderError> {
         let _slot = self.slot().await?;
         let started = Instant::now();
-        let result = async {
-            let req = self.request(headers).header(CONTENT_TYPE, "application/json").body(body);
-            let resp = self.send(req).await?;
-            resp.bytes().await.map_err(|e| ProviderError::from_reqwest(&self.id, e))
-        }
-        .await;
+        let result = async { self.post_completions(headers, None, body).await?.body.all(&self.id).await }.await;
         log_outcome(&self.id, false, started, result.as_ref().err());
         result
     }
@@ -352,28 +408,17 @@ impl UpstreamClient {
         headers: &ForwardHeaders,
         slot: OwnedSemaphorePermit,
     ) -> Result<RawEventStream, ProviderError> {
-        let req = self
-            .request(headers)
-            .header(ACCEPT, "text/event-stream")
-            .header(CONTENT_TYPE, "application/json")
-            .body(body);
-        let resp = self.send(req).await?;
-        let is_json = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
-        if is_json {
+        let answer = self.post_completions(headers, Some("text/event-stream"), body).await?;
+        if answer.json {
             // An upstream that ignores `stream` or reports an error with a 200.
-            let bytes =
-                read_limited(resp, MAX_ERROR_BODY).await.map_err(|e| ProviderError::from_reqwest(&self.id, e))?;
+            let bytes = read_limited(answer.body, &self.id, MAX_ERROR_BODY).await?;
             let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
                 ProviderError::invalid(&self.id, "expected an event stream, got a body that is not JSON")
             })?;
             return Err(error_event(&self.id, &value)
                 .unwrap_or_else(|| ProviderError::invalid(&self.id, "expected an event stream, got a JSON body")));
         }
-        Ok(raw_event_stream(self.id.clone(), resp.bytes_stream().boxed(), slot))
+        Ok(raw_event_stream(self.id.clone(), answer.body.into_stream(&self.id), slot))
     }
 }
 
@@ -385,10 +430,56 @@ fn log_outcome(provider: &str, stream: bool, started: Instant, error: Option<&Pr
     }
 }
 
+/// An upstream's answer: its status, whether its content type is JSON, its unread body.
+struct Answer {
+    status: u16,
+    json: bool,
+    body: Body,
+}
+
+/// A `Content-Type` that says JSON.
+fn is_json(content_type: Option<&HeaderValue>) -> bool {
+    content_type
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"))
+}
+
+/// An answer's body, from either client; read failures are already [`ProviderError`]s.
+enum Body {
+    Reqwest(reqwest::Response),
+    Plain(PlainBody),
+}
+
+impl Body {
+    async fn chunk(&mut self, provider: &str) -> Result<Option<Bytes>, ProviderError> {
+        match self {
+            Self::Reqwest(resp) => resp.chunk().await.map_err(|e| ProviderError::from_reqwest(provider, e)),
+            Self::Plain(body) => body.chunk().await,
+        }
+    }
+
+    async fn all(self, provider: &str) -> Result<Bytes, ProviderError> {
+        match self {
+            Self::Reqwest(resp) => resp.bytes().await.map_err(|e| ProviderError::from_reqwest(provider, e)),
+            Self::Plain(body) => body.all().await,
+        }
+    }
+
+    fn into_stream(self, provider: &str) -> BoxStream<'static, Result<Bytes, ProviderError>> {
+        match self {
+            Self::Reqwest(resp) => {
+                let provider = provider.to_owned();
+                resp.bytes_stream().map(move |r| r.map_err(|e| ProviderError::from_reqwest(&provider, e))).boxed()
+            }
+            Self::Plain(body) => body.boxed(),
+        }
+    }
+}
+
 /// Read at most `limit` bytes of a body (an error page can be big; its start is enough).
-async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, reqwest::Error> {
+async fn read_limited(mut body: Body, provider: &str, limit: usize) -> Result<Vec<u8>, ProviderError> {
     let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
+    while let Some(chunk) = body.chunk(provider).await? {
         let room = limit.saturating_sub(out.len());
         out.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if out.len() >= limit {
@@ -470,7 +561,7 @@ pub type RawEventStream = BoxStream<'static, Result<RawEvent, ProviderError>>;
 
 struct StreamState {
     provider: String,
-    body: BoxStream<'static, Result<Bytes, reqwest::Error>>,
+    body: BoxStream<'static, Result<Bytes, ProviderError>>,
     parser: SseParser,
     events: Vec<SseEvent>,
     queue: VecDeque<Result<RawEvent, ProviderError>>,
@@ -482,7 +573,7 @@ struct StreamState {
 
 fn raw_event_stream(
     provider: String,
-    body: BoxStream<'static, Result<Bytes, reqwest::Error>>,
+    body: BoxStream<'static, Result<Bytes, ProviderError>>,
     slot: OwnedSemaphorePermit,
 ) -> RawEventStream {
     let state = StreamState {
@@ -532,7 +623,7 @@ impl futures_util::Stream for StreamState {
                 }
                 Poll::Ready(Some(Err(e))) => {
                     st.convert_events();
-                    st.queue.push_back(Err(ProviderError::from_reqwest(&st.provider, e)));
+                    st.queue.push_back(Err(e));
                     st.ended = true;
                 }
                 Poll::Ready(None) => {

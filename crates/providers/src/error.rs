@@ -3,6 +3,15 @@
 
 use ferrostack_config::Problem;
 
+/// The underlying failure of an upstream call, for the logs: a reqwest error (https and proxied
+/// providers), a hyper-util one (plain-HTTP providers), or [`TimedOut`].
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// The read timeout (or, before the answer's head, the whole wait) ran out.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("operation timed out")]
+pub struct TimedOut;
+
 /// A failure of the model registry or of an upstream provider.
 ///
 /// `Display` is the message for the client; the HTTP layer picks the status. Messages never carry an API key or the content of a request.
@@ -19,18 +28,18 @@ pub enum ProviderError {
     Unreachable {
         /// The provider id.
         provider: String,
-        /// What reqwest said.
+        /// What the HTTP client said.
         #[source]
-        source: reqwest::Error,
+        source: Cause,
     },
     /// The provider did not answer (or stopped answering) in time (504).
     #[error("upstream provider {provider} timed out")]
     Timeout {
         /// The provider id.
         provider: String,
-        /// What reqwest said.
+        /// What the HTTP client said.
         #[source]
-        source: reqwest::Error,
+        source: Cause,
     },
     /// The provider answered with an error status, or sent an error event mid-stream. A 4xx is
     /// passed on with the upstream's message; anything else becomes 502.
@@ -63,9 +72,9 @@ pub enum ProviderError {
     Broken {
         /// The provider id.
         provider: String,
-        /// What reqwest said.
+        /// What the HTTP client said.
         #[source]
-        source: reqwest::Error,
+        source: Cause,
     },
     /// Every place among the provider's concurrent calls (`max_concurrent_requests`) stayed taken
     /// for `queue_timeout_ms` (503 with `Retry-After`; nothing was sent upstream).
@@ -129,11 +138,11 @@ impl ProviderError {
     pub(crate) fn from_reqwest(provider: &str, source: reqwest::Error) -> Self {
         let provider = provider.to_owned();
         if source.is_timeout() {
-            Self::Timeout { provider, source }
+            Self::Timeout { provider, source: Box::new(source) }
         } else if source.is_body() || source.is_decode() {
-            Self::Broken { provider, source }
+            Self::Broken { provider, source: Box::new(source) }
         } else {
-            Self::Unreachable { provider, source }
+            Self::Unreachable { provider, source: Box::new(source) }
         }
     }
 

@@ -4,8 +4,9 @@
 //!
 //! - [`Providers`]: the model registry and one [`UpstreamClient`] per configured inference
 //!   provider, built once at start-up from the [`RunConfig`](ferrostack_config::RunConfig).
-//! - [`UpstreamClient`]: an OpenAI-compatible client with one pooled `reqwest::Client`; JSON
-//!   answers and SSE streams parsed incrementally into [`StreamEvent`]s.
+//! - [`UpstreamClient`]: an OpenAI-compatible client: hyper-util's pooled HTTP/1.1 client for a
+//!   plain-HTTP provider ([`plain_http_allowed`]), a `reqwest::Client` for https or through a
+//!   proxy; JSON answers and SSE streams parsed incrementally into [`StreamEvent`]s.
 //! - [`ProviderError`]: every failure, classified for the HTTP layer by [`ProviderError::status`].
 //! - [`StreamAssembler`]: turns the chunks of a stream into the `chat.completion` to store.
 //! - [`validate_chat_request`] / [`parse_chat_request`]: the checks on a request body, naming the
@@ -29,6 +30,7 @@ mod chunk;
 mod client;
 pub mod echo;
 mod error;
+mod plain;
 pub mod raw;
 mod registry;
 mod relay;
@@ -37,7 +39,8 @@ mod sse;
 
 pub use assemble::{StreamAssembler, normalize_completion, rewrite_chunk_model};
 pub use client::{ChunkStream, ForwardHeaders, RawEvent, RawEventStream, StreamEvent, UpstreamClient};
-pub use error::ProviderError;
+pub use error::{Cause, ProviderError, TimedOut};
+pub use plain::plain_http_allowed;
 pub use registry::{Backend, ModelRoute, Providers};
 pub use relay::{ChunkRelay, RelayedCompletion, StoredAnswer, relay_chunk, relay_chunk_general, relay_completion};
 pub use request::{

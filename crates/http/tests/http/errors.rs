@@ -232,7 +232,7 @@ async fn every_status() {
         ),
         (
             "provider unreachable",
-            ProviderError::Unreachable { provider: "fake".into(), source: refused().await }.into(),
+            ProviderError::Unreachable { provider: "fake".into(), source: refused().await.into() }.into(),
             502,
             body("upstream provider fake unreachable", "upstream_error", "upstream_unavailable", None),
         ),
@@ -301,7 +301,7 @@ async fn every_status() {
         ),
         (
             "provider timeout",
-            ProviderError::Timeout { provider: "fake".into(), source: timed_out().await }.into(),
+            ProviderError::Timeout { provider: "fake".into(), source: timed_out().await.into() }.into(),
             504,
             body("upstream provider fake timed out", "upstream_error", "upstream_timeout", None),
         ),

@@ -5,6 +5,7 @@
 // not reach it.
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is a failed test")]
 
+mod plain;
 mod property;
 mod support;
 mod unit;
@@ -19,5 +20,6 @@ fn main() -> ExitCode {
     tests.extend(property::tests());
     tests.extend(validation::tests());
     tests.extend(upstream::tests());
+    tests.extend(plain::tests());
     ferrostack_testkit::run(tests)
 }
