@@ -175,12 +175,7 @@ impl UpstreamClient {
             .map_err(|e| fail(format!("url {}: {e}", config.url)))?;
         let plain = if plain::plain_http_allowed(completions_url.as_str(), |name| std::env::var(name).ok()) {
             let uri = completions_url.as_str().parse().map_err(|e| fail(format!("url {}: {e}", config.url)))?;
-            Some(PlainClient::new(
-                uri,
-                http_config.connect_timeout,
-                http_config.read_timeout,
-                http_config.max_idle_per_host,
-            ))
+            PlainClient::new(uri, http_config.connect_timeout, http_config.read_timeout, http_config.max_idle_per_host)
         } else {
             None
         };

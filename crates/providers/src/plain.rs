@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use http_body_util::Full;
 use hyper::body::{Body as _, Incoming};
-use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 use hyper::{Method, Request, Response, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -63,6 +63,8 @@ pub fn plain_http_allowed(url: &str, var: impl Fn(&str) -> Option<String>) -> bo
 pub(crate) struct PlainClient {
     /// `<base_url>/chat/completions`.
     uri: Uri,
+    /// Its `Host` header, built once (hyper-util would format it for every request).
+    host: HeaderValue,
     /// One pooled client per thread that calls the provider: a connection is driven by a task on
     /// the thread that opened it, and only that thread's calls use it (see `UpstreamClient::http`).
     clients: ThreadLocal<Client<HttpConnector, Full<Bytes>>>,
@@ -72,8 +74,17 @@ pub(crate) struct PlainClient {
 }
 
 impl PlainClient {
-    pub(crate) fn new(uri: Uri, connect_timeout: Duration, read_timeout: Duration, max_idle_per_host: usize) -> Self {
-        Self { uri, clients: ThreadLocal::new(), connect_timeout, read_timeout, max_idle_per_host }
+    /// `None` when `uri` has no authority usable as a `Host` header (then reqwest is used).
+    pub(crate) fn new(
+        uri: Uri,
+        connect_timeout: Duration,
+        read_timeout: Duration,
+        max_idle_per_host: usize,
+    ) -> Option<Self> {
+        // The authority of a URL without user info, its default port already dropped by the URL
+        // parser: what hyper-util would send (`host[:port]`).
+        let host = HeaderValue::from_str(uri.authority()?.as_str()).ok()?;
+        Some(Self { uri, host, clients: ThreadLocal::new(), connect_timeout, read_timeout, max_idle_per_host })
     }
 
     fn client(&self) -> &Client<HttpConnector, Full<Bytes>> {
@@ -104,20 +115,22 @@ impl PlainClient {
         *req.method_mut() = Method::POST;
         *req.uri_mut() = self.uri.clone();
         *req.headers_mut() = headers;
-        let sent = tokio::time::timeout(self.read_timeout, self.client().request(req)).await;
-        let resp = match sent {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => return Err(send_error(provider, e)),
-            Err(_) => return Err(ProviderError::Timeout { provider: provider.to_owned(), source: Box::new(TimedOut) }),
-        };
+        req.headers_mut().insert(HOST, self.host.clone());
+        // One timer for the call: until the answer's head, then between body chunks.
+        let mut sleep = Box::pin(tokio::time::sleep(self.read_timeout));
+        let mut sent = self.client().request(req);
+        let resp = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = Pin::new(&mut sent).poll(cx) {
+                return Poll::Ready(result.map_err(|e| send_error(provider, e)));
+            }
+            ready!(sleep.as_mut().poll(cx));
+            Poll::Ready(Err(ProviderError::Timeout { provider: provider.to_owned(), source: Box::new(TimedOut) }))
+        })
+        .await?;
+        drop(sent);
+        sleep.as_mut().reset(Instant::now() + self.read_timeout);
         let (head, body) = resp.into_parts();
-        let body = PlainBody {
-            provider: provider.to_owned(),
-            body,
-            timeout: self.read_timeout,
-            sleep: Box::pin(tokio::time::sleep(self.read_timeout)),
-            done: false,
-        };
+        let body = PlainBody { provider: provider.to_owned(), body, timeout: self.read_timeout, sleep, done: false };
         Ok((Response::from_parts(head, ()), body))
     }
 }

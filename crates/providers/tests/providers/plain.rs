@@ -212,6 +212,8 @@ pub fn tests() -> Vec<Test> {
                 ] {
                     assert!(head.lines().any(|l| l == line), "{line} missing in {head}");
                 }
+                let host = format!("host: {}", server.url.trim_start_matches("http://").trim_end_matches("/v1"));
+                assert!(head.lines().any(|l| l == host), "{host} missing in {head}");
             }
             assert_eq!(server.accepted.load(Ordering::SeqCst), 1, "one connection, kept alive");
         }),
