@@ -111,7 +111,7 @@ pub(crate) struct Shared<R> {
     /// Rows sent to the channel and not yet taken by a writer (counted after the send, so it can
     /// be below zero for a moment).
     queued: AtomicIsize,
-    /// Rows a writer gathering a partial batch still needs for a full one (`usize::MAX`: none
+    /// Rows a writer gathering a partial batch still needs for a full one (`isize::MAX`: none
     /// is gathering); a producer that brings the channel to it wakes that writer (`backlog`).
     need: AtomicIsize,
     backlog: Notify,
@@ -753,20 +753,21 @@ async fn fill_while_another_writes<R>(
             break true;
         }
         // What is already in the channel, without waiting (and without a wake-up per row).
-        loop {
-            if batch.len() >= shared.batch_size {
-                break;
-            }
+        let mut closed = false;
+        while batch.len() < shared.batch_size {
             match rx.try_recv() {
                 Ok(item) => {
                     shared.queued.fetch_sub(1, Ordering::AcqRel);
                     batch.push(item);
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => return true,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
             }
         }
-        if batch.len() >= shared.batch_size {
+        if closed || batch.len() >= shared.batch_size {
             break true;
         }
         // Woken by a producer once a full batch waits, not by every row.
